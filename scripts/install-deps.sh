@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything the build and the tests need, idempotently and without questions:
+# the Debian packages of the real test peers and a Python virtualenv (under target/) with
+# vpp-papi and scapy. Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  dpdk-dev          # dpdk-testpmd with the net_memif driver: the memif peer
+  wireguard-go      # the WireGuard peer
+  wireguard-tools   # wg: the UAPI client
+  iproute2          # ip netns, veth
+  iputils-ping
+  iperf3
+  tshark            # an independent frame decoder
+  python3-venv
+  procps
+  util-linux
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+VENV=target/venv
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import vpp_papi, scapy' 2>/dev/null; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+echo "install-deps: all peers present"

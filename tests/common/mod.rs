@@ -1,0 +1,67 @@
+//! Shared helpers for the integration tests.
+//!
+//! The peer convention: a test that needs a real peer (a program such as `dpdk-testpmd`, `wireguard-go`,
+//! `wg`, or the Python virtualenv with vpp-papi and scapy) asks [`require`] first. When the peer is
+//! missing, the test **fails** if the environment variable `CI` is set (`scripts/test.sh` sets it, since it
+//! installs every peer), and otherwise skips with a printed reason, so a plain `cargo test` on a bare
+//! machine still runs everything else.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// True when missing peers must fail the test instead of skipping it.
+pub fn peers_required() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Checks that `program` can be run (found on `PATH` or an existing path). Returns `false` (skip) with a
+/// printed reason when it is missing outside CI; panics when it is missing under `CI`.
+pub fn require(program: &str, purpose: &str) -> bool {
+    if program_exists(program) {
+        return true;
+    }
+    missing(&format!("`{program}` ({purpose}) is not installed; run scripts/install-deps.sh"))
+}
+
+/// Checks that the test runs as root (network namespaces, TAP devices). Same rules as [`require`].
+pub fn require_root(purpose: &str) -> bool {
+    // Asked through `id` so that the tests need no `unsafe` (geteuid).
+    let uid = Command::new("id").arg("-u").output().ok().and_then(|o| String::from_utf8(o.stdout).ok());
+    if uid.as_deref().map(str::trim) == Some("0") {
+        return true;
+    }
+    missing(&format!("{purpose} needs root (network namespaces)"))
+}
+
+/// The project's Python virtualenv interpreter with vpp-papi and scapy, if it is installed.
+pub fn venv_python() -> Option<PathBuf> {
+    let python = project_root().join("target/venv/bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    missing("the Python virtualenv target/venv (vpp-papi, scapy) is missing; run scripts/install-deps.sh");
+    None
+}
+
+/// The root of the project (where Cargo.toml is).
+pub fn project_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn program_exists(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+fn missing(reason: &str) -> bool {
+    if peers_required() {
+        panic!("required test peer missing under CI: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    false
+}
