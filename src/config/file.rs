@@ -5,7 +5,7 @@
 //! [`super::TunnelConfig`]. They read with the original's Go rules ([`super::json`]) and write back in the
 //! original's format with its key names (the Kubernetes renderer writes these files).
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::json::{DecodeError, Decoded, GoDecode, Json, decode_document, decode_struct};
 
@@ -152,6 +152,31 @@ impl GatewayFile {
     pub fn to_json(&self) -> String {
         to_json(self)
     }
+}
+
+/// `Deserialize` with the original's rules (case-insensitive keys, last duplicate wins, ...); unknown keys
+/// are dropped. The loader uses [`InterfaceFile::parse`] instead, which also reports them.
+impl<'de> Deserialize<'de> for InterfaceFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<InterfaceFile, D::Error> {
+        deserialize_go(deserializer)
+    }
+}
+
+/// `Deserialize` with the original's rules, like [`InterfaceFile`]'s.
+impl<'de> Deserialize<'de> for GatewayFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<GatewayFile, D::Error> {
+        deserialize_go(deserializer)
+    }
+}
+
+fn deserialize_go<'de, D: Deserializer<'de>, T: GoDecode + Default>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    let doc = Json::deserialize(deserializer)?;
+    let mut file = T::default();
+    decode_document(&doc, &mut file)
+        .map_err(|e| serde::de::Error::custom(format!("key {:?}: {}", e.key, e.reason)))?;
+    Ok(file)
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
