@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::json::{DecodeError, Decoded, GoDecode, Json, decode_document, decode_struct};
+use super::json::{DecodeError, Decoded, GoDecode, Json, Lenient, decode_document, decode_struct};
 
 /// `if/<name>.json`: one tunnel interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -115,19 +115,23 @@ pub(crate) enum FileDecodeError {
     Type(DecodeError),
 }
 
-/// A decoded file with the keys it did not know.
+/// A decoded file with the keys it did not know and the values it skipped.
 #[derive(Debug)]
 pub(crate) struct Parsed<T> {
     pub file: T,
     pub unknown_keys: Vec<String>,
+    pub ignored: Vec<DecodeError>,
 }
 
 fn parse_file<T: GoDecode + Default>(bytes: &[u8]) -> Result<Parsed<T>, FileDecodeError> {
     let doc = Json::parse(bytes).map_err(FileDecodeError::Syntax)?;
     let mut file = T::default();
-    let Decoded { unknown_keys } =
-        decode_document(&doc, &mut file).map_err(FileDecodeError::Type)?;
-    Ok(Parsed { file, unknown_keys })
+    let decoded = decode_document(&doc, &mut file).map_err(FileDecodeError::Type)?;
+    Ok(Parsed {
+        file,
+        unknown_keys: decoded.unknown_keys,
+        ignored: decoded.ignored,
+    })
 }
 
 impl InterfaceFile {
@@ -223,7 +227,10 @@ impl GoDecode for GatewayFile {
                 || m.field("VppIfMacaddrPrefix", &mut self.vpp_if_macaddr_prefix)?
                 || m.field("VppBridgeLoop_InstallMethod", &mut self.install_method)?
                 || m.field("VppBridgeLoop_VppctlBinary", &mut self.vppctl_binary)?
-                || m.field("VppBridgeLoop_VppctlBin", &mut self.vppctl_bin_alias)?
+                || m.field(
+                    "VppBridgeLoop_VppctlBin",
+                    &mut Lenient(&mut self.vppctl_bin_alias),
+                )?
                 || m.field("VppBridgeLoop_SwIfName", &mut self.sw_if_name)?
                 || m.field("VppBridgeLoop_SwIfIndex", &mut self.sw_if_index)?
                 || m.field("VppBridgeLoop_InstallNeighbor", &mut self.install_neighbor)?
