@@ -437,7 +437,7 @@ mod tests {
         bad_sum[3] ^= 1;
         assert_eq!(check(&bad_sum), Err(Error::Checksum));
         assert_eq!(check(&NS[..20]), Err(Error::Truncated));
-        let mut fix = |mutate: fn(&mut [u8; 32])| {
+        let fix = |mutate: fn(&mut [u8; 32])| {
             let mut bytes = NS;
             mutate(&mut bytes);
             Icmpv6Packet::new_unchecked(&mut bytes[..]).fill_checksum(&ns_src(), &ns_dst());

@@ -334,7 +334,6 @@ mod tests {
         assert_eq!((protocol, upper[0]), (next_header::ICMPV6, 143));
 
         // A Hop-by-Hop header that claims more bytes than the payload holds.
-        let mut bytes = bytes;
         bytes[41] = 3;
         assert_eq!(
             Ipv6Packet::new_checked(&bytes[..]).unwrap().upper_layer(),
