@@ -32,6 +32,9 @@ pub mod wire;
 #[cfg(test)]
 mod scenarios;
 
+#[cfg(test)]
+mod proptests;
+
 pub use adapter::{Adapter, Neighbour, RxAction, RxOutcome, Transmit, TransmitKind, TxAction};
 pub use announce::Announcement;
 pub use config::{L2Config, NeighbourInstall, NeighbourSettings};
