@@ -66,6 +66,12 @@ def unpack(client, name, body):
     """Decodes a whole message body: (header dict, fields dict)."""
     msg = client.messages[name]
     value, size = msg.unpack(body)
+    # vpp-papi counts an empty variable string as 0 bytes, though it occupies its 4-byte length (and it
+    # packs it that way): add those back before checking that the whole body was read.
+    size += 4 * sum(
+        1 for packer, v in zip(msg.packers, value)
+        if isinstance(packer, vpp_serializer.String) and not packer.fixed and v == ""
+    )
     if size != len(body):
         raise ValueError(f"{name}: {len(body) - size} bytes after the last field")
     n = header_len(msg)
