@@ -98,6 +98,48 @@ pub struct WgDevice<Tx: IpSend, Rx: IpRecv> {
     // INVARIANT: after every `set`, the engine's peers equal `config`'s (none while there is no
     // private key), with the same preshared keys, keepalives and allowed IPs.
     config: Mutex<DeviceConfig>,
+    handshakes: HandshakeClock,
+}
+
+/// Turns gotatun's "time since the last handshake" into a stable wall-clock time.
+///
+/// The age is measured against a clock sampled a moment apart from ours, so `now - age` jitters
+/// by microseconds from one read to the next. A value within [`Self::TOLERANCE`] of the one
+/// reported before is the same handshake and is reported unchanged, so `get` and the status stay
+/// exact across reads.
+#[derive(Default)]
+struct HandshakeClock {
+    reported: std::sync::Mutex<HashMap<Key, SystemTime>>,
+}
+
+impl HandshakeClock {
+    const TOLERANCE: Duration = Duration::from_millis(50);
+
+    fn wall_clock(&self, peer: Key, now: SystemTime, age: Option<Duration>) -> Option<SystemTime> {
+        let mut reported = self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(at) = age.and_then(|age| now.checked_sub(age)) else {
+            reported.remove(&peer);
+            return None;
+        };
+        let previous = reported.get(&peer).copied();
+        let same = previous.is_some_and(|p| {
+            let gap = at
+                .duration_since(p)
+                .or_else(|_| p.duration_since(at))
+                .unwrap_or_default();
+            gap < Self::TOLERANCE
+        });
+        match previous {
+            Some(previous) if same => Some(previous),
+            _ => {
+                reported.insert(peer, at);
+                Some(at)
+            }
+        }
+    }
 }
 
 impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
@@ -136,6 +178,7 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
             engine,
             socket,
             config: Mutex::new(config),
+            handshakes: HandshakeClock::default(),
         };
         if private_key.is_some() {
             device
@@ -320,7 +363,7 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
                     endpoint: endpoint.or(peer.endpoint),
                     rx_bytes: rx as u64,
                     tx_bytes: tx as u64,
-                    last_handshake: since.and_then(|d| now.checked_sub(d)),
+                    last_handshake: self.handshakes.wall_clock(peer.public_key, now, since),
                 }
             })
             .collect()
@@ -441,5 +484,253 @@ impl PeerChange {
         if self.endpoint {
             peer.set_endpoint(want.endpoint);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two devices joined over loopback UDP, each with a channel IP side driven by the test.
+
+    use super::*;
+    use crate::wg::channel::{ChannelIpRecv, ChannelIpSend, IpChannelEnds, ip_channel};
+    use std::net::Ipv4Addr;
+
+    type TestDevice = WgDevice<ChannelIpSend, ChannelIpRecv>;
+
+    struct Side {
+        device: TestDevice,
+        ends: IpChannelEnds,
+        key: Key,
+        address: Ipv4Addr,
+    }
+
+    async fn side(name: &str, seed: u8, address: Ipv4Addr) -> Side {
+        let (tx, rx, ends) = ip_channel(256, 1420);
+        let key = Key([seed; 32]);
+        let settings = DeviceSettings {
+            name: name.into(),
+            private_key: Some(key),
+            ..DeviceSettings::default()
+        };
+        let device = WgDevice::new(settings, tx, rx)
+            .await
+            .expect("device starts");
+        Side {
+            device,
+            ends,
+            key,
+            address,
+        }
+    }
+
+    fn peer_commands(of: &Side, port: u16) -> Vec<Command> {
+        vec![
+            Command::Peer(of.key.public_key()),
+            Command::Endpoint(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+            Command::ReplaceAllowedIps,
+            Command::AllowedIp(IpNet::from(std::net::IpAddr::V4(of.address))),
+        ]
+    }
+
+    async fn joined() -> (Side, Side) {
+        let a = side("wga", 1, Ipv4Addr::new(10, 0, 0, 1)).await;
+        let b = side("wgb", 2, Ipv4Addr::new(10, 0, 0, 2)).await;
+        a.device
+            .set(&peer_commands(&b, b.device.listen_port()))
+            .await
+            .expect("peer b");
+        b.device
+            .set(&peer_commands(&a, a.device.listen_port()))
+            .await
+            .expect("peer a");
+        (a, b)
+    }
+
+    fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+        let total = 28 + payload.len();
+        let mut packet = vec![0u8; total];
+        packet[0] = 0x45;
+        packet[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        packet[8] = 64;
+        packet[9] = 17;
+        packet[12..16].copy_from_slice(&src.octets());
+        packet[16..20].copy_from_slice(&dst.octets());
+        let sum = packet[..20]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+        packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+        packet[20..22].copy_from_slice(&4000u16.to_be_bytes());
+        packet[22..24].copy_from_slice(&4001u16.to_be_bytes());
+        packet[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        packet[28..].copy_from_slice(payload);
+        packet
+    }
+
+    /// Sends one packet from `from` to `to` through the tunnel and checks it arrives unchanged.
+    async fn carry(from: &Side, to: &mut Side, payload: &[u8]) {
+        let packet = ipv4_udp(from.address, to.address, payload);
+        from.ends
+            .to_device
+            .send(packet.clone())
+            .await
+            .expect("device reads packets");
+        let received = tokio::time::timeout(Duration::from_secs(5), to.ends.from_device.recv())
+            .await
+            .expect("the packet crosses the tunnel within 5 s")
+            .expect("device sends packets");
+        assert_eq!(received, packet);
+    }
+
+    async fn status(side: &Side, peer: &Side) -> PeerStatus {
+        let all = side.device.peer_status().await;
+        all.into_iter()
+            .find(|s| s.public_key == peer.key.public_key())
+            .expect("peer configured")
+    }
+
+    #[tokio::test]
+    async fn a_setconf_of_the_same_peers_keeps_the_session_and_counters() {
+        let (a, mut b) = joined().await;
+        carry(&a, &mut b, b"first").await;
+        let before = status(&a, &b).await;
+        assert!(before.last_handshake.is_some() && before.tx_bytes > 0);
+
+        // What `wg setconf` sends: replace_peers, then every peer again.
+        let mut commands = vec![
+            Command::PrivateKey(Some(a.key)),
+            Command::Fwmark(0),
+            Command::ReplacePeers,
+        ];
+        commands.extend(peer_commands(&b, b.device.listen_port()));
+        a.device.set(&commands).await.expect("setconf");
+        carry(&a, &mut b, b"second").await;
+
+        let after = status(&a, &b).await;
+        assert_eq!(
+            after.last_handshake, before.last_handshake,
+            "no new handshake"
+        );
+        assert!(
+            after.tx_bytes > before.tx_bytes,
+            "counters kept and rising: {before:?} -> {after:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_port_change_keeps_the_old_socket_and_reports_eaddrinuse() {
+        let (mut a, mut b) = joined().await;
+        let port = a.device.listen_port();
+        let blocker = std::net::UdpSocket::bind("[::]:0").expect("bind a blocker");
+        let taken = blocker.local_addr().expect("addr").port();
+        let error = a
+            .device
+            .set(&[Command::ListenPort(taken)])
+            .await
+            .expect_err("port taken");
+        assert_eq!(error.errno, EADDRINUSE);
+        assert_eq!(a.device.listen_port(), port);
+        assert!(
+            a.device
+                .uapi_get()
+                .await
+                .contains(&format!("listen_port={port}\n"))
+        );
+        carry(&a, &mut b, b"still up").await;
+        carry(&b, &mut a, b"both ways").await;
+    }
+
+    #[tokio::test]
+    async fn a_port_change_moves_the_traffic_to_the_new_socket() {
+        let (mut a, mut b) = joined().await;
+        carry(&a, &mut b, b"before").await;
+        let handshake = status(&b, &a).await.last_handshake;
+        a.device
+            .set(&[Command::ListenPort(0)])
+            .await
+            .expect("rebind to a random port");
+        let new_port = a.device.listen_port();
+        carry(&a, &mut b, b"from the new port").await;
+        assert_eq!(
+            status(&b, &a).await.endpoint.map(|e| e.port()),
+            Some(new_port),
+            "b roams to a's new port"
+        );
+        carry(&b, &mut a, b"back to the new port").await;
+        assert_eq!(
+            status(&b, &a).await.last_handshake,
+            handshake,
+            "the session survives the rebind"
+        );
+    }
+
+    #[tokio::test]
+    async fn removing_the_private_key_stops_the_peers_and_setting_it_again_restores_them() {
+        let (mut a, mut b) = joined().await;
+        a.device
+            .set(&[Command::PrivateKey(None)])
+            .await
+            .expect("remove key");
+        let get = a.device.uapi_get().await;
+        assert!(!get.contains("private_key="), "{get}");
+        assert!(
+            get.contains(&format!("public_key={}", b.key.public_key().to_hex())),
+            "peers stay configured"
+        );
+        a.device
+            .set(&[Command::PrivateKey(Some(a.key))])
+            .await
+            .expect("key back");
+        carry(&a, &mut b, b"after the key came back").await;
+        carry(&b, &mut a, b"and back").await;
+    }
+
+    #[tokio::test]
+    async fn get_lists_device_keys_then_peers_in_wireguard_go_order() {
+        let a = side("wgget", 3, Ipv4Addr::new(10, 0, 0, 3)).await;
+        let peer = Key([9; 32]);
+        let endpoint: SocketAddr = "[fd00::1]:51820".parse().expect("literal");
+        a.device
+            .set(&[
+                Command::Peer(peer),
+                Command::PresharedKey(Some(Key([5; 32]))),
+                Command::Endpoint(endpoint),
+                Command::PersistentKeepalive(25),
+                Command::AllowedIp("fd10::/64".parse().expect("literal")),
+                Command::AllowedIp("10.1.0.0/16".parse().expect("literal")),
+            ])
+            .await
+            .expect("set");
+        let get = a.device.uapi_get().await;
+        let keys: Vec<&str> = get
+            .lines()
+            .map(|l| l.split('=').next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "private_key",
+                "listen_port",
+                "public_key",
+                "preshared_key",
+                "protocol_version",
+                "endpoint",
+                "last_handshake_time_sec",
+                "last_handshake_time_nsec",
+                "tx_bytes",
+                "rx_bytes",
+                "persistent_keepalive_interval",
+                "allowed_ip",
+                "allowed_ip"
+            ]
+        );
+        assert!(
+            get.contains("endpoint=[fd00::1]:51820\n")
+                && get.contains("allowed_ip=fd10::/64\nallowed_ip=10.1.0.0/16\n"),
+            "{get}"
+        );
+        assert!(get.contains(&format!("private_key={}\n", a.key.to_hex())));
     }
 }

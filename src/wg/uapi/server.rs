@@ -234,3 +234,179 @@ fn is_transient(error: &io::Error) -> bool {
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wg::channel::{ChannelIpRecv, ChannelIpSend, IpChannelEnds, ip_channel};
+    use crate::wg::device::DeviceSettings;
+    use proptest::prelude::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    type TestDevice = WgDevice<ChannelIpSend, ChannelIpRecv>;
+
+    async fn device() -> (Arc<TestDevice>, IpChannelEnds) {
+        let (tx, rx, ends) = ip_channel(16, 1420);
+        let settings = DeviceSettings {
+            name: "uapitest".into(),
+            ..DeviceSettings::default()
+        };
+        (
+            Arc::new(WgDevice::new(settings, tx, rx).await.expect("device")),
+            ends,
+        )
+    }
+
+    /// Writes `request`, closes the write side, and reads everything the server answers.
+    async fn exchange(device: &TestDevice, request: &[u8]) -> String {
+        let (mut client, server) = tokio::io::duplex(1 << 16);
+        let serving = serve_connection(server, device);
+        let talking = async {
+            client.write_all(request).await.expect("write");
+            client.shutdown().await.expect("shutdown");
+            let mut reply = Vec::new();
+            client.read_to_end(&mut reply).await.expect("read");
+            reply
+        };
+        let ((), reply) = tokio::join!(serving, talking);
+        String::from_utf8(reply).expect("replies are text")
+    }
+
+    #[tokio::test]
+    async fn several_requests_on_one_connection_each_get_a_reply() {
+        let (device, _ends) = device().await;
+        let request = format!(
+            "set=1\nlisten_port=0\nbogus=1\n\nget=1\n\nset=1\npublic_key={}\n\n",
+            "ab".repeat(32)
+        );
+        let reply = exchange(&device, request.as_bytes()).await;
+        let parts: Vec<&str> = reply.split("\n\n").collect();
+        assert_eq!(parts.len(), 4, "{reply:?}");
+        assert_eq!(parts[0], "errno=-22");
+        assert!(
+            parts[1].starts_with("listen_port=") && parts[1].ends_with("errno=0"),
+            "{reply:?}"
+        );
+        assert_eq!(parts[2], "errno=0");
+        assert!(
+            device
+                .uapi_get()
+                .await
+                .contains(&format!("public_key={}", "ab".repeat(32)))
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_are_negative_errnos_as_wg_expects() {
+        let (device, _ends) = device().await;
+        for (request, expected) in [
+            ("set=1\nbogus_key=1\n\n", "errno=-22\n\n"),
+            ("set=1\nlisten_port=abc\n\n", "errno=-22\n\n"),
+            ("set=1\nnoequals\n\n", "errno=-71\n\n"),
+            ("set=1\nlisten_port=1\n", "errno=-71\n\n"),
+            ("get=1\nx\n", "errno=-22\n\n"),
+            ("hello\n", "errno=-22\n\n"),
+            ("get=1", "errno=-71\n\n"),
+        ] {
+            assert_eq!(
+                exchange(&device, request.as_bytes()).await,
+                expected,
+                "{request:?}"
+            );
+        }
+        assert!(
+            !device.uapi_get().await.contains("listen_port=1\n"),
+            "a cut-short set applies nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_owner_only_in_a_0755_directory_and_a_live_one_is_refused() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path().join("wireguard");
+        let listener = UapiListener::bind(&dir, "wgt0").expect("bind");
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o755);
+        assert_eq!(mode(listener.path()), 0o700);
+        assert!(matches!(
+            UapiListener::bind(&dir, "wgt0"),
+            Err(ServerError::InUse { .. })
+        ));
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("list").count(),
+            1,
+            "nothing left behind by the refusal"
+        );
+        let path = listener.path().to_owned();
+        drop(listener);
+        assert!(!path.exists(), "dropping the listener removes its socket");
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_and_bad_names_are_refused() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let stale = temp.path().join("wgt1.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).expect("stale socket"));
+        assert!(stale.exists());
+        let listener = UapiListener::bind(temp.path(), "wgt1").expect("stale socket replaced");
+        assert!(std::os::unix::net::UnixStream::connect(listener.path()).is_ok());
+        std::fs::write(temp.path().join("wgt2.sock"), b"").expect("a plain file");
+        assert!(matches!(
+            UapiListener::bind(temp.path(), "wgt2"),
+            Err(ServerError::NotASocket { .. })
+        ));
+        for name in ["", "a/b", "..", "sixteen-chars-xx"] {
+            assert!(
+                matches!(
+                    UapiListener::bind(temp.path(), name),
+                    Err(ServerError::InvalidName { .. })
+                ),
+                "{name:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_the_socket_file_ends_serving() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (device, _ends) = device().await;
+        let listener = UapiListener::bind(temp.path(), "wgt3").expect("bind");
+        let path = listener.path().to_owned();
+        let serving = tokio::spawn(listener.serve(device));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut stream = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        stream.write_all(b"get=1\n\n").await.expect("write");
+        let mut reply = vec![0u8; 4096];
+        let n = stream.read(&mut reply).await.expect("read");
+        assert!(String::from_utf8_lossy(&reply[..n]).contains("listen_port="));
+        std::fs::remove_file(&path).expect("delete the socket");
+        let end = tokio::time::timeout(Duration::from_secs(3), serving)
+            .await
+            .expect("serving ends")
+            .expect("no panic");
+        assert!(matches!(end, ServeEnd::SocketRemoved));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random input never panics, and whatever was sent gets an `errno=` reply.
+        #[test]
+        fn hostile_input_always_gets_a_reply(
+            prefix in prop_oneof![Just(&b"set=1\n"[..]), Just(&b"get=1\n"[..]), Just(&b""[..])],
+            body in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\n'), Just(b'=')], 1..300),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let reply = runtime.block_on(async {
+                let (device, _ends) = device().await;
+                let mut request = prefix.to_vec();
+                request.extend_from_slice(&body);
+                exchange(&device, &request).await
+            });
+            prop_assert!(reply.contains("errno="), "no reply to {:?}{:?}", prefix, body);
+            prop_assert!(reply.ends_with("\n\n"));
+        }
+    }
+}
