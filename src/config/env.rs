@@ -361,4 +361,14 @@ mod tests {
             assert!(text.contains(reason), "{text}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_values_parse_or_fail_without_panic(values in proptest::collection::vec(".{0,16}", 8)) {
+            let names = ["VPP_API_SOCKET_PATH", "VPP_MEMIF_SOCKET_DIR", "VPP_MEMIF_CONFIG_DIR", "LOG_LEVEL",
+                         "WG_TUN_FD", "WG_UAPI_FD", "WGGO_RECONF_INTERVAL", "WGGO_RECONF_PATH"];
+            let vars: Vec<(&str, &str)> = names.iter().copied().zip(values.iter().map(String::as_str)).collect();
+            let _ = env(&vars);
+        }
+    }
 }

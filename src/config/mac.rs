@@ -220,4 +220,32 @@ mod tests {
                 .contains("first octet (99) must be an even number")
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_fails_without_panic(text in ".{0,24}") {
+            let _ = text.parse::<MacAddr>();
+            let _ = MacPrefix::parse(&text);
+        }
+
+        #[test]
+        fn every_address_survives_display_and_parse(octets in proptest::array::uniform6(0u8..)) {
+            let mac = MacAddr(octets);
+            proptest::prop_assert_eq!(mac.to_string().parse::<MacAddr>(), Ok(mac));
+        }
+
+        #[test]
+        fn derived_macs_are_the_prefix_then_the_uid(prefix in proptest::collection::vec(0u8.., 2..=5), uid in 0u32..) {
+            let mut prefix = prefix;
+            prefix[0] &= 0xfe;
+            let text: Vec<String> = prefix.iter().map(|o| format!("{o:02x}")).collect();
+            let parsed = MacPrefix::parse(&text.join(":")).unwrap();
+            let uid = (u64::from(uid) % (parsed.max_uid() + 1)) as u32;
+            let mac = parsed.derive(uid).octets();
+            proptest::prop_assert_eq!(&mac[..prefix.len()], &prefix[..]);
+            let mut low = [0u8; 8];
+            low[8 - (6 - prefix.len())..].copy_from_slice(&mac[prefix.len()..]);
+            proptest::prop_assert_eq!(u64::from_be_bytes(low), u64::from(uid));
+        }
+    }
 }

@@ -382,4 +382,16 @@ mod tests {
             .collect();
         assert_eq!(kept, ["c/if.old.json", "c/if/peer.json"]);
     }
+
+    proptest::proptest! {
+        /// Overlap means sharing at least one address: the ranges [network, broadcast] intersect.
+        #[test]
+        fn overlap_is_sharing_an_address(a in 0u32.., alen in 0u8..=32, b in 0u32.., blen in 0u8..=32) {
+            let a = Ipv4Net::new(a.into(), alen).unwrap().trunc();
+            let b = Ipv4Net::new(b.into(), blen).unwrap().trunc();
+            let shared = a.network() <= b.broadcast() && b.network() <= a.broadcast();
+            proptest::prop_assert_eq!(networks_overlap(IpNet::V4(a), IpNet::V4(b)), shared);
+            proptest::prop_assert_eq!(networks_overlap(IpNet::V4(b), IpNet::V4(a)), shared);
+        }
+    }
 }

@@ -521,6 +521,7 @@ fn warn_about_ranges(
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy as _;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
@@ -615,205 +616,38 @@ mod tests {
     /// the core of this table; the rest are the checks this reimplementation adds.
     #[test]
     fn error_cases() {
+        #[rustfmt::skip]
         let cases: &[(&str, &str, Option<&str>, &str, &str)] = &[
             // (file, key, new value, field in the error, words of the reason)
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                Some(r#""98""#),
-                "WgIfMacaddrPrefix",
-                "between 2 and 5 octets, this one has 1",
-            ),
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                Some(r#""99:D2:93""#),
-                "WgIfMacaddrPrefix",
-                "first octet (99) must be an even number",
-            ),
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                Some(r#""98:D2:193""#),
-                "WgIfMacaddrPrefix",
-                "not a hex byte",
-            ),
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                None,
-                "WgIfMacaddrPrefix",
-                "between 2 and 5 octets",
-            ),
-            (
-                "gw",
-                "VppIfMacaddrPrefix",
-                Some(r#""A5:77:33""#),
-                "VppIfMacaddrPrefix",
-                "must be an even number",
-            ),
-            (
-                "gw",
-                "VppIfMacaddrPrefix",
-                Some(r#""A4:77""#),
-                "VppIfMacaddrPrefix",
-                "Length of WgIfMacaddrPrefix and VppIfMacaddrPrefix must be same (3 and 2 octets)",
-            ),
-            (
-                "if",
-                "uid",
-                Some("16777216"),
-                "uid",
-                "UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215",
-            ),
-            (
-                "if",
-                "uid",
-                Some("0"),
-                "uid",
-                "missing or 0: set a fixed uid from 1 to 16777215",
-            ),
+            ("gw", "WgIfMacaddrPrefix", Some(r#""98""#), "WgIfMacaddrPrefix", "between 2 and 5 octets, this one has 1"),
+            ("gw", "WgIfMacaddrPrefix", Some(r#""99:D2:93""#), "WgIfMacaddrPrefix", "first octet (99) must be an even number"),
+            ("gw", "WgIfMacaddrPrefix", Some(r#""98:D2:193""#), "WgIfMacaddrPrefix", "not a hex byte"),
+            ("gw", "WgIfMacaddrPrefix", None, "WgIfMacaddrPrefix", "between 2 and 5 octets"),
+            ("gw", "VppIfMacaddrPrefix", Some(r#""A5:77:33""#), "VppIfMacaddrPrefix", "must be an even number"),
+            ("gw", "VppIfMacaddrPrefix", Some(r#""A4:77""#), "VppIfMacaddrPrefix", "Length of WgIfMacaddrPrefix and VppIfMacaddrPrefix must be same (3 and 2 octets)"),
+            ("if", "uid", Some("16777216"), "uid", "UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215"),
+            ("if", "uid", Some("0"), "uid", "missing or 0: set a fixed uid from 1 to 16777215"),
             ("if", "uid", None, "uid", "missing or 0"),
-            (
-                "if",
-                "IPv4ArpResponseRanges",
-                Some(r#"["172.22.77.33"]"#),
-                "IPv4ArpResponseRanges[0]",
-                "invalid CIDR address",
-            ),
-            (
-                "if",
-                "IPv4ArpResponseRanges",
-                Some(r#"["", "172.22.77.333/32"]"#),
-                "IPv4ArpResponseRanges[1]",
-                "invalid CIDR address",
-            ),
-            (
-                "if",
-                "IPv4ArpResponseRanges",
-                Some(r#"["fd00::1/128"]"#),
-                "IPv4ArpResponseRanges[0]",
-                "Not a valid IPv4 CIDR",
-            ),
-            (
-                "if",
-                "IPv6NdpNeighAdvRanges",
-                Some(r#"["172.22.77.33/32"]"#),
-                "IPv6NdpNeighAdvRanges[0]",
-                "Not a valid IPv6 CIDR",
-            ),
-            (
-                "if",
-                "IPv6NdpNeighAdvRanges",
-                Some(r#"["fd00::1/129"]"#),
-                "IPv6NdpNeighAdvRanges[0]",
-                "invalid CIDR address",
-            ),
-            (
-                "if",
-                "IPv4ArpLearningRanges",
-                Some(r#"["::/0"]"#),
-                "IPv4ArpLearningRanges[0]",
-                "Not a valid IPv4 CIDR",
-            ),
-            (
-                "if",
-                "IPv6NdpLearningRanges",
-                Some(r#"["10.0.0.0/8"]"#),
-                "IPv6NdpLearningRanges[0]",
-                "Not a valid IPv6 CIDR",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                Some(r#""42:42:42:42:42""#),
-                "GatewayMacAddr",
-                "not a MAC address",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                None,
-                "GatewayMacAddr",
-                "missing: set the MAC address of the BVI (the VPP loopback) of bridge 4242",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                Some(r#""ff:ff:ff:ff:ff:ff""#),
-                "GatewayMacAddr",
-                "must be a unicast address",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                Some(r#""00:00:00:00:00:00""#),
-                "GatewayMacAddr",
-                "must be a unicast address",
-            ),
-            (
-                "if",
-                "Macaddr",
-                Some(r#""03:00:00:00:00:01""#),
-                "Macaddr",
-                "must be a unicast address",
-            ),
-            (
-                "if",
-                "Macaddr",
-                Some(r#""zz""#),
-                "Macaddr",
-                "not a MAC address",
-            ),
-            (
-                "if",
-                "secret",
-                Some(r#""012345678901234567890123""#),
-                "secret",
-                "longer than 23 bytes",
-            ),
-            (
-                "if",
-                "secret",
-                Some(r#""a\u0000b""#),
-                "secret",
-                "contains a NUL character",
-            ),
-            (
-                "gw",
-                "VppBridgeLoop_InstallMethod",
-                Some(r#""API""#),
-                "VppBridgeLoop_InstallMethod",
-                r#"must be "api", "vppctl" or "none""#,
-            ),
-            (
-                "gw",
-                "VppBridgeLoop_InstallMethod",
-                Some(r#""netlink""#),
-                "VppBridgeLoop_InstallMethod",
-                "must be",
-            ),
-            (
-                "gw",
-                "VppBridgeLoop_SwIfName",
-                None,
-                "VppBridgeLoop_SwIfName",
-                "",
-            ),
-            (
-                "if",
-                "VppBridgeID",
-                Some("0"),
-                "VppBridgeID",
-                "bridge domain 0 is VPP's default bridge domain",
-            ),
-            (
-                "if",
-                "VppBridgeID",
-                Some("16777216"),
-                "VppBridgeID",
-                "at most 16777215",
-            ),
+            ("if", "IPv4ArpResponseRanges", Some(r#"["172.22.77.33"]"#), "IPv4ArpResponseRanges[0]", "invalid CIDR address"),
+            ("if", "IPv4ArpResponseRanges", Some(r#"["", "172.22.77.333/32"]"#), "IPv4ArpResponseRanges[1]", "invalid CIDR address"),
+            ("if", "IPv4ArpResponseRanges", Some(r#"["fd00::1/128"]"#), "IPv4ArpResponseRanges[0]", "Not a valid IPv4 CIDR"),
+            ("if", "IPv6NdpNeighAdvRanges", Some(r#"["172.22.77.33/32"]"#), "IPv6NdpNeighAdvRanges[0]", "Not a valid IPv6 CIDR"),
+            ("if", "IPv6NdpNeighAdvRanges", Some(r#"["fd00::1/129"]"#), "IPv6NdpNeighAdvRanges[0]", "invalid CIDR address"),
+            ("if", "IPv4ArpLearningRanges", Some(r#"["::/0"]"#), "IPv4ArpLearningRanges[0]", "Not a valid IPv4 CIDR"),
+            ("if", "IPv6NdpLearningRanges", Some(r#"["10.0.0.0/8"]"#), "IPv6NdpLearningRanges[0]", "Not a valid IPv6 CIDR"),
+            ("gw", "GatewayMacAddr", Some(r#""42:42:42:42:42""#), "GatewayMacAddr", "not a MAC address"),
+            ("gw", "GatewayMacAddr", None, "GatewayMacAddr", "missing: set the MAC address of the BVI (the VPP loopback) of bridge 4242"),
+            ("gw", "GatewayMacAddr", Some(r#""ff:ff:ff:ff:ff:ff""#), "GatewayMacAddr", "must be a unicast address"),
+            ("gw", "GatewayMacAddr", Some(r#""00:00:00:00:00:00""#), "GatewayMacAddr", "must be a unicast address"),
+            ("if", "Macaddr", Some(r#""03:00:00:00:00:01""#), "Macaddr", "must be a unicast address"),
+            ("if", "Macaddr", Some(r#""zz""#), "Macaddr", "not a MAC address"),
+            ("if", "secret", Some(r#""012345678901234567890123""#), "secret", "longer than 23 bytes"),
+            ("if", "secret", Some(r#""a\u0000b""#), "secret", "contains a NUL character"),
+            ("gw", "VppBridgeLoop_InstallMethod", Some(r#""API""#), "VppBridgeLoop_InstallMethod", r#"must be "api", "vppctl" or "none""#),
+            ("gw", "VppBridgeLoop_InstallMethod", Some(r#""netlink""#), "VppBridgeLoop_InstallMethod", "must be"),
+            ("gw", "VppBridgeLoop_SwIfName", None, "VppBridgeLoop_SwIfName", ""),
+            ("if", "VppBridgeID", Some("0"), "VppBridgeID", "bridge domain 0 is VPP's default bridge domain"),
+            ("if", "VppBridgeID", Some("16777216"), "VppBridgeID", "at most 16777215"),
         ];
         for (which, key, value, field, reason) in cases {
             let mut input = with(which, key, *value);
@@ -1126,5 +960,125 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("VPP_MEMIF_SOCKET_DIR"), "{err}");
         assert!(err.to_string().contains("more than the 107"), "{err}");
+    }
+
+    /// Files near the fixture: each field mostly kept, else drawn from a pool of valid and invalid
+    /// values, so that both outcomes are common.
+    fn near_fixture() -> impl proptest::strategy::Strategy<Value = Files> {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        fn or<T: Clone + std::fmt::Debug + 'static>(keep: T, pool: Vec<T>) -> BoxedStrategy<T> {
+            prop_oneof![6 => Just(keep), 1 => select(pool)].boxed()
+        }
+        let cidr = select(vec![
+            "172.22.77.33/32",
+            "10.0.0.0/8",
+            "10.1.2.3/24",
+            "fd00::1/128",
+            "fe80::/64",
+            "",
+            "x",
+        ]);
+        let cidrs =
+            || prop_oneof![6 => Just(vec![]), 1 => proptest::collection::vec(cidr.clone(), 1..3)];
+        let mac = or(
+            "42:42:42:42:42:42",
+            vec![
+                "02-00-00-00-00-01",
+                "0200.0000.0002",
+                "ff:ff:ff:ff:ff:ff",
+                "4",
+            ],
+        );
+        let prefix = |keep| or(keep, vec!["02:00:00", "02:00:00:00:01", "98", "99:00:00"]);
+        let method = or("api", vec!["", "none", "vppctl", "API"]);
+        let uid = prop_oneof![6 => Just(3u32), 1 => select(vec![0, 255, 16_777_215, 16_777_216, u32::MAX])];
+        let secret = or(
+            "s3cr3t",
+            vec!["", "random", "012345678901234567890123", "a\0b"],
+        );
+        let bridge = or(4242u32, vec![0, 1, 16_777_215, 16_777_216]);
+        (
+            (
+                uid,
+                secret,
+                cidrs(),
+                cidrs(),
+                cidrs(),
+                cidrs(),
+                any::<bool>(),
+                bridge,
+            ),
+            (
+                mac,
+                prefix("98:D2:93"),
+                prefix("A4:77:33"),
+                method,
+                or("loop42", vec![""]),
+                or(1u32, vec![0]),
+            ),
+        )
+            .prop_map(
+                |((uid, secret, a, b, c, d, garp, bridge), (mac, wg, vpp, method, name, index))| {
+                    let owned = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+                    let mut f = files(HOME_IF, HOME_GW);
+                    f.interface.uid = uid;
+                    f.interface.secret = secret.to_owned();
+                    f.interface.ipv4_arp_response_ranges.extend(owned(a));
+                    f.interface.ipv6_ndp_neigh_adv_ranges.extend(owned(b));
+                    f.interface.ipv4_arp_learning_ranges.extend(owned(c));
+                    f.interface.ipv6_ndp_learning_ranges.extend(owned(d));
+                    f.interface.gratuitous_arp_on_startup = garp;
+                    f.interface.vpp_bridge_id = bridge;
+                    f.gateway.gateway_mac_addr = mac.to_owned();
+                    f.gateway.wg_if_macaddr_prefix = wg.to_owned();
+                    f.gateway.vpp_if_macaddr_prefix = vpp.to_owned();
+                    f.gateway.install_method = method.to_owned();
+                    f.gateway.sw_if_name = name.to_owned();
+                    f.gateway.sw_if_index = index;
+                    f
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// Any file contents validate or fail with an error, never a panic, and what validates keeps
+        /// the invariants the rest of the program relies on.
+        #[test]
+        fn validation_never_panics_and_keeps_invariants(
+            files in proptest::prop_oneof![
+                near_fixture(),
+                (super::super::file::tests::interface_file(), super::super::file::tests::gateway_file())
+                    .prop_map(|(interface, gateway)| Files { interface, interface_path: "if.json".into(), gateway, gateway_path: "gw.json".into() }),
+            ],
+            seed in 0u64..,
+        ) {
+            if let Ok(Loaded { config: c, .. }) = validate("x", &files, &Env::default(), &mut StdRng::seed_from_u64(seed)) {
+                let prefix_octets = files.gateway.wg_if_macaddr_prefix.split(':').count();
+                proptest::prop_assert!(c.uid != 0 && c.uid != u32::MAX);
+                proptest::prop_assert!(u64::from(c.uid) < 1u64 << (8 * (6 - prefix_octets)));
+                proptest::prop_assert!((1..=BRIDGE_ID_MAX).contains(&c.bridge_id));
+                proptest::prop_assert!(c.self_mac.is_usable_unicast() && c.gateway_mac.is_usable_unicast());
+                proptest::prop_assert!(c.secret.as_ref().is_none_or(|s| s.expose().len() <= MemifSecret::MAX_LEN));
+                proptest::prop_assert!(c.ranges.ipv4_response.iter().all(|n| *n == n.trunc()));
+                proptest::prop_assert!(c.ranges.ipv6_learning.iter().all(|n| *n == n.trunc()));
+                proptest::prop_assert!(c.install.method != InstallMethod::None || !c.install.routes.any());
+            }
+        }
+    }
+
+    #[test]
+    fn the_near_fixture_strategy_yields_both_outcomes() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = near_fixture();
+        let outcomes: Vec<bool> = (0..300)
+            .map(|_| run(&strategy.new_tree(&mut runner).unwrap().current()).is_ok())
+            .collect();
+        let valid = outcomes.iter().filter(|ok| **ok).count();
+        assert!(
+            valid > 5 && valid < 295,
+            "{valid} of 300 valid: the property would test only one side"
+        );
     }
 }
