@@ -547,3 +547,112 @@ fn object(members: &[(String, String)]) -> String {
         .collect();
     format!("{{{}}}", members.join(", "))
 }
+
+/// The config reference (`examples/etc/README.md`) names every key the files have, no key they do
+/// not have, and the defaults and limits the code uses.
+#[test]
+fn the_config_reference_matches_the_code() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/etc/README.md"),
+    )
+    .unwrap();
+    let section = |title: &str| -> Vec<String> {
+        let start = readme
+            .find(title)
+            .unwrap_or_else(|| panic!("section {title}"));
+        let rest = &readme[start + title.len()..];
+        let end = rest.find("\n## ").unwrap_or(rest.len());
+        // The backticked first cell of each table row.
+        rest[..end]
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|cell| cell.split('`').next().map(str::to_owned))
+            .collect()
+    };
+    let keys_of = |json: &str| -> Vec<String> {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value.as_object().unwrap().keys().cloned().collect()
+    };
+    let interface = config::InterfaceFile {
+        macaddr: "x".into(),
+        ..Default::default()
+    };
+    let mut documented = section("## `if/<name>.json`");
+    let mut actual = keys_of(&interface.to_json());
+    documented.sort();
+    actual.sort();
+    assert_eq!(documented, actual, "interface keys");
+    let mut documented = section("## `gw/<VppBridgeID>.json`");
+    let mut actual = keys_of(&config::GatewayFile::default().to_json());
+    documented.sort();
+    actual.sort();
+    assert_eq!(documented, actual, "gateway keys");
+    for nested in [
+        "\"IPv4\", \"IPv6\", \"IPv6 link-local\"",
+        "\"static\", \"no-fib-entry\"",
+    ] {
+        assert!(readme.contains(nested), "{nested}");
+    }
+    assert!(
+        readme.contains("`VppBridgeLoop_VppctlBin`"),
+        "the alias is documented"
+    );
+
+    let env_rows = [
+        ("VPP_API_SOCKET_PATH", config::DEFAULT_VPP_API_SOCKET),
+        ("VPP_MEMIF_SOCKET_DIR", config::DEFAULT_MEMIF_SOCKET_DIR),
+        ("VPP_MEMIF_CONFIG_DIR", config::DEFAULT_CONFIG_DIR),
+        ("LOG_LEVEL", "error"),
+    ];
+    for (var, default) in env_rows {
+        assert!(
+            readme.contains(&format!("| `{var}` | `{default}` |")),
+            "{var} = {default}"
+        );
+    }
+    let mut documented = section("## Environment");
+    documented.sort();
+    let mut vars = [
+        "VPP_API_SOCKET_PATH",
+        "VPP_MEMIF_SOCKET_DIR",
+        "VPP_MEMIF_CONFIG_DIR",
+        "WGGO_RECONF_INTERVAL",
+        "WGGO_RECONF_PATH",
+        "LOG_LEVEL",
+        "WG_UAPI_FD",
+        "WG_TUN_FD",
+    ];
+    vars.sort();
+    assert_eq!(documented, vars);
+    // Every variable the reference lists is one the code reads: an unknown one would not fail, so
+    // check that setting each to a bad value is noticed (an error or a warning).
+    for var in vars.iter().filter(|v| !v.starts_with("VPP_")) {
+        let outcome = Env::from_lookup(|name| (name == *var).then(|| "-x".to_owned()));
+        assert!(
+            outcome.map(|env| !env.warnings.is_empty()).unwrap_or(true),
+            "{var} is read"
+        );
+    }
+
+    let limits = [
+        format!(
+            "| `VppBridgeLoop_VppctlBinary` | string | `{}` |",
+            config::DEFAULT_VPPCTL_BINARY
+        ),
+        format!(
+            "at most {} addresses per range",
+            config::ANNOUNCE_MAX_PER_RANGE
+        ),
+        format!("1 to {}", config::BRIDGE_ID_MAX),
+        format!("at most {} bytes", config::MemifSecret::MAX_LEN),
+        format!(
+            "`{}` draws {} characters",
+            config::RANDOM_SECRET,
+            config::RANDOM_SECRET_LEN
+        ),
+        format!("at most {} bytes in all", config::SOCKET_PATH_MAX),
+    ];
+    for text in limits {
+        assert!(readme.contains(&text), "the reference says {text:?}");
+    }
+}
