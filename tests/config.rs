@@ -612,16 +612,7 @@ fn the_config_reference_matches_the_code() {
     }
     let mut documented = section("## Environment");
     documented.sort();
-    let mut vars = [
-        "VPP_API_SOCKET_PATH",
-        "VPP_MEMIF_SOCKET_DIR",
-        "VPP_MEMIF_CONFIG_DIR",
-        "WGGO_RECONF_INTERVAL",
-        "WGGO_RECONF_PATH",
-        "LOG_LEVEL",
-        "WG_UAPI_FD",
-        "WG_TUN_FD",
-    ];
+    let mut vars = config::VARIABLES;
     vars.sort();
     assert_eq!(documented, vars);
     // Every variable the reference lists is one the code reads: an unknown one would not fail, so

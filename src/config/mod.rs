@@ -26,6 +26,7 @@ use std::path::Path;
 
 pub use env::{
     DEFAULT_CONFIG_DIR, DEFAULT_MEMIF_SOCKET_DIR, DEFAULT_VPP_API_SOCKET, Env, LogLevel, Reconf,
+    VARIABLES,
 };
 pub use error::{ConfigError, ConfigWarning};
 pub use file::{FamilySwitches, GatewayFile, InterfaceFile, NeighborFlagSwitches};
