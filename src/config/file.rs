@@ -1,7 +1,7 @@
 //! The two JSON files of the original, field for field, as written on disk: `if/<name>.json`
 //! ([`InterfaceFile`]) and `gw/<bridge id>.json` ([`GatewayFile`]).
 //!
-//! These types hold the raw values (strings stay strings); [`super::validate`] turns them into a
+//! These types hold the raw values (strings stay strings); [`super::validate()`] turns them into a
 //! [`super::TunnelConfig`]. They read with the original's Go rules ([`super::json`]) and write back in the
 //! original's format with its key names (the Kubernetes renderer writes these files).
 
@@ -184,7 +184,7 @@ impl GatewayFile {
 }
 
 /// `Deserialize` with the original's rules (case-insensitive keys, last duplicate wins, ...); unknown keys
-/// are dropped. The loader uses [`InterfaceFile::parse`] instead, which also reports them.
+/// are dropped. The loader uses `InterfaceFile::parse` instead, which also reports them.
 impl<'de> Deserialize<'de> for InterfaceFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<InterfaceFile, D::Error> {
         deserialize_go(deserializer)

@@ -1,10 +1,11 @@
 //! The configuration of a tunnel, compatible with the original's files and environment.
 //!
-//! - [`Env`] ([`env`]): the environment variables, parsed once, with the original's defaults.
-//! - [`InterfaceFile`] and [`GatewayFile`] ([`file`]): `if/<name>.json` and `gw/<bridge id>.json` as
-//!   on disk, read with Go's JSON rules ([`json`]) and written back in the same format.
-//! - [`validate()`]: a pure step from the two files to a [`TunnelConfig`], in the original's order.
-//! - [`load()`]: finds and reads the files in either layout ([`layout`]), validates them, and runs the
+//! - [`Env`] (`env.rs`): the environment variables, parsed once, with the original's defaults.
+//! - [`InterfaceFile`] and [`GatewayFile`] (`file.rs`): `if/<name>.json` and `gw/<bridge id>.json` as
+//!   on disk, read with Go's JSON rules (`json.rs`) and written back in the same format.
+//! - [`validate()`] (`validate.rs`): a pure step from the two files to a [`TunnelConfig`]
+//!   (`resolved.rs`), in the original's order.
+//! - [`load()`]: finds and reads the files in either layout (`layout.rs`), validates them, and runs the
 //!   route-conflict check ([`overlap`]).
 //!
 //! It knows nothing of VPP, memif or WireGuard beyond the values it hands over.
