@@ -377,6 +377,14 @@ fn conflict_check_never_compares_an_interface_with_itself() {
         loaded.warnings
     );
 
+    // Our own file reached under another interface's name (a symlink) is still ours.
+    std::os::unix::fs::symlink(
+        dir.path().join("if/home.json"),
+        dir.path().join("if/alias.json"),
+    )
+    .unwrap();
+    assert!(dir.load("home").is_ok());
+
     // Another interface in both layouts: only its current file counts (the flat one is shadowed).
     dir.write("if.peer.json", &peer_if(4242, "172.22.77.33/32"));
     dir.write("if/peer.json", &peer_if(4242, "172.22.77.40/32"));

@@ -140,6 +140,15 @@ pub(crate) enum FileDecodeError {
     Type(DecodeError),
 }
 
+impl fmt::Display for FileDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileDecodeError::Syntax(err) => write!(f, "not valid JSON: {err}"),
+            FileDecodeError::Type(err) => write!(f, "key {:?}: {}", err.key, err.reason),
+        }
+    }
+}
+
 /// A decoded file with the keys it did not know and the values it skipped.
 #[derive(Debug)]
 pub(crate) struct Parsed<T> {
@@ -204,7 +213,7 @@ fn deserialize_go<'de, D: Deserializer<'de>, T: GoDecode + Default>(
     let doc = Json::deserialize(deserializer)?;
     let mut file = T::default();
     decode_document(&doc, &mut file)
-        .map_err(|e| serde::de::Error::custom(format!("key {:?}: {}", e.key, e.reason)))?;
+        .map_err(|e| serde::de::Error::custom(FileDecodeError::Type(e)))?;
     Ok(file)
 }
 

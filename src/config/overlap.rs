@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::file::{GatewayFile, InterfaceFile};
-use super::layout::{Layout, decode_error};
+use super::layout::Layout;
 use super::validate::parse_list;
 use super::{ConfigError, ConfigWarning, TunnelConfig};
 
@@ -220,13 +220,16 @@ fn read_others(
     files: Vec<Found>,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<Vec<OtherInterface>, ConfigError> {
+    // A file reached under another name (a symlink to our own file) is still ours.
+    let ours = std::fs::canonicalize(&config.interface_file).ok();
     let mut others = Vec::new();
     for Found { path, .. } in files {
+        if ours.is_some() && std::fs::canonicalize(&path).ok() == ours {
+            continue;
+        }
         let parsed = std::fs::read(&path)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                InterfaceFile::parse(&bytes).map_err(|e| decode_error(&path, e).to_string())
-            });
+            .and_then(|bytes| InterfaceFile::parse(&bytes).map_err(|e| e.to_string()));
         let file = match parsed {
             Ok(parsed) => parsed.file,
             Err(reason) => {
