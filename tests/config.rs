@@ -198,6 +198,41 @@ fn keys_in_any_case_duplicates_and_unknown_keys() {
     );
 }
 
+#[test]
+fn the_readme_vppctl_key_is_an_alias_and_a_wrong_type_there_is_only_a_warning() {
+    let dir = ConfigDir::new();
+    dir.write("if/home.json", HOME_IF);
+    let gw = dir.write(
+        "gw/4242.json",
+        &HOME_GW.replacen(
+            '{',
+            r#"{"VppBridgeLoop_VppctlBin": "/opt/vpp/bin/vppctl","#,
+            1,
+        ),
+    );
+    let Loaded { config, warnings } = dir.load("home").unwrap();
+    assert_eq!(config.install.vppctl_binary, "/opt/vpp/bin/vppctl");
+    assert!(
+        matches!(warnings.as_slice(), [ConfigWarning::VppctlBinAlias { file, .. }] if *file == gw),
+        "{warnings:?}"
+    );
+
+    // The original ignored this key whatever its value, so a value of another type is not fatal.
+    dir.write(
+        "gw/4242.json",
+        &HOME_GW.replacen('{', r#"{"VppBridgeLoop_VppctlBin": 7,"#, 1),
+    );
+    let Loaded { config, warnings } = dir.load("home").unwrap();
+    assert_eq!(config.install.vppctl_binary, config::DEFAULT_VPPCTL_BINARY);
+    assert_eq!(
+        warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!(
+            "{}: VppBridgeLoop_VppctlBin: ignored: expected a string, found a number 7",
+            gw.display()
+        )]
+    );
+}
+
 /// Scenario 7: each of these stops the start before anything is created, naming file, key and value.
 #[test]
 fn config_errors_of_scenario_7() {
