@@ -89,7 +89,7 @@ fn the_example_config_loads() {
     assert_eq!(c.vpp_memif_mac.to_string(), "a4:77:33:00:00:03");
     assert_eq!(c.gateway_mac.to_string(), "42:42:42:42:42:42");
     assert_eq!(c.install.method, InstallMethod::None);
-    assert_eq!(c.host_routes().count(), 0);
+    assert!(!c.install.routes.any() && !c.install.neighbours.any());
     let v6: Vec<String> = c
         .ranges
         .ipv6_response
@@ -672,10 +672,6 @@ fn the_config_reference_matches_the_code() {
         format!(
             "| `VppBridgeLoop_VppctlBinary` | string | `{}` |",
             config::DEFAULT_VPPCTL_BINARY
-        ),
-        format!(
-            "at most {} addresses per range",
-            config::ANNOUNCE_MAX_PER_RANGE
         ),
         format!("1 to {}", config::BRIDGE_ID_MAX),
         format!("at most {} bytes", config::MemifSecret::MAX_LEN),

@@ -31,11 +31,10 @@ pub use env::{
 };
 pub use error::{ConfigError, ConfigWarning};
 pub use file::{FamilySwitches, GatewayFile, InterfaceFile, NeighborFlagSwitches};
-pub use mac::{MacAddr, MacError, MacPrefix};
+pub use mac::{MacError, MacPrefix, parse_mac};
 pub use name::sanitize_name;
 pub use resolved::{
-    ANNOUNCE_MAX_PER_RANGE, BRIDGE_ID_MAX, Install, InstallMethod, MemifSecret, Ranges,
-    SOCKET_PATH_MAX, TunnelConfig,
+    BRIDGE_ID_MAX, Install, InstallMethod, MemifSecret, Ranges, SOCKET_PATH_MAX, TunnelConfig,
 };
 pub use validate::{
     DEFAULT_VPPCTL_BINARY, Files, Loaded, RANDOM_SECRET, RANDOM_SECRET_LEN, validate,

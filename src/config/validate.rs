@@ -14,10 +14,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::Rng;
 
 use super::file::{GatewayFile, InterfaceFile};
-use super::resolved::{
-    ANNOUNCE_MAX_PER_RANGE, BRIDGE_ID_MAX, Install, InstallMethod, Ranges, SOCKET_PATH_MAX,
-};
-use super::{ConfigError, ConfigWarning, Env, MacAddr, MacPrefix, MemifSecret, TunnelConfig};
+use super::mac::parse_mac;
+use super::resolved::{BRIDGE_ID_MAX, Install, InstallMethod, Ranges, SOCKET_PATH_MAX};
+use super::{ConfigError, ConfigWarning, Env, MacPrefix, MemifSecret, TunnelConfig};
+use crate::l2::MacAddr;
 
 /// The default of `VppBridgeLoop_VppctlBinary`.
 pub const DEFAULT_VPPCTL_BINARY: &str = "vppctl";
@@ -95,7 +95,7 @@ pub fn validate(
         ipv4_learning,
         ipv6_learning,
     };
-    warn_about_ranges(&ranges, iface, if_path, &install, &mut warnings);
+    warn_about_routes(&ranges, if_path, &install, &mut warnings);
     let config = TunnelConfig {
         name: name.to_owned(),
         interface_file: if_path.to_owned(),
@@ -343,10 +343,9 @@ fn parse_gateway_mac(
             ),
         ));
     }
-    let mac: MacAddr = text
-        .parse()
+    let mac = parse_mac(text)
         .map_err(|e| ConfigError::invalid(file, "GatewayMacAddr", text, format!("{e}")))?;
-    if !mac.is_usable_unicast() {
+    if !mac.is_unicast() {
         return Err(ConfigError::invalid(
             file,
             "GatewayMacAddr",
@@ -386,10 +385,9 @@ fn derive_macs(
     let self_mac = match iface.macaddr.as_str() {
         "" => wg.derive(iface.uid),
         text => {
-            let mac: MacAddr = text
-                .parse()
+            let mac = parse_mac(text)
                 .map_err(|e| ConfigError::invalid(if_path, "Macaddr", text, format!("{e}")))?;
-            if !mac.is_usable_unicast() {
+            if !mac.is_unicast() {
                 return Err(ConfigError::invalid(
                     if_path,
                     "Macaddr",
@@ -472,49 +470,29 @@ fn check_socket_path(path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Warnings about ranges that work differently from what the operator may expect.
-fn warn_about_ranges(
+/// Scenario 3: a response range that is not a host prefix gets no route, silently in the original; a
+/// warning says so here.
+fn warn_about_routes(
     ranges: &Ranges,
-    iface: &InterfaceFile,
     file: &Path,
     install: &Install,
     warnings: &mut Vec<ConfigWarning>,
 ) {
-    let mut warn = |field: &str, message: String| {
-        warnings.push(ConfigWarning::Ignored {
-            file: file.to_owned(),
-            field: field.to_owned(),
-            message,
-        });
-    };
-    let response = ranges
+    let v4 = ranges
         .ipv4_response
         .iter()
-        .map(|n| (IpNet::V4(*n), "IPv4ArpResponseRanges"));
-    let response = response.chain(
-        ranges
-            .ipv6_response
-            .iter()
-            .map(|n| (IpNet::V6(*n), "IPv6NdpNeighAdvRanges")),
-    );
-    for (net, field) in response {
-        let host_len = if net.addr().is_ipv4() { 32 } else { 128 };
+        .map(|n| (IpNet::V4(*n), "IPv4ArpResponseRanges", 32));
+    let v6 = ranges
+        .ipv6_response
+        .iter()
+        .map(|n| (IpNet::V6(*n), "IPv6NdpNeighAdvRanges", 128));
+    for (net, field, host_len) in v4.chain(v6) {
         if install.routes.covers(net.addr()) && net.prefix_len() != host_len {
-            warn(
-                field,
-                format!(
-                    "no route is installed for {net}: routes are installed only for /{host_len} entries"
-                ),
-            );
-        }
-        let host_bits = u32::from(host_len - net.prefix_len());
-        if iface.gratuitous_arp_on_startup && host_bits > ANNOUNCE_MAX_PER_RANGE.ilog2() {
-            warn(
-                field,
-                format!(
-                    "GratuitousARPOnStartUP announces only the first {ANNOUNCE_MAX_PER_RANGE} addresses of {net}"
-                ),
-            );
+            warnings.push(ConfigWarning::Ignored {
+                file: file.to_owned(),
+                field: field.to_owned(),
+                message: format!("no route is installed for {net}: routes are installed only for /{host_len} entries"),
+            });
         }
     }
 }
@@ -525,6 +503,7 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
+    use super::super::FamilySwitches;
     use super::super::fixtures::{HOME_GW, HOME_IF};
     use super::*;
 
@@ -602,14 +581,14 @@ mod tests {
             (InstallMethod::Api, "vppctl", "loop42", Some(1))
         );
         assert_eq!(i.neighbour_flags.bits(), 1);
-        // Scenario 1: routes for 172.22.77.33/32 and fe80::42:1817:1/128, none for fd28:…::33 (IPv6 off).
-        let routes: Vec<String> = c.host_routes().map(|n| n.to_string()).collect();
-        assert_eq!(routes, ["172.22.77.33/32", "fe80::42:1817:1/128"]);
-        assert_eq!(
-            c.announcements().count(),
-            0,
-            "GratuitousARPOnStartUP is off"
-        );
+        // Scenario 1: routes for IPv4 and link-local IPv6 (fe80::42:1817:1/128), none for fd28:…::33.
+        let routes = FamilySwitches {
+            ipv4: true,
+            ipv6: false,
+            ipv6_link_local: true,
+        };
+        assert_eq!(i.routes, routes);
+        assert!(!c.gratuitous_on_startup);
     }
 
     /// Every error case, with the field and the words of its message. Scenario 7 of the spec is
@@ -835,7 +814,6 @@ mod tests {
                 .any(|t| t.contains("no route is installed for 172.22.77.32/30")),
             "{texts:?}"
         );
-        assert_eq!(config.host_routes().count(), 1, "only fe80::42:1817:1/128");
     }
 
     #[test]
@@ -851,7 +829,6 @@ mod tests {
             assert_eq!(config.install.method, method, "{value}");
             if method == InstallMethod::None {
                 assert!(!config.install.routes.any() && !config.install.neighbours.any());
-                assert_eq!(config.host_routes().count(), 0);
                 assert!(
                     warnings
                         .iter()
@@ -910,38 +887,6 @@ mod tests {
                 r#""VppBridgeLoop_VppctlBin": "/opt/vppctl", "vppbridgeloop_vppctlbinary": "/usr/bin/vppctl""#
             )),
             ("/usr/bin/vppctl".to_owned(), 1)
-        );
-    }
-
-    #[test]
-    fn announcements_are_capped_and_never_wrap() {
-        let mut input = with("if", "GratuitousARPOnStartUP", Some("true"));
-        input.interface.ipv4_arp_response_ranges =
-            vec!["172.22.77.32/30".into(), "255.255.255.254/31".into()];
-        input.interface.ipv6_ndp_neigh_adv_ranges =
-            vec!["fe80::42:1817:1/128".into(), "fd00::/64".into()];
-        let Loaded { config, warnings } = run(&input).unwrap();
-        let all: Vec<String> = config.announcements().map(|a| a.to_string()).collect();
-        // Scenario 29: .32 to .35; then the top of the IPv4 space without wrapping; then the capped /64.
-        assert_eq!(
-            all[..7],
-            [
-                "172.22.77.32",
-                "172.22.77.33",
-                "172.22.77.34",
-                "172.22.77.35",
-                "255.255.255.254",
-                "255.255.255.255",
-                "fe80::42:1817:1"
-            ]
-        );
-        assert_eq!(all.len(), 7 + ANNOUNCE_MAX_PER_RANGE as usize);
-        assert_eq!(all.last().map(String::as_str), Some("fd00::ff"));
-        assert!(
-            warnings.iter().any(|w| w
-                .to_string()
-                .contains("announces only the first 256 addresses of fd00::/64")),
-            "{warnings:?}"
         );
     }
 
@@ -1058,7 +1003,7 @@ mod tests {
                 proptest::prop_assert!(c.uid != 0 && c.uid != u32::MAX);
                 proptest::prop_assert!(u64::from(c.uid) < 1u64 << (8 * (6 - prefix_octets)));
                 proptest::prop_assert!((1..=BRIDGE_ID_MAX).contains(&c.bridge_id));
-                proptest::prop_assert!(c.self_mac.is_usable_unicast() && c.gateway_mac.is_usable_unicast());
+                proptest::prop_assert!(c.self_mac.is_unicast() && c.gateway_mac.is_unicast());
                 proptest::prop_assert!(c.secret.as_ref().is_none_or(|s| s.expose().len() <= MemifSecret::MAX_LEN));
                 proptest::prop_assert!(c.ranges.ipv4_response.iter().all(|n| *n == n.trunc()));
                 proptest::prop_assert!(c.ranges.ipv6_learning.iter().all(|n| *n == n.trunc()));
