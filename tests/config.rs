@@ -261,7 +261,7 @@ fn config_errors_of_scenario_7() {
             "uid too large",
             HOME_IF.replace("\"uid\": 3", "\"uid\": 16777216"),
             HOME_GW.into(),
-            r#"uid = "16777216": UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215"#,
+            r#"uid = "16777216": UID can't be greater than 256^(6 - 3 prefix octets) - 1 = 16777215"#,
         ),
         (
             "bad CIDR",

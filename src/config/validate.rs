@@ -381,7 +381,7 @@ fn derive_macs(
             ),
         ));
     }
-    check_uid(iface.uid, wg.max_uid(), if_path)?;
+    check_uid(iface.uid, &wg, if_path)?;
     let self_mac = match iface.macaddr.as_str() {
         "" => wg.derive(iface.uid),
         text => {
@@ -403,7 +403,8 @@ fn derive_macs(
 
 /// The original replaced uid 0 by a random one on every start (a new MAC each time, stale static
 /// neighbours in VPP, and sometimes 0 again, which VPP rejects); that is refused here.
-fn check_uid(uid: u32, max_uid: u64, file: &Path) -> Result<(), ConfigError> {
+fn check_uid(uid: u32, prefix: &MacPrefix, file: &Path) -> Result<(), ConfigError> {
+    let max_uid = prefix.max_uid();
     if uid == 0 {
         return Err(ConfigError::invalid(
             file,
@@ -421,7 +422,8 @@ fn check_uid(uid: u32, max_uid: u64, file: &Path) -> Result<(), ConfigError> {
             "uid",
             uid.to_string(),
             format!(
-                "UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = {max_uid}"
+                "UID can't be greater than 256^(6 - {} prefix octets) - 1 = {max_uid}",
+                prefix.len()
             ),
         ));
     }
@@ -604,7 +606,7 @@ mod tests {
             ("gw", "WgIfMacaddrPrefix", None, "WgIfMacaddrPrefix", "between 2 and 5 octets"),
             ("gw", "VppIfMacaddrPrefix", Some(r#""A5:77:33""#), "VppIfMacaddrPrefix", "must be an even number"),
             ("gw", "VppIfMacaddrPrefix", Some(r#""A4:77""#), "VppIfMacaddrPrefix", "Length of WgIfMacaddrPrefix and VppIfMacaddrPrefix must be same (3 and 2 octets)"),
-            ("if", "uid", Some("16777216"), "uid", "UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215"),
+            ("if", "uid", Some("16777216"), "uid", "UID can't be greater than 256^(6 - 3 prefix octets) - 1 = 16777215"),
             ("if", "uid", Some("0"), "uid", "missing or 0: set a fixed uid from 1 to 16777215"),
             ("if", "uid", None, "uid", "missing or 0"),
             ("if", "IPv4ArpResponseRanges", Some(r#"["172.22.77.33"]"#), "IPv4ArpResponseRanges[0]", "invalid CIDR address"),
@@ -678,7 +680,7 @@ mod tests {
         let err = run(&with("if", "uid", Some("16777216"))).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"cfg/if/home.json: uid = "16777216": UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215"#
+            r#"cfg/if/home.json: uid = "16777216": UID can't be greater than 256^(6 - 3 prefix octets) - 1 = 16777215"#
         );
     }
 
