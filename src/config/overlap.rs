@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::file::{GatewayFile, InterfaceFile};
-use super::layout::Layout;
+use super::layout::{Layout, read_bounded};
 use super::validate::parse_list;
 use super::{ConfigError, ConfigWarning, TunnelConfig};
 
@@ -227,7 +227,7 @@ fn read_others(
         if ours.is_some() && std::fs::canonicalize(&path).ok() == ours {
             continue;
         }
-        let parsed = std::fs::read(&path)
+        let parsed = read_bounded(&path)
             .map_err(|e| e.to_string())
             .and_then(|bytes| InterfaceFile::parse(&bytes).map_err(|e| e.to_string()));
         let file = match parsed {
