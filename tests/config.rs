@@ -38,6 +38,9 @@ impl ConfigDir {
         std::fs::create_dir_all(path.parent().expect("a file has a parent"))
             .expect("create folder");
         std::fs::write(&path, text).expect("write file");
+        // Owner-only, as a file holding a memif secret should be (a readable one is warned about).
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         path
     }
 
@@ -102,8 +105,22 @@ fn the_example_config_loads() {
         c.memif_socket,
         Path::new(config::DEFAULT_MEMIF_SOCKET_DIR).join("example.sock")
     );
-    // `load` is the same with the warnings logged.
-    assert_eq!(config::load(&dir, "example", &Env::default()).unwrap(), c);
+    // "random": 20 characters drawn at each load, for VPP and for our memif side alike.
+    let secret = c.secret.as_ref().expect("a secret").expose().to_owned();
+    assert!(
+        secret.len() == 20 && secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{secret}"
+    );
+    // `load` is the same with the warnings logged (and another secret drawn).
+    let again = config::load(&dir, "example", &Env::default()).unwrap();
+    assert_ne!(again.secret, c.secret);
+    assert_eq!(
+        config::TunnelConfig {
+            secret: c.secret.clone(),
+            ..again
+        },
+        c
+    );
 }
 
 #[test]
@@ -175,6 +192,28 @@ fn the_name_is_sanitised_before_the_files_are_looked_for() {
         dir.load("..."),
         Err(ConfigError::EmptyName { .. })
     ));
+}
+
+#[test]
+fn a_secret_readable_by_everyone_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ConfigDir::home();
+    let file = dir.path().join("if/home.json");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = dir.load("home").unwrap().warnings;
+    assert_eq!(
+        warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!(
+            "{}: secret: the file holds the memif secret but every user can read it (mode 644); chmod o-r",
+            file.display()
+        )]
+    );
+    // No secret, or one drawn at start: nothing to protect.
+    for secret in ["", "random"] {
+        dir.write("if/home.json", &HOME_IF.replace("s3cr3t", secret));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(dir.load("home").unwrap().warnings, [], "secret {secret:?}");
+    }
 }
 
 #[test]

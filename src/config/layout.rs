@@ -108,6 +108,24 @@ fn read<T>(
     Ok(parsed.file)
 }
 
+/// A warning when `path`, which holds a secret, can be read by every user of the machine.
+pub(crate) fn check_secret_file_mode(path: &Path, warnings: &mut Vec<ConfigWarning>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        warnings.push(ConfigWarning::Ignored {
+            file: path.to_owned(),
+            field: "secret".into(),
+            message: format!(
+                "the file holds the memif secret but every user can read it (mode {mode:o}); chmod o-r"
+            ),
+        });
+    }
+}
+
 /// The largest config file read: far beyond any real one, small enough that a stray huge file (the
 /// conflict check scans whole folders) cannot exhaust memory.
 pub(crate) const FILE_SIZE_MAX: u64 = 1 << 20;
@@ -245,6 +263,27 @@ mod tests {
             err.contains("not valid JSON"),
             "exactly the limit is read: {err}"
         );
+    }
+
+    #[test]
+    fn a_secret_in_a_world_readable_file_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("if.home.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut warnings = Vec::new();
+        check_secret_file_mode(&path, &mut warnings);
+        assert!(
+            warnings[0]
+                .to_string()
+                .contains("every user can read it (mode 644)"),
+            "{warnings:?}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut warnings = Vec::new();
+        check_secret_file_mode(&path, &mut warnings);
+        assert_eq!(warnings, []);
     }
 
     #[test]

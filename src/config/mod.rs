@@ -66,6 +66,9 @@ pub fn load_with_warnings(config_dir: &Path, name: &str, env: &Env) -> Result<Lo
         &mut warnings,
     )?;
     let interface = layout::read_interface(&interface_path, &mut warnings)?;
+    if !interface.secret.is_empty() && interface.secret != RANDOM_SECRET {
+        layout::check_secret_file_mode(&interface_path, &mut warnings);
+    }
     // The bridge id names the gateway file, so it is checked before that file is looked for.
     validate::check_bridge_id(&interface_path, interface.vpp_bridge_id)?;
     let bridge = interface.vpp_bridge_id.to_string();
