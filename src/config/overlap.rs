@@ -199,11 +199,15 @@ fn recognise(path: &Path) -> Option<Found> {
     })
 }
 
-/// Drops our own interface's files, and for each other interface keeps the files of its winning layout.
+/// Drops our own interface's files and files found twice (nested or repeated folders), and for each
+/// other interface keeps the files of its winning layout.
 fn select_files(our_name: &str, found: Vec<Found>) -> Vec<Found> {
     let mut by_name: BTreeMap<String, Vec<Found>> = BTreeMap::new();
     for f in found.into_iter().filter(|f| f.name != our_name) {
-        by_name.entry(f.name.clone()).or_default().push(f);
+        let files = by_name.entry(f.name.clone()).or_default();
+        if !files.iter().any(|seen| seen.path == f.path) {
+            files.push(f);
+        }
     }
     by_name
         .into_values()
@@ -378,6 +382,7 @@ mod tests {
             f("c/if.peer.json", "peer", Layout::Flat),
             f("c/if/peer.json", "peer", Layout::SubDir),
             f("c/if.old.json", "old", Layout::Flat),
+            f("c/if/peer.json", "peer", Layout::SubDir),
         ];
         let kept: Vec<String> = select_files("home", found)
             .into_iter()
