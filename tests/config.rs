@@ -204,7 +204,7 @@ fn a_secret_readable_by_everyone_is_warned_about() {
     assert_eq!(
         warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         [format!(
-            "{}: secret: the file holds the memif secret but every user can read it (mode 644); chmod o-r",
+            "{}: the file holds the memif secret but every user can read it (mode 644); chmod o-r",
             file.display()
         )]
     );

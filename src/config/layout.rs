@@ -116,12 +116,9 @@ pub(crate) fn check_secret_file_mode(path: &Path, warnings: &mut Vec<ConfigWarni
     };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o004 != 0 {
-        warnings.push(ConfigWarning::Ignored {
+        warnings.push(ConfigWarning::ReadableSecret {
             file: path.to_owned(),
-            field: "secret".into(),
-            message: format!(
-                "the file holds the memif secret but every user can read it (mode {mode:o}); chmod o-r"
-            ),
+            mode,
         });
     }
 }
