@@ -175,10 +175,7 @@ fn neighbour(is_add: bool, address: &str) -> (String, Value) {
 }
 
 fn sweep() -> Vec<(String, Value)> {
-    vec![
-        call("memif_dump", json!({})),
-        call("memif_socket_filename_dump", json!({})),
-    ]
+    vec![call("memif_socket_filename_dump", json!({}))]
 }
 
 fn startup(memif: u32) -> Vec<(String, Value)> {
@@ -403,33 +400,30 @@ async fn a_failing_memif_create_removes_the_socket_id() {
     assert_eq!(
         names,
         [
-            "memif_dump",
             "memif_socket_filename_dump",
             "memif_socket_filename_add_del_v2",
             "memif_create_v2",
             "memif_socket_filename_add_del_v2"
         ]
     );
-    assert_eq!(vpp.recorded_calls()[4].1["is_add"], json!(false));
+    assert_eq!(vpp.recorded_calls()[3].1["is_add"], json!(false));
 }
 
 /// Leftovers of a crashed run with the same uid are found and removed before creating (B12), so a restart
-/// with the same configuration succeeds.
+/// with the same configuration succeeds; another tunnel's memif is left alone.
 #[tokio::test]
 async fn stale_objects_of_a_crashed_run_are_swept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stale = format!("3:3:{SOCKET}");
-    let Some(vpp) = FakeVpp::start(
-        dir.path(),
-        &[
-            "--interface",
-            "1=loop42",
-            "--stale-memif",
-            &stale,
-            "--stale-memif",
-            "7:7:/other.sock",
-        ],
-    ) else {
+    let args = [
+        "--interface",
+        "1=loop42",
+        "--stale-memif",
+        &stale,
+        "--stale-memif",
+        "7:7:/other.sock",
+    ];
+    let Some(vpp) = FakeVpp::start(dir.path(), &args) else {
         return;
     };
     let client = vpp.connect().await;
@@ -440,9 +434,9 @@ async fn stale_objects_of_a_crashed_run_are_swept() {
     assert_eq!(
         calls[..4],
         [
+            call("memif_socket_filename_dump", json!({})),
             call("memif_dump", json!({})),
             call("memif_delete", json!({"sw_if_index": 2})),
-            call("memif_socket_filename_dump", json!({})),
             call(
                 "memif_socket_filename_add_del_v2",
                 json!({"is_add": false, "socket_id": 3, "socket_filename": SOCKET})
@@ -450,13 +444,35 @@ async fn stale_objects_of_a_crashed_run_are_swept() {
         ]
     );
     assert_eq!(calls[4].0, "memif_socket_filename_add_del_v2");
-    // The other tunnel's memif (socket 7) is untouched.
+    assert_eq!(calls[4].1["is_add"], json!(true));
+    // The other tunnel's memif (socket 7, sw_if_index 3) is untouched.
     assert!(
         !calls
             .iter()
             .any(|c| c.0 == "memif_delete" && c.1["sw_if_index"] == json!(3))
     );
     assert!(tunnel.teardown(&client).await.is_empty());
+}
+
+/// A uid whose socket id VPP has registered for another file belongs to another tunnel: refuse, touch nothing.
+#[tokio::test]
+async fn a_uid_used_by_another_tunnel_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(vpp) = FakeVpp::start(
+        dir.path(),
+        &["--stale-memif", "3:3:/var/run/wggo-vpp/other.sock"],
+    ) else {
+        return;
+    };
+    let client = vpp.connect().await;
+    let err = setup(&client, &fixture()).await.expect_err("uid in use");
+    assert!(
+        matches!(err, SetupError::UidInUse { uid: 3, ref filename } if filename == "/var/run/wggo-vpp/other.sock")
+    );
+    assert_eq!(
+        vpp.recorded_calls(),
+        [call("memif_socket_filename_dump", json!({}))]
+    );
 }
 
 /// Scenario 11: the BVI index comes from sw_interface_dump with an exact comparison, although VPP's filter

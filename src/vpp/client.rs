@@ -313,9 +313,14 @@ impl Session {
 
         let pending = Arc::new(Mutex::new(HashMap::new()));
         let (closed, _) = watch::channel(false);
+        let id = |name_crc| {
+            ids.get(name_crc)
+                .copied()
+                .ok_or(VppError::UnknownMessage { name_crc })
+        };
         let routes = Routes {
-            control_ping_reply: ids[ControlPingReply::NAME_CRC],
-            sw_interface_event: ids[SwInterfaceEvent::NAME_CRC],
+            control_ping_reply: id(ControlPingReply::NAME_CRC)?,
+            sw_interface_event: id(SwInterfaceEvent::NAME_CRC)?,
             pending: Arc::clone(&pending),
             events,
             closed: closed.clone(),

@@ -145,6 +145,11 @@ pub enum SetupError {
     /// The BVI could not be resolved.
     #[error(transparent)]
     Bvi(#[from] BviError),
+    /// Our memif socket id is registered in VPP for another socket file: two tunnels share a uid.
+    #[error(
+        "memif socket id {uid} is registered in VPP for {filename}, not for this tunnel: is uid {uid} used by another tunnel on this VPP? Give each tunnel its own uid"
+    )]
+    UidInUse { uid: u32, filename: String },
     /// A step failed.
     #[error("VPP setup failed at \"{step}\": {source}{}", undo_note(.undo_failures))]
     Step {
@@ -214,34 +219,58 @@ impl VppTunnel {
     }
 }
 
-/// Removes what a crashed earlier run with socket id `uid` left behind: every memif on that socket id,
-/// then the socket id itself. Returns what was removed.
-pub async fn sweep_stale(client: &Client, uid: u32) -> Result<Vec<Undo>, VppError> {
+/// Removes what a crashed earlier run of this tunnel left behind: the memifs on socket id `uid`, then the
+/// socket id itself. Only when that socket id is registered for our own `socket_path` (or not at all): a
+/// different file means another tunnel uses the same uid, and nothing is touched. Returns what was removed.
+pub async fn sweep_stale(
+    client: &Client,
+    uid: u32,
+    socket_path: &str,
+) -> Result<Vec<Undo>, SetupError> {
+    let failed = |source| SetupError::Step {
+        step: "look for leftovers of an earlier run".to_owned(),
+        source: Box::new(source),
+        undo_failures: Vec::new(),
+    };
+    let sockets = client
+        .dump(&MemifSocketFilenameDump)
+        .await
+        .map_err(failed)?;
+    let Some(stale_socket) = sockets.into_iter().find(|s| s.socket_id == uid) else {
+        return Ok(Vec::new());
+    };
+    if stale_socket.socket_filename != socket_path {
+        return Err(SetupError::UidInUse {
+            uid,
+            filename: stale_socket.socket_filename,
+        });
+    }
     let mut removed = Vec::new();
-    for memif in client.dump(&MemifDump).await? {
+    for memif in client.dump(&MemifDump).await.map_err(failed)? {
         if memif.socket_id == uid {
             tracing::warn!(interface = %memif.if_name, sw_if_index = memif.sw_if_index, "removing a stale memif from an earlier run");
             client
                 .request(&MemifDelete {
                     sw_if_index: memif.sw_if_index,
                 })
-                .await?;
+                .await
+                .map_err(failed)?;
             removed.push(Undo::Memif {
                 sw_if_index: memif.sw_if_index,
             });
         }
     }
-    for socket in client.dump(&MemifSocketFilenameDump).await? {
-        if socket.socket_id == uid {
-            tracing::warn!(socket_id = uid, filename = %socket.socket_filename, "removing a stale memif socket id from an earlier run");
-            let undo = Undo::MemifSocket {
-                socket_id: uid,
-                filename: socket.socket_filename,
-            };
-            undo.apply(client).await?;
-            removed.push(undo);
-        }
-    }
+    tracing::warn!(
+        socket_id = uid,
+        filename = socket_path,
+        "removing a stale memif socket id from an earlier run"
+    );
+    let undo = Undo::MemifSocket {
+        socket_id: uid,
+        filename: stale_socket.socket_filename,
+    };
+    undo.apply(client).await.map_err(failed)?;
+    removed.push(undo);
     Ok(removed)
 }
 
@@ -252,15 +281,12 @@ pub async fn setup(client: &Client, params: &TunnelSetup) -> Result<VppTunnel, S
     let needs_bvi = !params.host_routes.is_empty() || params.installs_neighbours;
     let installer = Installer::resolve(client, &params.install, &params.bvi, needs_bvi).await?;
 
+    sweep_stale(client, params.uid, &params.socket_path).await?;
+
     let mut tx = Transaction {
         client,
         undo: Vec::new(),
     };
-    tx.step(
-        "remove leftovers of an earlier run",
-        sweep_stale(client, params.uid),
-    )
-    .await?;
 
     let socket = MemifSocketFilenameAddDelV2 {
         is_add: true,
