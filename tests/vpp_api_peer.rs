@@ -564,7 +564,8 @@ async fn an_unanswered_request_times_out() {
     );
 }
 
-/// After VPP restarts, calls fail with Disconnected, and reconnect() brings a new generation.
+/// After VPP restarts, calls fail with Disconnected, and reconnect() brings a new generation; the event
+/// subscription is renewed and the neighbour installer re-installs its entries in the new VPP (B24).
 #[tokio::test]
 async fn reconnects_after_vpp_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -574,6 +575,19 @@ async fn reconnects_after_vpp_restarts() {
     let client = vpp.connect().await;
     assert_eq!(client.generation(), 1);
     assert_eq!(client.version().await.expect("version"), "26.06-release");
+    let _events = client.interface_events().await.expect("subscribe");
+    let installer = NeighbourInstaller::spawn(
+        client.clone(),
+        Installer::Api { bvi_sw_if_index: 1 },
+        IpNeighborFlags::STATIC,
+        4,
+    );
+    let handle = installer.handle();
+    assert!(handle.install(ip("172.22.77.33"), mac("98:d2:93:00:00:03")));
+    wait_until("the neighbour is installed", || {
+        handle.counts().installed == 1
+    })
+    .await;
 
     vpp.stop();
     tokio::time::timeout(Duration::from_secs(5), client.disconnected())
@@ -593,7 +607,24 @@ async fn reconnects_after_vpp_restarts() {
     assert_eq!(client.reconnect().await.expect("reconnect"), 2);
     assert_eq!(client.reconnect().await.expect("already connected"), 2);
     assert_eq!(client.version().await.expect("version"), "26.06-release");
-    drop(restarted);
+    wait_until("the neighbour is installed again", || {
+        handle.counts().installed == 2
+    })
+    .await;
+    let names: Vec<String> = restarted
+        .recorded_calls()
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "want_interface_events",
+            "show_version",
+            "ip_neighbor_add_del"
+        ]
+    );
+    assert_eq!(installer.stop().await.len(), 1);
 }
 
 /// VPP may start after us: connecting retries with backoff until the deadline (B27), then names the socket.
