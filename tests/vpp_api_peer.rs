@@ -611,17 +611,19 @@ async fn reconnects_after_vpp_restarts() {
         handle.counts().installed == 2
     })
     .await;
-    let names: Vec<String> = restarted
+    let mut names: Vec<String> = restarted
         .recorded_calls()
         .into_iter()
         .map(|c| c.0)
         .collect();
+    assert_eq!(names[0], "want_interface_events");
+    names.sort();
     assert_eq!(
         names,
         [
-            "want_interface_events",
+            "ip_neighbor_add_del",
             "show_version",
-            "ip_neighbor_add_del"
+            "want_interface_events"
         ]
     );
     assert_eq!(installer.stop().await.len(), 1);
