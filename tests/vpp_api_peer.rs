@@ -733,8 +733,14 @@ fn stand_in_vppctl(dir: &Path, fail_on: &str) -> (PathBuf, PathBuf) {
     (script, log)
 }
 
-/// The vppctl method runs the configured binary with the spec's exact commands, for routes at setup and
-/// removal and for neighbours; VPP objects still go through the API.
+/// Set by [`vppctl_method_runs_the_exact_commands`] for the child process it starts.
+const CHILD_SOCKET_ENV: &str = "WIREGUARD_VPP_TEST_VPPCTL_CHILD_SOCKET";
+
+/// The vppctl method runs the configured binary, found on `PATH` by its bare name `vppctl` as the
+/// original's default, with the spec's exact commands for routes (setup and removal) and neighbours; VPP
+/// objects still go through the API. `PATH` can only be changed for a new process, so the tunnel side runs
+/// in a child process of this test binary ([`vppctl_child_side`]) with the stand-in's directory first on
+/// its `PATH`.
 #[tokio::test]
 async fn vppctl_method_runs_the_exact_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -742,13 +748,71 @@ async fn vppctl_method_runs_the_exact_commands() {
         return;
     };
     let (vppctl, log) = stand_in_vppctl(dir.path(), "never");
-    let client = vpp.connect().await;
+    let bin_dir = vppctl.parent().expect("stand-in directory");
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "vppctl_child_side",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PATH", path)
+        .env(CHILD_SOCKET_ENV, &vpp.socket)
+        .output()
+        .expect("run the child side");
+    assert!(
+        child.status.success(),
+        "child side failed: {}{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(String::from_utf8_lossy(&child.stdout).contains("1 passed"));
+
+    let argv = std::fs::read_to_string(&log).expect("argv log");
+    assert_eq!(
+        argv.lines().collect::<Vec<_>>(),
+        [
+            "ip route add 172.22.77.33/32 via 172.22.77.33 loop42",
+            "ip route add fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
+            "set ip neighbor loop42 fe80::42:1817:1 98:d2:93:00:00:03 static",
+            "set ip neighbor del loop42 fe80::42:1817:1 98:d2:93:00:00:03",
+            "ip route del fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
+            "ip route del 172.22.77.33/32 via 172.22.77.33 loop42",
+        ]
+    );
+    // No sw_interface_dump and no route or neighbour messages: vppctl works by name.
+    let names: Vec<String> = vpp.recorded_calls().into_iter().map(|c| c.0).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("sw_interface_dump") || n.starts_with("ip_")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "memif_create_v2"), "{names:?}");
+}
+
+/// The tunnel side of [`vppctl_method_runs_the_exact_commands`]: only does something in the child process
+/// that test starts (with the stand-in first on `PATH`); on its own it returns at once.
+#[tokio::test]
+async fn vppctl_child_side() {
+    let Some(socket) = std::env::var_os(CHILD_SOCKET_ENV) else {
+        return;
+    };
+    let mut options = ClientOptions::new(PathBuf::from(socket));
+    options.connect_deadline = Duration::ZERO;
+    let client = Client::connect(options).await.expect("connect");
     let mut params = fixture();
     params.bvi = Bvi {
         sw_if_index: 0,
         name: "loop42".into(),
     };
-    params.install = InstallMethod::Vppctl { binary: vppctl };
+    params.install = InstallMethod::Vppctl {
+        binary: PathBuf::from("vppctl"),
+    };
     let mut tunnel = setup(&client, &params).await.expect("setup");
     let installer = NeighbourInstaller::spawn(
         client.clone(),
@@ -766,25 +830,7 @@ async fn vppctl_method_runs_the_exact_commands() {
         tunnel.record(undo);
     }
     assert!(tunnel.teardown(&client).await.is_empty());
-
-    let argv = std::fs::read_to_string(&log).expect("argv log");
-    assert_eq!(
-        argv.lines().collect::<Vec<_>>(),
-        [
-            "ip route add 172.22.77.33/32 via 172.22.77.33 loop42",
-            "ip route add fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
-            "set ip neighbor loop42 fe80::42:1817:1 98:d2:93:00:00:03 static",
-            "set ip neighbor del loop42 fe80::42:1817:1 98:d2:93:00:00:03",
-            "ip route del fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
-            "ip route del 172.22.77.33/32 via 172.22.77.33 loop42",
-        ]
-    );
-    // No sw_interface_dump: vppctl works by name.
-    assert!(
-        !vpp.recorded_calls()
-            .iter()
-            .any(|c| c.0.starts_with("sw_interface_dump") || c.0.starts_with("ip_"))
-    );
+    client.close().await.expect("close");
 }
 
 /// A failing vppctl surfaces its stderr and exit status, and the setup is rolled back.
