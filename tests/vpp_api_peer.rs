@@ -629,6 +629,24 @@ async fn reconnects_after_vpp_restarts() {
     assert_eq!(installer.stop().await.len(), 1);
 }
 
+/// After VPP restarted, its objects are gone: teardown sends nothing to the new VPP.
+#[tokio::test]
+async fn teardown_after_a_vpp_restart_sends_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut vpp) = FakeVpp::start(dir.path(), &["--interface", "1=loop42"]) else {
+        return;
+    };
+    let client = vpp.connect().await;
+    let tunnel = setup(&client, &fixture()).await.expect("setup");
+    vpp.stop();
+    client.disconnected().await;
+    let restarted = FakeVpp::start_at(vpp.socket.clone(), dir.path().join("after.jsonl"), &[])
+        .expect("restart the stand-in");
+    client.reconnect().await.expect("reconnect");
+    assert!(tunnel.teardown(&client).await.is_empty());
+    assert!(restarted.recorded_calls().is_empty());
+}
+
 /// VPP may start after us: connecting retries with backoff until the deadline (B27), then names the socket.
 #[tokio::test]
 async fn connecting_waits_for_vpp_until_the_deadline() {

@@ -178,6 +178,8 @@ pub struct VppTunnel {
     pub bridge_id: u32,
     /// How routes and neighbours are installed (shared with the neighbour installer).
     pub installer: Installer,
+    /// The client generation the objects were created under ([`Client::generation`]).
+    pub generation: u64,
     undo: Vec<Undo>,
 }
 
@@ -213,8 +215,16 @@ impl VppTunnel {
         &self.undo
     }
 
-    /// Removes every recorded object, newest first; returns what could not be removed.
+    /// Removes every recorded object, newest first; returns what could not be removed. After a reconnect
+    /// (another client generation) VPP has restarted and the objects are already gone: nothing is sent.
     pub async fn teardown(self, client: &Client) -> Vec<UndoFailure> {
+        if client.generation() != self.generation {
+            tracing::info!(
+                objects = self.undo.len(),
+                "VPP restarted since setup: its objects are already gone, nothing to remove"
+            );
+            return Vec::new();
+        }
         undo_all(client, self.undo).await
     }
 }
@@ -277,6 +287,7 @@ pub async fn sweep_stale(
 /// Creates the tunnel's objects in VPP: sweep, memif socket, memif, admin up, bridge port, host routes.
 /// On failure, everything created so far is removed again, in reverse order.
 pub async fn setup(client: &Client, params: &TunnelSetup) -> Result<VppTunnel, SetupError> {
+    let generation = client.generation();
     params.validate()?;
     let needs_bvi = !params.host_routes.is_empty() || params.installs_neighbours;
     let installer = Installer::resolve(client, &params.install, &params.bvi, needs_bvi).await?;
@@ -348,6 +359,7 @@ pub async fn setup(client: &Client, params: &TunnelSetup) -> Result<VppTunnel, S
         memif_sw_if_index: sw_if_index,
         bridge_id: params.bridge_id,
         installer,
+        generation,
         undo: tx.undo,
     })
 }

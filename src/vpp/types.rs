@@ -523,6 +523,15 @@ mod tests {
         assert!("a4:77:33:00:00:0g".parse::<MacAddress>().is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn mac_parsing_never_panics_and_round_trips(text in ".{0,24}", bytes in proptest::prelude::any::<[u8; 6]>()) {
+            let _ = text.parse::<MacAddress>();
+            let mac = MacAddress(bytes);
+            proptest::prop_assert_eq!(mac.to_string().parse::<MacAddress>(), Ok(mac));
+        }
+    }
+
     #[test]
     fn ipv4_address_fills_the_first_four_union_bytes() {
         let mut out = Vec::new();
