@@ -629,6 +629,62 @@ async fn reconnects_after_vpp_restarts() {
     assert_eq!(installer.stop().await.len(), 1);
 }
 
+/// Many tunnels (DN42 style) share one client: their setups run concurrently over one connection, replies
+/// are matched by context, and tearing them all down leaves VPP as it was.
+#[tokio::test]
+async fn many_tunnels_share_one_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(vpp) = FakeVpp::start(dir.path(), &["--interface", "1=loop42"]) else {
+        return;
+    };
+    let client = vpp.connect().await;
+    let mut setups = tokio::task::JoinSet::new();
+    for uid in 1..=20u32 {
+        let client = client.clone();
+        setups.spawn(async move {
+            let mut params = fixture();
+            params.uid = uid;
+            params.socket_path = format!("/var/run/wggo-vpp/t{uid}.sock");
+            params.host_routes = vec![IpAddr::from([10, 0, 0, uid as u8])];
+            (uid, setup(&client, &params).await.expect("setup"))
+        });
+    }
+    let tunnels = setups.join_all().await;
+    let mut indexes: Vec<u32> = tunnels.iter().map(|(_, t)| t.memif_sw_if_index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), 20);
+
+    let memifs = client.dump(&messages::MemifDump).await.expect("dump");
+    for (uid, tunnel) in &tunnels {
+        let memif = memifs
+            .iter()
+            .find(|m| m.sw_if_index == tunnel.memif_sw_if_index)
+            .expect("listed");
+        assert_eq!((memif.id, memif.socket_id), (*uid, *uid));
+        assert_eq!(memif.if_name, format!("memif{uid}/{uid}"));
+    }
+
+    let mut teardowns = tokio::task::JoinSet::new();
+    for (_, tunnel) in tunnels {
+        let client = client.clone();
+        teardowns.spawn(async move { tunnel.teardown(&client).await.is_empty() });
+    }
+    assert!(teardowns.join_all().await.into_iter().all(|ok| ok));
+    assert!(
+        client
+            .dump(&messages::MemifDump)
+            .await
+            .expect("dump")
+            .is_empty()
+    );
+    let sockets = client
+        .dump(&messages::MemifSocketFilenameDump)
+        .await
+        .expect("dump");
+    assert_eq!(sockets.iter().map(|s| s.socket_id).collect::<Vec<_>>(), [0]);
+}
+
 /// After VPP restarted, its objects are gone: teardown sends nothing to the new VPP.
 #[tokio::test]
 async fn teardown_after_a_vpp_restart_sends_nothing() {
