@@ -26,7 +26,7 @@ pub const MAX_BRIDGE_ID: u32 = (1 << 24) - 1;
 pub const MAX_SECRET_LEN: usize = 23;
 
 /// What setting up a tunnel in VPP needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TunnelSetup {
     /// The tunnel's uid: memif socket id and interface id (VPP names the interface `memif<uid>/<uid>`).
     pub uid: u32,
@@ -52,6 +52,35 @@ pub struct TunnelSetup {
     pub buffer_size: u16,
     /// Copy mode (the original's choice); false lets VPP share its buffers (zero-copy).
     pub no_zero_copy: bool,
+}
+
+/// Shows everything but the memif secret.
+impl std::fmt::Debug for TunnelSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelSetup")
+            .field("uid", &self.uid)
+            .field("socket_path", &self.socket_path)
+            .field("secret", &redacted(&self.secret))
+            .field("bridge_id", &self.bridge_id)
+            .field("vpp_memif_mac", &self.vpp_memif_mac)
+            .field("bvi", &self.bvi)
+            .field("host_routes", &self.host_routes)
+            .field("installs_neighbours", &self.installs_neighbours)
+            .field("install", &self.install)
+            .field("ring_size", &self.ring_size)
+            .field("buffer_size", &self.buffer_size)
+            .field("no_zero_copy", &self.no_zero_copy)
+            .finish()
+    }
+}
+
+/// How a secret shows in `Debug` output: whether it is set, never its value.
+pub(crate) fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        "(none)"
+    } else {
+        "(redacted)"
+    }
 }
 
 impl TunnelSetup {
@@ -389,5 +418,30 @@ impl Transaction<'_> {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddress::default());
+        setup.secret = "s3cr3t".into();
+        let text = format!("{setup:?} {:?}", setup.memif_create());
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("(redacted)"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddress::default());
+        setup.ring_size = 1000;
+        let err = setup.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid ring_size: 1000 is not a power of two"
+        );
     }
 }
