@@ -402,6 +402,14 @@ struct Routes {
     closed: watch::Sender<bool>,
 }
 
+/// However the reader task ends (end of stream, error, abort, or a panic), the session is closed and
+/// every waiter is woken.
+impl Drop for Routes {
+    fn drop(&mut self) {
+        close_all(&self.pending, &self.closed);
+    }
+}
+
 impl Routes {
     async fn run(self, mut reader: FrameReader<tokio::net::unix::OwnedReadHalf>) {
         loop {
@@ -417,7 +425,7 @@ impl Routes {
                 }
             }
         }
-        close_all(&self.pending, &self.closed);
+        // Dropping `self` closes the session.
     }
 
     /// Dispatches by message id first (events have no context), then by context.
@@ -516,5 +524,115 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].name, "ip_neighbor_add_del");
         assert_eq!(m[0].vpp_crc, None);
+    }
+}
+
+/// Hostile bytes from the socket: whatever VPP (or something pretending to be VPP) sends after the
+/// handshake, the reader never panics, waiters get an answer or an error, and the end of the stream closes
+/// the session.
+#[cfg(test)]
+mod hostile {
+    use proptest::prelude::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixStream;
+
+    use super::*;
+
+    /// The ids the fake table gives: message `i` of [`messages::USED`] gets `100 + i`.
+    fn id_of(name_crc: &str) -> u16 {
+        100 + messages::USED
+            .iter()
+            .position(|n| *n == name_crc)
+            .unwrap_or(0) as u16
+    }
+
+    async fn exchange(bodies: Vec<Vec<u8>>, tail: Vec<u8>) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let server = tokio::spawn(async move {
+            let (read, mut write) = theirs.into_split();
+            let mut reader = FrameReader::new(read);
+            let _create = reader.read_body().await;
+            let table = messages::USED
+                .iter()
+                .map(|n| MessageTableEntry {
+                    index: id_of(n),
+                    name: (*n).to_owned(),
+                })
+                .collect();
+            let reply = SockclntCreateReply {
+                response: 0,
+                index: 0x8000_0001,
+                message_table: table,
+            };
+            let mut out = Vec::new();
+            encode_framed(
+                Header {
+                    msg_id: SOCKCLNT_CREATE_REPLY_ID,
+                    client_index: 0,
+                    context: 1,
+                },
+                &reply,
+                &mut out,
+            )
+            .unwrap();
+            write.write_all(&out).await.unwrap();
+            let _request = reader.read_body().await;
+            let mut out = Vec::new();
+            for body in &bodies {
+                frame::encode_frame(body, &mut out);
+            }
+            out.extend_from_slice(&tail);
+            // The client may already have given up; a failed write is part of the game.
+            let _ = write.write_all(&out).await;
+        });
+        let (events, _) = broadcast::channel(4);
+        let options = ClientOptions::new("unused");
+        let session = Session::register(ours, &options, events).await.unwrap();
+        let _ = session
+            .request(&ShowVersion, Duration::from_millis(200))
+            .await;
+        server.await.unwrap();
+        for _ in 0..100 {
+            if session.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the session did not close at the end of the stream (did the reader task die?)");
+    }
+
+    /// Bodies that look like replies to our first request (context 2), events, or anything.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let ids = prop_oneof![
+            Just(id_of(ShowVersionReply::NAME_CRC)),
+            Just(id_of(SwInterfaceEvent::NAME_CRC)),
+            Just(id_of(ControlPingReply::NAME_CRC)),
+            any::<u16>(),
+        ];
+        (
+            ids,
+            any::<bool>(),
+            proptest::collection::vec(any::<u8>(), 0..400),
+        )
+            .prop_map(|(id, ours, rest)| {
+                let mut body = id.to_be_bytes().to_vec();
+                if ours {
+                    body.extend_from_slice(&2u32.to_be_bytes());
+                }
+                body.extend_from_slice(&rest);
+                body
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn the_reader_survives_hostile_frames(
+            bodies in proptest::collection::vec(body(), 0..6),
+            tail in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(exchange(bodies, tail));
+        }
     }
 }
