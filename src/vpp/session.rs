@@ -587,18 +587,16 @@ mod hostile {
         });
         let (events, _) = broadcast::channel(4);
         let options = ClientOptions::new("unused");
-        let session = Session::register(ours, &options, events).await.unwrap();
+        let mut session = Session::register(ours, &options, events).await.unwrap();
         let _ = session
             .request(&ShowVersion, Duration::from_millis(200))
             .await;
         server.await.unwrap();
-        for _ in 0..100 {
-            if session.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the session did not close at the end of the stream (did the reader task die?)");
+        let reader = std::mem::replace(&mut session.reader, tokio::spawn(async {}));
+        let ended = tokio::time::timeout(Duration::from_secs(1), reader).await;
+        let ended = ended.expect("the reader must stop at the end of the stream");
+        assert!(ended.is_ok(), "the reader task panicked: {ended:?}");
+        assert!(session.is_closed());
     }
 
     /// Bodies that look like replies to our first request (context 2), events, or anything.
