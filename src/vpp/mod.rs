@@ -7,7 +7,7 @@
 //!   at connect, request/reply by context, dumps, events), and the asynchronous [`Client`] over it
 //!   (timeouts, reconnect).
 //! - [`install`], [`vppctl`]: the `api`, `vppctl` and `none` install methods, and the BVI lookup by exact name.
-//! - [`setup`], [`undo`]: [`setup()`] as a transaction recording [`Undo`] entries, the stale-object sweep, and
+//! - [`mod@setup`], [`undo`]: [`setup()`] as a transaction recording [`Undo`] entries, the stale-object sweep, and
 //!   [`undo_all`].
 //! - [`neighbour`]: neighbour installs off the packet path.
 //!
