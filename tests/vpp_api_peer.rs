@@ -343,6 +343,20 @@ async fn a_changed_crc_is_a_startup_error() {
     );
 }
 
+/// A refused registration is a clear error, not a hang.
+#[tokio::test]
+async fn a_refused_registration_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(vpp) = FakeVpp::start(dir.path(), &["--refuse"]) else {
+        return;
+    };
+    let err = Client::connect(vpp.options()).await.expect_err("refused");
+    assert!(
+        matches!(err, VppError::Handshake { response: -1 }),
+        "{err:?}"
+    );
+}
+
 /// A failing step in the middle undoes the steps before it, in reverse order.
 #[tokio::test]
 async fn a_failing_route_rolls_back_in_reverse() {
