@@ -395,6 +395,63 @@ async fn a_failing_route_rolls_back_in_reverse() {
     assert_eq!(vpp.recorded_calls(), expected);
 }
 
+/// Whichever step fails, VPP is left as it was: no memif, no socket id, and every route added is removed.
+#[tokio::test]
+async fn every_failing_step_leaves_vpp_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for step in [
+        "memif_socket_filename_add_del_v2",
+        "memif_create_v2",
+        "sw_interface_set_flags",
+        "sw_interface_set_l2_bridge",
+        "ip_route_add_del",
+    ] {
+        let fail = format!("{step}=-7");
+        let Some(vpp) = FakeVpp::start(dir.path(), &["--interface", "1=loop42", "--fail", &fail])
+        else {
+            return;
+        };
+        let client = vpp.connect().await;
+        let err = setup(&client, &fixture()).await.expect_err("must fail");
+        assert!(
+            err.to_string().contains("INVALID_VALUE (-7)"),
+            "{step}: {err}"
+        );
+        assert!(
+            client
+                .dump(&messages::MemifDump)
+                .await
+                .expect("dump")
+                .is_empty(),
+            "{step}: memif left"
+        );
+        let sockets = client
+            .dump(&messages::MemifSocketFilenameDump)
+            .await
+            .expect("dump");
+        assert_eq!(
+            sockets.iter().map(|s| s.socket_id).collect::<Vec<_>>(),
+            [0],
+            "{step}: socket id left"
+        );
+        let calls = vpp.recorded_calls();
+        let adds = calls
+            .iter()
+            .filter(|c| c.0 == "ip_route_add_del" && c.1["is_add"] == json!(true))
+            .count();
+        let dels = calls
+            .iter()
+            .filter(|c| c.0 == "ip_route_add_del" && c.1["is_add"] == json!(false))
+            .count();
+        // The failing add itself created nothing.
+        assert_eq!(
+            dels,
+            adds.saturating_sub(usize::from(step == "ip_route_add_del")),
+            "{step}: routes left"
+        );
+    }
+}
+
 /// A failure right after the socket registration removes just the socket id (the original leaked it).
 #[tokio::test]
 async fn a_failing_memif_create_removes_the_socket_id() {

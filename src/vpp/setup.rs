@@ -119,8 +119,14 @@ impl TunnelSetup {
                 ),
             );
         }
-        if self.socket_path.is_empty() {
-            return invalid("socket_path", "the memif socket path is empty".to_owned());
+        if self.socket_path.is_empty() || self.socket_path.contains('\0') {
+            return invalid(
+                "socket_path",
+                format!("{:?} is empty or contains a NUL byte", self.socket_path),
+            );
+        }
+        if self.secret.contains('\0') {
+            return invalid("secret", "the memif secret contains a NUL byte".to_owned());
         }
         if self.secret.len() > MAX_SECRET_LEN {
             return invalid(
