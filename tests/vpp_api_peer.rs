@@ -806,6 +806,24 @@ async fn connecting_waits_for_vpp_until_the_deadline() {
     assert!(client.is_connected());
 }
 
+/// A socket path that can never work (here: under a regular file) fails at once instead of being retried
+/// until the deadline.
+#[tokio::test]
+async fn an_impossible_socket_path_fails_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"").expect("file");
+    let mut options = ClientOptions::new(file.join("api.sock"));
+    options.connect_deadline = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let err = Client::connect(options).await.expect_err("cannot connect");
+    assert!(
+        matches!(err, VppError::Connect { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
 /// Interface events reach subscribers: deleting the memif is seen as a deletion event.
 #[tokio::test]
 async fn interface_events_report_a_deleted_memif() {

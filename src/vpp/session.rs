@@ -48,6 +48,9 @@ impl Drop for Session {
 }
 
 impl Session {
+    /// Connects and registers, retrying with backoff until `connect_deadline` while VPP is not up yet (no
+    /// socket, connection refused, or a connection dropped during the handshake). Other failures, such as
+    /// a permission problem or an incompatible message table, are returned at once.
     pub(crate) async fn connect_with_retry(
         options: &ClientOptions,
         events: broadcast::Sender<SwInterfaceEvent>,
@@ -57,22 +60,30 @@ impl Session {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match UnixStream::connect(&options.socket_path).await {
-                Ok(stream) => return Self::register(stream, options, events).await,
+            let error = match UnixStream::connect(&options.socket_path).await {
+                Ok(stream) => match Self::register(stream, options, events.clone()).await {
+                    Err(e @ (VppError::Disconnected | VppError::Io { .. })) => e,
+                    done => return done,
+                },
+                Err(source) if not_up_yet(&source) => VppError::Connect {
+                    path: options.socket_path.clone(),
+                    attempts,
+                    source,
+                },
                 Err(source) => {
-                    let now = tokio::time::Instant::now();
-                    if now + backoff > deadline {
-                        return Err(VppError::Connect {
-                            path: options.socket_path.clone(),
-                            attempts,
-                            source,
-                        });
-                    }
-                    tracing::info!(path = %options.socket_path.display(), error = %source, "VPP API socket not ready, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    return Err(VppError::Connect {
+                        path: options.socket_path.clone(),
+                        attempts,
+                        source,
+                    });
                 }
+            };
+            if tokio::time::Instant::now() + backoff > deadline {
+                return Err(error);
             }
+            tracing::info!(path = %options.socket_path.display(), %error, "VPP API not ready, retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -332,6 +343,14 @@ impl Session {
         self.reader.abort();
         close_all(&self.pending, &self.closed);
     }
+}
+
+/// True for the errors of a socket whose VPP has not started (yet).
+fn not_up_yet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// Checks every message we use against VPP's table, and returns their ids.
