@@ -1,0 +1,377 @@
+//! Golden frames checked by an independent encoder/decoder (scapy, from the project's virtualenv):
+//! frames scapy builds (odd ones included: VLAN-tagged, padded, options reordered, bad checksum,
+//! truncated) give the expected action, and every frame the Ethernet side emits is decoded by scapy
+//! with the expected fields and valid checksums.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use wireguard_vpp::l2::wire::{Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr};
+use wireguard_vpp::l2::{
+    Adapter, DropReason, L2Config, MacAddr, Neighbour, NeighbourInstall, RxAction, TransmitKind,
+    TxAction,
+};
+
+const SELF: &str = "98:d2:93:00:00:03";
+const GW: &str = "42:42:42:42:42:42";
+const NEIGH: &str = "02:00:00:00:00:0b";
+const OTHER: &str = "02:00:00:00:00:0c";
+
+fn mac(text: &str) -> MacAddr {
+    text.parse().unwrap()
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+/// The spec's acceptance fixture (section 12).
+fn fixture() -> L2Config {
+    let mut config = L2Config::new(mac(SELF), mac(GW));
+    config.arp_respond = vec!["172.22.77.33/32".parse().unwrap()];
+    config.ndp_respond = vec![
+        "fd28:cb8f:4c92::33/128".parse().unwrap(),
+        "fe80::42:1817:1/128".parse().unwrap(),
+    ];
+    config.arp_learn = vec!["10.127.111.0/24".parse().unwrap()];
+    config.ndp_learn = vec!["fd10:127:e00f::/64".parse().unwrap()];
+    config.install = NeighbourInstall {
+        ipv4: true,
+        ipv6: true,
+        ipv6_link_local: true,
+    };
+    config
+}
+
+fn script() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/l2_frames/scapy_frames.py"
+    ))
+}
+
+/// Runs the scapy helper with `command`, feeding `input` as JSON, and parses its JSON output.
+fn scapy(python: &Path, command: &str, input: &Value) -> Value {
+    let mut child = Command::new(python)
+        .arg(script())
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the scapy helper");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "scapy helper failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("scapy helper prints JSON")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// What a scapy-built frame must give.
+#[derive(Debug)]
+enum Want {
+    /// A reply (decoded by scapy afterwards), optionally learning a neighbour.
+    Reply(Option<(&'static str, &'static str)>),
+    /// Delivery of this many bytes from offset 14.
+    Deliver(usize),
+    /// Learned without a reply.
+    Learn(&'static str, &'static str),
+    Drop(DropReason),
+}
+
+fn expectations() -> BTreeMap<&'static str, Want> {
+    use Want::*;
+    BTreeMap::from([
+        ("arp_request_broadcast", Reply(Some(("10.127.111.1", GW)))),
+        (
+            "arp_request_padded_to_60",
+            Reply(Some(("10.127.111.1", GW))),
+        ),
+        ("arp_request_vlan_tagged", Drop(DropReason::VlanTagged)),
+        ("arp_request_truncated", Drop(DropReason::MalformedArp)),
+        ("arp_reply_unicast", Learn("10.127.111.7", NEIGH)),
+        ("ipv4_udp_padded", Deliver(20 + 8 + 2)),
+        ("ipv4_bad_checksum", Drop(DropReason::BadChecksum)),
+        ("ipv4_ospf_multicast", Deliver(20 + 5)),
+        ("ipv4_broadcast", Drop(DropReason::UnsupportedGroup)),
+        ("ipv6_udp_to_self", Deliver(40 + 8 + 2)),
+        ("ipv6_ospf_multicast", Deliver(40 + 5)),
+        ("ns_multicast", Reply(Some(("fd10:127:e00f::1", GW)))),
+        (
+            "ns_options_reordered",
+            Reply(Some(("fd10:127:e00f::1", OTHER))),
+        ),
+        ("ns_bad_checksum", Drop(DropReason::BadChecksum)),
+        (
+            "ns_hop_limit_64",
+            Drop(DropReason::InvalidNeighbourDiscovery),
+        ),
+        ("ns_dad", Reply(None)),
+        ("na_86_bytes", Learn("fd10:127:e00f::5", NEIGH)),
+        ("na_without_option", Learn("fd10:127:e00f::5", NEIGH)),
+        ("na_options_reordered", Learn("fd10:127:e00f::5", OTHER)),
+        ("na_padded", Learn("fd10:127:e00f::5", NEIGH)),
+        ("na_truncated", Drop(DropReason::MalformedIp)),
+        ("mldv2_report", Drop(DropReason::LinkLocalControl)),
+        ("router_advertisement", Drop(DropReason::LinkLocalControl)),
+        ("runt", Drop(DropReason::Runt)),
+    ])
+}
+
+/// Checks that `decoded` (scapy's view of a frame) has every field of `want`.
+fn assert_fields(name: &str, decoded: &Value, want: Value) {
+    for (field, value) in want.as_object().unwrap() {
+        assert_eq!(
+            &decoded[field], value,
+            "{name}: field `{field}` (scapy saw {decoded})"
+        );
+    }
+}
+
+#[test]
+fn frames_built_by_scapy_give_the_expected_action_and_replies_decode() {
+    let Some(python) = common::venv_python() else {
+        return;
+    };
+    let frames = scapy(&python, "build", &json!({}));
+    let frames = frames.as_object().unwrap();
+    let expectations = expectations();
+    assert_eq!(
+        frames.len(),
+        expectations.len(),
+        "every scapy frame has an expectation"
+    );
+
+    let mut replies = serde_json::Map::new();
+    for (name, want) in &expectations {
+        let frame = unhex(
+            frames[*name]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} built")),
+        );
+        let adapter = Adapter::new(fixture());
+        let mut reply = [0u8; 128];
+        let outcome = adapter.on_frame(&frame, Instant::now(), &mut reply);
+        let learned = |learn: Option<(&str, &str)>| {
+            learn.map(|(addr, lladdr)| Neighbour {
+                ip: ip(addr),
+                mac: mac(lladdr),
+            })
+        };
+        match (want, &outcome.action) {
+            (Want::Reply(learn), RxAction::Reply(len)) => {
+                assert_eq!(outcome.learned, learned(*learn), "{name}: learned");
+                replies.insert((*name).to_owned(), json!(hex(&reply[..*len])));
+            }
+            (Want::Deliver(len), RxAction::Deliver(range)) => {
+                assert_eq!(*range, 14..14 + len, "{name}: delivered range");
+                assert_eq!(outcome.learned, None, "{name}: nothing learned");
+            }
+            (Want::Learn(addr, lladdr), RxAction::Consumed) => {
+                assert_eq!(
+                    outcome.learned,
+                    learned(Some((addr, lladdr))),
+                    "{name}: learned"
+                );
+            }
+            (Want::Drop(reason), RxAction::Dropped(got)) => {
+                assert_eq!(got, reason, "{name}: drop reason")
+            }
+            (want, got) => panic!("{name}: wanted {want:?}, got {got:?}"),
+        }
+    }
+
+    let decoded = scapy(&python, "dissect", &Value::Object(replies));
+    let arp_reply = json!({
+        "len": 42, "dst": GW, "src": SELF, "type": 0x0806, "hwtype": 1, "ptype": 0x0800, "hwlen": 6, "plen": 4,
+        "op": 2, "hwsrc": SELF, "psrc": "172.22.77.33", "hwdst": GW, "pdst": "10.127.111.1",
+    });
+    assert_fields(
+        "reply to arp_request_broadcast",
+        &decoded["arp_request_broadcast"],
+        arp_reply.clone(),
+    );
+    assert_fields(
+        "reply to arp_request_padded_to_60",
+        &decoded["arp_request_padded_to_60"],
+        arp_reply,
+    );
+    let na = json!({
+        "len": 86, "dst": GW, "src": SELF, "type": 0x86dd, "ip_src": "fd28:cb8f:4c92::33",
+        "ip_dst": "fd10:127:e00f::1", "hlim": 255, "plen": 32, "nh": 58, "icmp_type": 136, "code": 0,
+        "R": 0, "S": 1, "O": 1, "tgt": "fd28:cb8f:4c92::33", "tlla": SELF, "cksum_ok": true,
+    });
+    assert_fields(
+        "reply to ns_multicast",
+        &decoded["ns_multicast"],
+        na.clone(),
+    );
+    // Reordered options: the reply still goes to the frame's source.
+    assert_fields(
+        "reply to ns_options_reordered",
+        &decoded["ns_options_reordered"],
+        na,
+    );
+    assert_fields(
+        "reply to ns_dad",
+        &decoded["ns_dad"],
+        json!({
+            "len": 86, "dst": "33:33:00:00:00:01", "src": SELF, "ip_src": "fd28:cb8f:4c92::33", "ip_dst": "ff02::1",
+            "hlim": 255, "icmp_type": 136, "R": 0, "S": 0, "O": 1, "tlla": SELF, "cksum_ok": true,
+        }),
+    );
+}
+
+#[test]
+fn frames_we_send_decode_in_scapy() {
+    let Some(python) = common::venv_python() else {
+        return;
+    };
+    let adapter = Adapter::new(fixture());
+    let now = Instant::now();
+    let mut frames = serde_json::Map::new();
+    let mut out = [0u8; 2048];
+
+    // Scenario 24: a packet to the default gateway, framed with the header we return.
+    let mut v4 = vec![0u8; 20 + 4];
+    let v4_repr = Ipv4Repr {
+        src_addr: "172.22.77.33".parse().unwrap(),
+        dst_addr: "8.8.8.8".parse().unwrap(),
+        protocol: 17,
+        ttl: 64,
+        payload_len: 4,
+    };
+    v4_repr.emit(&mut Ipv4Packet::new_unchecked(&mut v4[..]));
+    let TxAction::Send(header) = adapter.on_packet(&v4, now) else {
+        panic!("gateway packets are sent at once")
+    };
+    frames.insert(
+        "gateway_data".into(),
+        json!(hex(&[&header[..], &v4[..]].concat())),
+    );
+
+    // Scenario 25: the ARP request for a learning-range miss.
+    let mut miss = v4.clone();
+    Ipv4Repr {
+        dst_addr: "10.127.111.7".parse().unwrap(),
+        ..v4_repr
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut miss[..]));
+    assert_eq!(adapter.on_packet(&miss, now), TxAction::Queued);
+    let request = adapter.poll_transmit(now, &mut out).unwrap();
+    assert_eq!(request.kind, TransmitKind::Solicitation);
+    frames.insert("arp_request".into(), json!(hex(&out[..request.len])));
+
+    // Scenario 27: the NS for an IPv6 learning-range miss.
+    let mut v6 = vec![0u8; 40 + 4];
+    let v6_repr = Ipv6Repr {
+        src_addr: "fd28:cb8f:4c92::33".parse().unwrap(),
+        dst_addr: "fd10:127:e00f::5".parse().unwrap(),
+        next_header: 17,
+        hop_limit: 64,
+        payload_len: 4,
+    };
+    v6_repr.emit(&mut Ipv6Packet::new_unchecked(&mut v6[..]));
+    assert_eq!(adapter.on_packet(&v6, now), TxAction::Queued);
+    let solicit = adapter.poll_transmit(now, &mut out).unwrap();
+    frames.insert("neighbour_solicit".into(), json!(hex(&out[..solicit.len])));
+
+    // The NA of scenario 20 resolves it: the queued packet goes out to the learned MAC.
+    let mut na = [0u8; 86];
+    wireguard_vpp::l2::frames::unsolicited_advert(
+        &mut na,
+        mac(NEIGH),
+        "fd10:127:e00f::5".parse().unwrap(),
+    )
+    .unwrap();
+    let mut reply = [0u8; 128];
+    assert_eq!(
+        adapter.on_frame(&na, now, &mut reply).action,
+        RxAction::Consumed
+    );
+    let flushed = adapter.poll_transmit(now, &mut out).unwrap();
+    assert_eq!(flushed.kind, TransmitKind::Flushed);
+    frames.insert("flushed_v6".into(), json!(hex(&out[..flushed.len])));
+
+    // Scenario 29: the startup announcement.
+    let garp = adapter
+        .write_announcement(ip("172.22.77.33"), &mut out)
+        .unwrap();
+    frames.insert("gratuitous_arp".into(), json!(hex(&out[..garp.len])));
+    let unsolicited = adapter
+        .write_announcement(ip("fe80::42:1817:1"), &mut out)
+        .unwrap();
+    frames.insert("unsolicited_na".into(), json!(hex(&out[..unsolicited.len])));
+
+    let decoded = scapy(&python, "dissect", &Value::Object(frames));
+    assert_fields(
+        "gateway_data",
+        &decoded["gateway_data"],
+        json!({"len": 38, "dst": GW, "src": SELF, "type": 0x0800, "ip_src": "172.22.77.33", "ip_dst": "8.8.8.8", "ip_len": 24, "ip_chksum_ok": true}),
+    );
+    assert_fields(
+        "arp_request",
+        &decoded["arp_request"],
+        json!({
+            "len": 42, "dst": "ff:ff:ff:ff:ff:ff", "src": SELF, "type": 0x0806, "op": 1, "hwsrc": SELF,
+            "psrc": "172.22.77.33", "hwdst": "00:00:00:00:00:00", "pdst": "10.127.111.7",
+        }),
+    );
+    assert_fields(
+        "neighbour_solicit",
+        &decoded["neighbour_solicit"],
+        json!({
+            "len": 86, "dst": "33:33:ff:00:00:05", "src": SELF, "ip_src": "fd28:cb8f:4c92::33",
+            "ip_dst": "ff02::1:ff00:5", "hlim": 255, "plen": 32, "nh": 58, "icmp_type": 135, "code": 0,
+            "tgt": "fd10:127:e00f::5", "slla": SELF, "cksum_ok": true,
+        }),
+    );
+    assert_fields(
+        "flushed_v6",
+        &decoded["flushed_v6"],
+        json!({"len": 58, "dst": NEIGH, "src": SELF, "type": 0x86dd, "ip_src": "fd28:cb8f:4c92::33", "ip_dst": "fd10:127:e00f::5"}),
+    );
+    assert_fields(
+        "gratuitous_arp",
+        &decoded["gratuitous_arp"],
+        json!({
+            "len": 42, "dst": "ff:ff:ff:ff:ff:ff", "src": SELF, "op": 2, "hwsrc": SELF, "psrc": "172.22.77.33",
+            "hwdst": "ff:ff:ff:ff:ff:ff", "pdst": "172.22.77.33",
+        }),
+    );
+    assert_fields(
+        "unsolicited_na",
+        &decoded["unsolicited_na"],
+        json!({
+            "len": 86, "dst": "33:33:00:00:00:01", "src": SELF, "ip_src": "fe80::42:1817:1", "ip_dst": "ff02::1",
+            "hlim": 255, "icmp_type": 136, "R": 0, "S": 0, "O": 1, "tgt": "fe80::42:1817:1", "tlla": SELF,
+            "cksum_ok": true,
+        }),
+    );
+}
