@@ -375,3 +375,95 @@ fn frames_we_send_decode_in_scapy() {
         }),
     );
 }
+
+/// Frames of every kind the packet path sees, built by our own builders (their bytes are checked
+/// against scapy above).
+fn packet_path_frames() -> Vec<Vec<u8>> {
+    use wireguard_vpp::l2::frames;
+    let gateway = mac(GW);
+    let me = mac(SELF);
+    let mut arp_request = vec![0; frames::ARP_FRAME_LEN];
+    frames::arp_request(
+        &mut arp_request,
+        MacAddr::BROADCAST,
+        gateway,
+        "10.127.111.1".parse().unwrap(),
+        "172.22.77.33".parse().unwrap(),
+    )
+    .unwrap();
+    let mut ns = vec![0; frames::NDISC_FRAME_LEN];
+    frames::neighbour_solicit(
+        &mut ns,
+        gateway,
+        "fd10:127:e00f::1".parse().unwrap(),
+        "fd28:cb8f:4c92::33".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut na = vec![0; frames::NDISC_FRAME_LEN];
+    frames::unsolicited_advert(&mut na, mac(NEIGH), "fd10:127:e00f::5".parse().unwrap()).unwrap();
+    let mut data = [0u8; 14 + 40 + 8];
+    data[..6].copy_from_slice(&me.0);
+    data[6..12].copy_from_slice(&gateway.0);
+    data[12..14].copy_from_slice(&[0x86, 0xdd]);
+    Ipv6Repr {
+        src_addr: "fd10:127:e00f::1".parse().unwrap(),
+        dst_addr: "fd28:cb8f:4c92::33".parse().unwrap(),
+        next_header: 17,
+        hop_limit: 64,
+        payload_len: 8,
+    }
+    .emit(&mut Ipv6Packet::new_unchecked(&mut data[14..]));
+    vec![arp_request, ns, na, data.to_vec(), vec![0; 10]]
+}
+
+#[test]
+fn the_packet_path_never_allocates() {
+    // Measured with a counting global allocator (this test binary's only), on this thread.
+    let adapter = Adapter::new(fixture());
+    let now = Instant::now();
+    let frames = packet_path_frames();
+    let mut v4 = vec![0u8; 20 + 100];
+    let repr = Ipv4Repr {
+        src_addr: "172.22.77.33".parse().unwrap(),
+        dst_addr: "8.8.8.8".parse().unwrap(),
+        protocol: 17,
+        ttl: 64,
+        payload_len: 100,
+    };
+    repr.emit(&mut Ipv4Packet::new_unchecked(&mut v4[..]));
+    let mut to_learning_range = v4.clone();
+    Ipv4Repr {
+        dst_addr: "10.127.111.7".parse().unwrap(),
+        ..repr
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut to_learning_range[..]));
+    let mut reply = [0u8; 128];
+    let mut out = [0u8; 2048];
+
+    let info = allocation_counter::measure(|| {
+        for round in 0..100u64 {
+            let now = now + std::time::Duration::from_millis(round * 100);
+            for frame in &frames {
+                std::hint::black_box(adapter.on_frame(frame, now, &mut reply));
+            }
+            std::hint::black_box(adapter.on_packet(&v4, now));
+            // Unresolved, queued, solicited, given up on and started again, over the rounds.
+            std::hint::black_box(adapter.on_packet(&to_learning_range, now));
+            while adapter.poll_transmit(now, &mut out).is_some() {}
+        }
+    });
+    assert_eq!(
+        info.count_total, 0,
+        "allocations on the packet path: {info:?}"
+    );
+    let counters = adapter.counters();
+    assert!(
+        counters.count(wireguard_vpp::l2::Event::Solicited) > 3,
+        "the resolution path ran"
+    );
+    assert!(
+        counters.dropped(DropReason::Unresolved) > 0,
+        "and gave up at least once"
+    );
+}

@@ -117,7 +117,8 @@ impl Entry {
 /// The neighbour cache of one address family or both (keys are `IpAddr`).
 pub(crate) struct NeighbourCache {
     settings: NeighbourSettings,
-    // INVARIANT: entries.len() <= settings.capacity, so the map never grows past its first allocation.
+    // INVARIANT: entries.len() <= settings.capacity, and the map is allocated for twice that, so that
+    // clearing the tombstones of removed entries is always done in place: it never allocates again.
     entries: HashMap<IpAddr, Entry>,
     slab: PacketSlab,
     // INVARIANT: holds at most slab.capacity() items (each slot is in one place), so it never grows.
@@ -147,7 +148,7 @@ impl NeighbourCache {
                 capacity,
                 ..settings
             },
-            entries: HashMap::with_capacity(capacity),
+            entries: HashMap::with_capacity(capacity.saturating_mul(2)),
             ready: VecDeque::with_capacity(slab.capacity()),
             slab,
             next_deadline: None,
