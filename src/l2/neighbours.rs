@@ -172,6 +172,20 @@ impl NeighbourCache {
         now: Instant,
     ) -> (Resolution, Losses) {
         let reachable = self.settings.reachable_time;
+        // The common case first, with a single hash lookup: a known neighbour.
+        if let Some(entry) = self.entries.get_mut(&dst)
+            && let Some(mac) = entry.mac
+        {
+            entry.last_used = now;
+            let probe =
+                entry.is_stale(now, reachable) && entry.solicit_at.is_none() && entry.solicits == 0;
+            if probe {
+                entry.source = source;
+                entry.solicit_at = Some(now);
+                self.wake_at(now);
+            }
+            return (Resolution::Found(mac), Losses::default());
+        }
         let mut losses = Losses::default();
         if !self.entries.contains_key(&dst) {
             losses = self.make_room(now);
@@ -193,14 +207,6 @@ impl NeighbourCache {
             return (Resolution::NoRoom, losses);
         };
         entry.last_used = now;
-        if let Some(mac) = entry.mac {
-            if entry.is_stale(now, reachable) && entry.solicit_at.is_none() && entry.solicits == 0 {
-                entry.source = source;
-                entry.solicit_at = Some(now);
-                self.wake_at(now);
-            }
-            return (Resolution::Found(mac), losses);
-        }
         let Some(slot) = self.slab.store(packet) else {
             return (Resolution::NoRoom, losses);
         };
