@@ -248,14 +248,11 @@ fn frames_built_by_scapy_give_the_expected_action_and_replies_decode() {
     );
 }
 
-#[test]
-fn frames_we_send_decode_in_scapy() {
-    let Some(python) = common::venv_python() else {
-        return;
-    };
+/// Every kind of frame the Ethernet side sends, made through the public API on the spec's fixture.
+fn emitted_frames() -> BTreeMap<&'static str, Vec<u8>> {
     let adapter = Adapter::new(fixture());
     let now = Instant::now();
-    let mut frames = serde_json::Map::new();
+    let mut frames = BTreeMap::new();
     let mut out = [0u8; 2048];
 
     // Scenario 24: a packet to the default gateway, framed with the header we return.
@@ -263,7 +260,7 @@ fn frames_we_send_decode_in_scapy() {
     let v4_repr = Ipv4Repr {
         src_addr: "172.22.77.33".parse().unwrap(),
         dst_addr: "8.8.8.8".parse().unwrap(),
-        protocol: 17,
+        protocol: 253, // RFC 3692 experimental: opaque payload
         ttl: 64,
         payload_len: 4,
     };
@@ -271,10 +268,7 @@ fn frames_we_send_decode_in_scapy() {
     let TxAction::Send(header) = adapter.on_packet(&v4, now) else {
         panic!("gateway packets are sent at once")
     };
-    frames.insert(
-        "gateway_data".into(),
-        json!(hex(&[&header[..], &v4[..]].concat())),
-    );
+    frames.insert("gateway_data", ([&header[..], &v4[..]].concat()).to_vec());
 
     // Scenario 25: the ARP request for a learning-range miss.
     let mut miss = v4.clone();
@@ -286,21 +280,21 @@ fn frames_we_send_decode_in_scapy() {
     assert_eq!(adapter.on_packet(&miss, now), TxAction::Queued);
     let request = adapter.poll_transmit(now, &mut out).unwrap();
     assert_eq!(request.kind, TransmitKind::Solicitation);
-    frames.insert("arp_request".into(), json!(hex(&out[..request.len])));
+    frames.insert("arp_request", (out[..request.len]).to_vec());
 
     // Scenario 27: the NS for an IPv6 learning-range miss.
     let mut v6 = vec![0u8; 40 + 4];
     let v6_repr = Ipv6Repr {
         src_addr: "fd28:cb8f:4c92::33".parse().unwrap(),
         dst_addr: "fd10:127:e00f::5".parse().unwrap(),
-        next_header: 17,
+        next_header: 253,
         hop_limit: 64,
         payload_len: 4,
     };
     v6_repr.emit(&mut Ipv6Packet::new_unchecked(&mut v6[..]));
     assert_eq!(adapter.on_packet(&v6, now), TxAction::Queued);
     let solicit = adapter.poll_transmit(now, &mut out).unwrap();
-    frames.insert("neighbour_solicit".into(), json!(hex(&out[..solicit.len])));
+    frames.insert("neighbour_solicit", (out[..solicit.len]).to_vec());
 
     // The NA of scenario 20 resolves it: the queued packet goes out to the learned MAC.
     let mut na = [0u8; 86];
@@ -317,18 +311,58 @@ fn frames_we_send_decode_in_scapy() {
     );
     let flushed = adapter.poll_transmit(now, &mut out).unwrap();
     assert_eq!(flushed.kind, TransmitKind::Flushed);
-    frames.insert("flushed_v6".into(), json!(hex(&out[..flushed.len])));
+    frames.insert("flushed_v6", (out[..flushed.len]).to_vec());
 
     // Scenario 29: the startup announcement.
     let garp = adapter
         .write_announcement(ip("172.22.77.33"), &mut out)
         .unwrap();
-    frames.insert("gratuitous_arp".into(), json!(hex(&out[..garp.len])));
+    frames.insert("gratuitous_arp", (out[..garp.len]).to_vec());
     let unsolicited = adapter
         .write_announcement(ip("fe80::42:1817:1"), &mut out)
         .unwrap();
-    frames.insert("unsolicited_na".into(), json!(hex(&out[..unsolicited.len])));
+    frames.insert("unsolicited_na", (out[..unsolicited.len]).to_vec());
 
+    // Answers: an ARP reply (scenario 12), a solicited NA (scenario 17) and a DAD answer.
+    use wireguard_vpp::l2::frames;
+    let mut request = [0u8; frames::ARP_FRAME_LEN];
+    frames::arp_request(
+        &mut request,
+        MacAddr::BROADCAST,
+        mac(GW),
+        "10.127.111.1".parse().unwrap(),
+        "172.22.77.33".parse().unwrap(),
+    )
+    .unwrap();
+    let RxAction::Reply(len) = adapter.on_frame(&request, now, &mut reply).action else {
+        panic!("ARP answered")
+    };
+    frames.insert("arp_reply", reply[..len].to_vec());
+    let mut ns = [0u8; frames::NDISC_FRAME_LEN];
+    frames::neighbour_solicit(
+        &mut ns,
+        mac(GW),
+        "fd10:127:e00f::1".parse().unwrap(),
+        "fd28:cb8f:4c92::33".parse().unwrap(),
+        None,
+    )
+    .unwrap();
+    let RxAction::Reply(len) = adapter.on_frame(&ns, now, &mut reply).action else {
+        panic!("NS answered")
+    };
+    frames.insert("neighbour_advert", reply[..len].to_vec());
+    frames
+}
+
+#[test]
+fn frames_we_send_decode_in_scapy() {
+    let Some(python) = common::venv_python() else {
+        return;
+    };
+    let frames: serde_json::Map<String, Value> = emitted_frames()
+        .into_iter()
+        .map(|(name, frame)| (name.to_owned(), json!(hex(&frame))))
+        .collect();
     let decoded = scapy(&python, "dissect", &Value::Object(frames));
     assert_fields(
         "gateway_data",
@@ -466,4 +500,111 @@ fn the_packet_path_never_allocates() {
         counters.dropped(DropReason::Unresolved) > 0,
         "and gave up at least once"
     );
+}
+
+/// Writes `frames` as a classic pcap file (Ethernet link type).
+fn write_pcap<'a>(path: &Path, frames: impl Iterator<Item = &'a Vec<u8>>) {
+    let mut bytes = Vec::new();
+    for field in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65_535, 1] {
+        bytes.extend_from_slice(&field.to_le_bytes());
+    }
+    for (second, frame) in frames.enumerate() {
+        let len = frame.len() as u32;
+        for field in [second as u32, 0, len, len] {
+            bytes.extend_from_slice(&field.to_le_bytes());
+        }
+        bytes.extend_from_slice(frame);
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn frames_we_send_pass_tshark_with_good_checksums() {
+    if !common::require("tshark", "independent frame decoder") {
+        return;
+    }
+    let frames = emitted_frames();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("emitted.pcap");
+    write_pcap(&pcap, frames.values());
+    let fields = [
+        "eth.src",
+        "arp.opcode",
+        "icmpv6.type",
+        "icmpv6.checksum.status",
+        "ip.checksum.status",
+        "_ws.malformed",
+        "_ws.expert.severity",
+    ];
+    let mut command = Command::new("tshark");
+    command.arg("-r").arg(&pcap).args([
+        "-o",
+        "ip.check_checksum:TRUE",
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+    ]);
+    command.args(["-E", "aggregator=;", "-E", "occurrence=a"]);
+    for field in fields {
+        command.args(["-e", field]);
+    }
+    let output = command.output().expect("run tshark");
+    assert!(
+        output.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        frames.len(),
+        "tshark read every frame:\n{text}"
+    );
+    const GOOD: &str = "1";
+    for (name, line) in frames.keys().zip(lines) {
+        let values: Vec<&str> = line.split('\t').collect();
+        let field = |wanted: &str| values[fields.iter().position(|f| *f == wanted).unwrap()];
+        assert_eq!(field("eth.src"), SELF, "{name}: {line}");
+        assert_eq!(
+            field("_ws.malformed"),
+            "",
+            "{name}: tshark finds it malformed: {line}"
+        );
+        // Expert infos of warning (0x600000) or error (0x800000) severity.
+        for severity in field("_ws.expert.severity")
+            .split(';')
+            .filter(|s| !s.is_empty())
+        {
+            assert!(
+                severity.parse::<u32>().unwrap() < 0x0060_0000,
+                "{name}: tshark warns: {line}"
+            );
+        }
+        let (arp, icmpv6) = match *name {
+            "arp_request" => ("1", ""),
+            "arp_reply" | "gratuitous_arp" => ("2", ""),
+            "neighbour_solicit" => ("", "135"),
+            "neighbour_advert" | "unsolicited_na" => ("", "136"),
+            "gateway_data" => {
+                assert_eq!(
+                    field("ip.checksum.status"),
+                    GOOD,
+                    "{name}: IPv4 header checksum: {line}"
+                );
+                ("", "")
+            }
+            _ => ("", ""),
+        };
+        assert_eq!(field("arp.opcode"), arp, "{name}: {line}");
+        assert_eq!(field("icmpv6.type"), icmpv6, "{name}: {line}");
+        if !icmpv6.is_empty() {
+            assert_eq!(
+                field("icmpv6.checksum.status"),
+                GOOD,
+                "{name}: ICMPv6 checksum: {line}"
+            );
+        }
+    }
 }
