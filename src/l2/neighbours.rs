@@ -139,6 +139,13 @@ pub(crate) struct Losses {
     pub forgotten: u64,
 }
 
+impl core::ops::AddAssign for Losses {
+    fn add_assign(&mut self, other: Losses) {
+        self.unresolved += other.unresolved;
+        self.forgotten += other.forgotten;
+    }
+}
+
 impl NeighbourCache {
     pub(crate) fn new(settings: NeighbourSettings) -> NeighbourCache {
         let capacity = settings.capacity.max(1);
@@ -297,9 +304,26 @@ impl NeighbourCache {
                 losses,
             );
         }
-        if self.next_deadline.is_none_or(|at| now < at) {
-            return (None, losses);
+        // Expiring an entry is not something to send: scan again until something is due or nothing is.
+        loop {
+            if self.next_deadline.is_none_or(|at| now < at) {
+                return (None, losses);
+            }
+            let (due, expired) = self.scan(now);
+            match expired {
+                Some(ip) => {
+                    losses += self.forget(ip, now);
+                    // Other entries may be due as well: look again at once.
+                    self.next_deadline = Some(now);
+                }
+                None => return (due, losses),
+            }
         }
+    }
+
+    /// One pass over the entries: takes the first due solicitation or probe (scheduling its successor),
+    /// or names the first entry to forget; recomputes the next deadline.
+    fn scan(&mut self, now: Instant) -> (Option<Due<'static>>, Option<IpAddr>) {
         let settings = self.settings;
         let mut next_deadline: Option<Instant> = None;
         let mut due = None;
@@ -330,13 +354,8 @@ impl NeighbourCache {
                 unicast_to: entry.mac,
             });
         }
-        if let Some(ip) = expired {
-            losses = self.forget(ip, now);
-            // Another entry may be due as well: look again at once.
-            next_deadline = Some(now);
-        }
         self.next_deadline = next_deadline;
-        (due, losses)
+        (due, expired)
     }
 
     /// Releases the ready packet `poll` returned.
@@ -620,6 +639,27 @@ mod tests {
         assert_eq!(forgotten, 2);
         assert_eq!(cache.get(&idle), None);
         assert_eq!(cache.poll_at(), None, "nothing left to wait for");
+    }
+
+    #[test]
+    fn an_expiry_does_not_hide_another_due_solicitation() {
+        // A gives up at t0+3 while B's second solicitation is due at the same moment: one poll loop
+        // must both forget A and send B's, whatever the map's iteration order.
+        for _ in 0..20 {
+            let t0 = Instant::now();
+            let mut cache = NeighbourCache::new(settings());
+            cache.resolve(ip("10.0.0.1"), source(), &[1], t0);
+            for second in 0..3 {
+                drain(&mut cache, t0 + Duration::from_secs(second));
+            }
+            cache.resolve(ip("10.0.0.2"), source(), &[2], t0 + Duration::from_secs(2));
+            drain(&mut cache, t0 + Duration::from_secs(2));
+            assert_eq!(
+                drain(&mut cache, t0 + Duration::from_secs(3)),
+                ["solicit 10.0.0.2"]
+            );
+            assert_eq!(cache.entries(t0).count(), 1);
+        }
     }
 
     #[test]
