@@ -498,3 +498,95 @@ async fn the_session_survives_an_unchanged_syncconf_and_100_edits_of_other_peers
     assert_eq!(dump.lines().count(), 2 + others.len(), "{dump}");
     serving.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapplying_a_config_file_is_a_diff_that_keeps_the_session() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    link.ping_from_us(false, 1).await;
+    let handshake = link.our_view().await.last_handshake.expect("handshake");
+    let private = link.device.config().await.private_key.expect("our key");
+    let (_, other) = genkey();
+    let conf = link.temp.path().join("reconf.conf");
+    let (peer_public, peer_underlay) = (link.peer_public, link.peer_underlay.clone());
+    let write = |keepalive: u16, with_other: bool| {
+        let mut text = format!(
+            "[Interface]\nPrivateKey = {}\n\n[Peer]\nPublicKey = {}\nEndpoint = {}:{PEER_PORT}\n\
+             AllowedIPs = 10.200.0.1/32, fd00:200::1/128\nPersistentKeepalive = {keepalive}\n",
+            private.to_base64(),
+            peer_public.to_base64(),
+            peer_underlay
+        );
+        if with_other {
+            text.push_str(&format!(
+                "\n[Peer]\nPublicKey = {}\nEndpoint = localhost:51999\nAllowedIPs = 10.77.0.0/16\n",
+                other.to_base64()
+            ));
+        }
+        std::fs::write(&conf, text).expect("write config");
+    };
+
+    // The file says what the device already has: nothing to do.
+    write(0, false);
+    let report = link.device.apply_config_file(&conf).await.expect("apply");
+    assert_eq!(report.commands, 0, "{report:?}");
+
+    // A new peer (endpoint by DNS name) and a changed keepalive: only those are touched.
+    write(15, true);
+    let report = link.device.apply_config_file(&conf).await.expect("apply");
+    assert!(
+        report.commands > 0 && report.unresolved.is_empty(),
+        "{report:?}"
+    );
+    let config = link.device.config().await;
+    assert_eq!(
+        config
+            .peer(&link.peer_public)
+            .map(|p| p.persistent_keepalive),
+        Some(15)
+    );
+    let endpoint = config
+        .peer(&other)
+        .and_then(|p| p.endpoint)
+        .expect("resolved endpoint");
+    assert!(
+        endpoint.ip().is_loopback() && endpoint.port() == 51999,
+        "{endpoint}"
+    );
+    link.ping_from_us(true, 2).await;
+
+    // Applying the same file again changes nothing; dropping the peer from the file removes it.
+    assert_eq!(
+        link.device
+            .apply_config_file(&conf)
+            .await
+            .expect("apply")
+            .commands,
+        0
+    );
+    write(15, false);
+    link.device.apply_config_file(&conf).await.expect("apply");
+    assert!(link.device.config().await.peer(&other).is_none());
+    link.ping_from_us(false, 3).await;
+    assert_eq!(
+        link.our_view().await.last_handshake,
+        Some(handshake),
+        "the session survived every re-apply"
+    );
+
+    // A broken file is refused with its name and line, and changes nothing.
+    std::fs::write(&conf, "[Interface]\nListenPort = many\n").expect("write");
+    let error = link
+        .device
+        .apply_config_file(&conf)
+        .await
+        .expect_err("bad file")
+        .to_string();
+    assert!(
+        error.contains("reconf.conf:2") && error.contains("ListenPort"),
+        "{error}"
+    );
+    assert_eq!(link.device.config().await.peer_count(), 1);
+}

@@ -115,6 +115,14 @@ struct HandshakeClock {
 impl HandshakeClock {
     const TOLERANCE: Duration = Duration::from_millis(50);
 
+    fn forget_all_but(&self, keep: impl Fn(&Key) -> bool) {
+        let mut reported = self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reported.retain(|key, _| keep(key));
+    }
+
     fn wall_clock(&self, peer: Key, now: SystemTime, age: Option<Duration>) -> Option<SystemTime> {
         let mut reported = self
             .reported
@@ -350,6 +358,8 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
                 )
             })
             .collect();
+        self.handshakes
+            .forget_all_but(|key| config.peer(key).is_some());
         config
             .peers()
             .into_iter()
