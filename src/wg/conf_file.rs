@@ -129,7 +129,10 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfFile, ConfFileError> {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(error(format!("{line:?} is not Key = Value")));
+            return Err(error(
+                "this line is not `Key = Value` (it is not repeated here: it may hold a key)"
+                    .to_owned(),
+            ));
         };
         let field = key.to_ascii_lowercase();
         match (&section, peer.as_mut()) {

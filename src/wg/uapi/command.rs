@@ -89,9 +89,10 @@ impl SetParser {
             return Err(UapiError::invalid("line is not UTF-8"));
         };
         let Some((key, value)) = line.split_once('=') else {
+            // The line is not echoed: it might be a mangled key.
             return Err(UapiError::new(
                 EPROTO,
-                format!("line without '=': {:?}", truncated(line)),
+                format!("a line of {} bytes without '='", line.len()),
             ));
         };
         if key == "public_key" {
