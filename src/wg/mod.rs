@@ -7,6 +7,7 @@
 //! - `config`: the configuration as `wg` sees it and how UAPI commands edit it (pure).
 //! - [`uapi`]: the protocol, the connection loop and the socket file.
 //! - [`conf_file`]: wg(8) config files (`wg setconf` syntax) applied as a diff.
+//! - `live`: brings gotatun's device in line with the configuration; `status`: per-peer state.
 //! - `udp`: the UDP socket, rebound without ever leaving the device without one.
 //! - [`channel`]: an IP side made of channels, for tests and benchmarks.
 //! - [`key`]: keys in hex and base64, never printed.
@@ -18,9 +19,12 @@ pub mod conf_file;
 mod config;
 mod device;
 pub mod key;
+mod live;
+mod status;
 pub mod uapi;
 mod udp;
 
 pub use config::{ConfigEdit, DeviceConfig, PeerConfig};
-pub use device::{DeviceError, DeviceSettings, PeerStatus, WgDevice};
+pub use device::{DeviceError, DeviceSettings, WgDevice};
 pub use key::Key;
+pub use status::PeerStatus;
