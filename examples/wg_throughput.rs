@@ -7,7 +7,8 @@
 //!   packets enter device A through its channel IP side and are counted out of device B, so the
 //!   figure includes both devices' tasks, the UDP path and the channel copies.
 //!
-//! Run: `cargo run --release --example wg_throughput [seconds]` (default 3 s per measurement).
+//! Run: `cargo run --release --example wg_throughput [seconds] [rounds]` (default 2 s, 3 rounds;
+//! each round measures the baseline, then the device).
 //! Gbit/s counts inner (IP packet) bytes.
 
 use std::sync::Arc;
@@ -29,30 +30,56 @@ fn main() {
     let seconds: u64 = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let rounds: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
         .unwrap_or(3);
     let duration = Duration::from_secs(seconds);
     let packet = ipv4_udp_packet(PACKET_LEN);
-
-    println!("wg_throughput: {PACKET_LEN}-byte IPv4 packets, {seconds} s per measurement");
-    let raw = raw_tunn(&packet, duration);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let device = runtime.block_on(through_devices(&packet, duration));
 
+    println!(
+        "wg_throughput: {PACKET_LEN}-byte IPv4 packets, {rounds} rounds of {seconds} s, \
+         baseline and device alternating (the machine is shared: compare within a round)"
+    );
     println!("{:<58} {:>12} {:>10}", "path", "packets/s", "Gbit/s");
+    let mut raws = Vec::new();
+    let mut devices = Vec::new();
+    for round in 1..=rounds {
+        let raw = raw_tunn(&packet, duration);
+        let device = runtime.block_on(through_devices(&packet, duration));
+        println!("round {round}");
+        report(
+            "  raw gotatun Tunn encrypt+decrypt, 1 thread, no I/O",
+            raw,
+            None,
+        );
+        report(
+            "  WgDevice A -> UDP loopback -> WgDevice B",
+            device.received_rate,
+            Some(&device),
+        );
+        raws.push(raw);
+        devices.push(device.received_rate);
+    }
+    let (raw, device) = (median(&mut raws), median(&mut devices));
+    println!("median");
     report(
-        "raw gotatun Tunn encrypt+decrypt, 1 thread, no I/O",
+        "  raw gotatun Tunn encrypt+decrypt, 1 thread, no I/O",
         raw,
         None,
     );
-    report(
-        "WgDevice A -> UDP loopback -> WgDevice B (channel IP side)",
-        device.received_rate,
-        Some(&device),
-    );
-    println!("device / raw: {:.2}", device.received_rate / raw);
+    report("  WgDevice A -> UDP loopback -> WgDevice B", device, None);
+    println!("device / raw: {:.2}", device / raw);
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 struct DeviceRun {
