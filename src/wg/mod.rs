@@ -13,6 +13,13 @@
 //! - [`key`]: keys in hex and base64, never printed.
 //!
 //! It knows nothing of memif, l2, VPP or the tunnel's own config files.
+//!
+//! The IP side, as the device uses it: `IpRecv::recv` returns a burst of whole IPv4/IPv6 packets
+//! (trimmed to their IP length; anything else is dropped by gotatun), and `mtu()` the tunnel MTU,
+//! up to which packets are padded before encryption; `IpSend::send` receives each decrypted packet
+//! whose source address belongs to the peer that sent it. An error from either ends the device's
+//! packet tasks, so the IP side should absorb transient conditions (a memif reconnect) itself.
+//! [`channel`] is a complete example.
 
 pub mod channel;
 pub mod conf_file;
