@@ -341,7 +341,7 @@ impl VppSide {
     }
 
     async fn add_l2fib(&mut self, cfg: &TunnelConfig) {
-        let mac = vpp::MacAddress(cfg.self_mac.octets());
+        let mac = vpp::MacAddress(cfg.self_mac.0);
         if let Err(err) = self.tunnel.add_l2fib(&self.client, mac).await {
             tracing::warn!(tunnel = %cfg.name, error = %err, "l2fib entry not added; VPP learns our MAC from traffic instead");
         }

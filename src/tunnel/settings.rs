@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::config::{InstallMethod, TunnelConfig};
-use crate::l2::{self, L2Config, NeighbourInstall};
+use crate::l2::{L2Config, NeighbourInstall};
 use crate::memif::ServerConfig;
 use crate::vpp;
 use crate::wg::DeviceSettings;
@@ -17,10 +17,7 @@ pub const MEMIF_BUFFER_SIZE: u16 = 2048;
 
 /// The l2 adapter's settings: our MAC, the gateway's, the four range lists and the neighbour installs.
 pub fn l2_config(cfg: &TunnelConfig) -> L2Config {
-    let mut l2 = L2Config::new(
-        l2::MacAddr(cfg.self_mac.octets()),
-        l2::MacAddr(cfg.gateway_mac.octets()),
-    );
+    let mut l2 = L2Config::new(cfg.self_mac, cfg.gateway_mac);
     l2.arp_respond = cfg.ranges.ipv4_response.clone();
     l2.arp_learn = cfg.ranges.ipv4_learning.clone();
     l2.ndp_respond = cfg.ranges.ipv6_response.clone();
@@ -41,7 +38,7 @@ pub fn vpp_setup(cfg: &TunnelConfig) -> vpp::TunnelSetup {
         cfg.uid,
         cfg.memif_socket.to_string_lossy().into_owned(),
         cfg.bridge_id,
-        vpp::MacAddress(cfg.vpp_memif_mac.octets()),
+        vpp::MacAddress(cfg.vpp_memif_mac.0),
     );
     setup.secret = cfg
         .secret
@@ -55,7 +52,18 @@ pub fn vpp_setup(cfg: &TunnelConfig) -> vpp::TunnelSetup {
         name: cfg.install.bvi_name.clone(),
     };
     setup.install = install_method(cfg);
-    setup.host_routes = cfg.host_routes().map(|net| net.addr()).collect();
+    let responses: Vec<ipnet::IpNet> = (cfg.ranges.ipv4_response.iter().copied().map(Into::into))
+        .chain(cfg.ranges.ipv6_response.iter().copied().map(Into::into))
+        .collect();
+    let routes = &cfg.install.routes;
+    setup.host_routes = vpp::host_routes(
+        &responses,
+        vpp::RouteFamilies {
+            ipv4: routes.ipv4,
+            ipv6: routes.ipv6,
+            ipv6_link_local: routes.ipv6_link_local,
+        },
+    );
     setup.installs_neighbours = cfg.install.neighbours.any();
     setup
 }
