@@ -9,10 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use wireguard_vpp::config::{self, Env};
 use wireguard_vpp::memif::{ClientConfig, Connection};
-use wireguard_vpp::tunnel::{self, Phase, RunOptions, TunnelStatus, VppAccess};
+use wireguard_vpp::tunnel::{Phase, RunOptions, Tunnel, VppAccess};
 
 const COUNTS: [usize; 3] = [1, 16, 64];
 const IDLE_WINDOW: Duration = Duration::from_secs(5);
@@ -124,25 +123,13 @@ async fn one_size(count: usize) {
     })
     .expect("env");
     let before = rss_kib();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut statuses = Vec::new();
-    let mut tasks = Vec::new();
+    let mut tunnels = Vec::new();
     for i in 0..count {
         let cfg = config::load(&dir.path().join("etc"), &format!("t{i}"), &env).expect("config");
         let mut options = RunOptions::new(Path::new("unused"));
         options.vpp = VppAccess::Off;
         options.uapi_dir = dir.path().join("uapi");
-        let (status, watcher) = watch::channel(TunnelStatus::default());
-        statuses.push(watcher);
-        let mut stop = stop_rx.clone();
-        tasks.push(tokio::spawn(tunnel::run(
-            cfg,
-            options,
-            status,
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )));
+        tunnels.push(Tunnel::start(cfg, options).await.expect("tunnel starts"));
     }
     let mut clients: Child = Command::new(std::env::current_exe().expect("own path"))
         .arg("--memif-clients")
@@ -150,7 +137,8 @@ async fn one_size(count: usize) {
         .arg(count.to_string())
         .spawn()
         .expect("clients");
-    for status in &mut statuses {
+    for tunnel in &tunnels {
+        let mut status = tunnel.status();
         tokio::time::timeout(
             Duration::from_secs(60),
             status.wait_for(|s| s.phase == Phase::Running),
@@ -171,9 +159,8 @@ async fn one_size(count: usize) {
         added as f64 / 1024.0,
         added / count as u64
     );
-    let _ = stop_tx.send(true);
-    for task in tasks {
-        let _ = task.await;
+    for tunnel in tunnels {
+        tunnel.stop().await.expect("clean stop");
     }
     let _ = clients.kill();
     let _ = clients.wait();

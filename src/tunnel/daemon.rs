@@ -1,11 +1,9 @@
 //! `wireguard-vpp [-f] NAME`, as wireguard-go-vpp was run: the tunnel of `<VPP_MEMIF_CONFIG_DIR>/if/NAME.json`
 //! until SIGTERM, SIGINT or the removal of its UAPI socket.
 
-use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
-
-use super::{RunOptions, TunnelError, TunnelStatus, VppAccess, run};
+use super::{RunOptions, TunnelError, VppAccess, run};
 use crate::config::{self, Env};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Loads and validates the configuration (nothing is created before it passes), then runs the tunnel.
 /// `vpp_api: false` leaves VPP alone (its side of the memif is configured elsewhere).
@@ -16,8 +14,7 @@ pub async fn run_named(name: &str, env: Env, vpp_api: bool) -> Result<(), Tunnel
     if !vpp_api {
         options.vpp = VppAccess::Off;
     }
-    let (status, _) = watch::channel(TunnelStatus::default());
-    run(cfg, options, status, terminated()).await
+    run(cfg, options, terminated()).await
 }
 
 /// Completes on the first SIGTERM or SIGINT.

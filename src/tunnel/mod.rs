@@ -1,7 +1,7 @@
 //! One tunnel's whole life (setup, run, reconnect, teardown), shared by the command line and the
 //! Kubernetes controller.
 //!
-//! - [`runtime::run`]: the lifecycle, publishing a [`TunnelStatus`].
+//! - [`Tunnel`] and [`run`]: the lifecycle in a task of its own, publishing a [`TunnelStatus`].
 //! - [`dataplane`]: memif <-> l2 adapter <-> WireGuard device, burst by burst.
 //! - [`settings`]: the validated configuration mapped onto each part's own settings.
 //! - [`daemon`]: `wireguard-vpp [-f] NAME`: the configuration files, signals and the exit status.
@@ -15,7 +15,7 @@ mod status;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use runtime::{RunOptions, VppAccess, run};
+pub use runtime::{RunOptions, Tunnel, VppAccess, run};
 pub use status::{Phase, TunnelStatus};
 
 use crate::wg::WgDevice;
@@ -62,6 +62,9 @@ pub enum TunnelError {
     /// The UAPI socket could not be created.
     #[error("{0}")]
     Uapi(crate::wg::uapi::ServerError),
+    /// The tunnel's task ended abnormally (a bug: it panicked or was aborted).
+    #[error("the tunnel task failed: {0}")]
+    TaskFailed(String),
     /// The UAPI socket stopped accepting connections.
     #[error("the UAPI socket failed: {0}")]
     UapiAccept(std::io::Error),

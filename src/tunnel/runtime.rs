@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::dataplane::{Link, MAX_FRAME};
 use super::settings;
@@ -66,78 +67,188 @@ impl RunOptions {
     }
 }
 
-/// Runs the tunnel `cfg` until `shutdown` completes or the UAPI socket is removed, publishing its state
-/// on `status`. Everything created is removed again before this returns, also on error.
+/// A running tunnel: its device and packet path for status and reconfiguration, and the task that
+/// carries it through its life. Stop it with [`Tunnel::stop`]: dropping it aborts the task, which
+/// leaves VPP objects behind.
+pub struct Tunnel {
+    name: String,
+    device: Arc<MemifDevice>,
+    link: Arc<Link>,
+    status: watch::Receiver<TunnelStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), TunnelError>>,
+}
+
+impl Tunnel {
+    /// Creates the tunnel's WireGuard device and memif socket, then sets up VPP and serves in a task of
+    /// its own. Errors after this returns end the task: see [`Tunnel::finished`].
+    pub async fn start(cfg: TunnelConfig, options: RunOptions) -> Result<Tunnel, TunnelError> {
+        let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
+        let (link, ip_send, ip_recv) = Link::new(adapter);
+        let device = WgDevice::new(settings::device(&cfg), ip_send, ip_recv)
+            .await
+            .map_err(TunnelError::Device)?;
+        let device = Arc::new(device);
+        let listener = bind_memif(&cfg)?;
+        let (status_tx, status) = watch::channel(TunnelStatus {
+            listen_port: device.listen_port(),
+            ..TunnelStatus::default()
+        });
+        let (stop, stopped) = oneshot::channel();
+        let name = cfg.name.clone();
+        let lifecycle = Lifecycle {
+            cfg,
+            options,
+            device: Arc::clone(&device),
+            link: Arc::clone(&link),
+            status: status_tx,
+        };
+        let task = tokio::spawn(lifecycle.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Tunnel {
+            name,
+            device,
+            link,
+            status,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The tunnel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The WireGuard device (peers, statistics, configuration as a diff).
+    pub fn device(&self) -> &MemifDevice {
+        &self.device
+    }
+
+    /// The packet path (l2 counters and neighbours, its own counters).
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The published state.
+    pub fn status(&self) -> watch::Receiver<TunnelStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until the tunnel ends by itself (the UAPI socket was removed, or a fatal error).
+    pub async fn finished(&mut self) -> Result<(), TunnelError> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(join) => Err(TunnelError::TaskFailed(join.to_string())),
+        }
+    }
+
+    /// Stops the tunnel and waits until everything it created is removed.
+    pub async fn stop(mut self) -> Result<(), TunnelError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.finished().await
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs the tunnel `cfg` until `shutdown` completes or the tunnel ends by itself (its UAPI socket was
+/// removed, or a fatal error). Everything created is removed again before this returns, also on error.
 pub async fn run(
     cfg: TunnelConfig,
     options: RunOptions,
-    status: watch::Sender<TunnelStatus>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), TunnelError> {
-    let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
-    let (link, ip_send, ip_recv) = Link::new(Arc::clone(&adapter));
-    let device = WgDevice::new(settings::device(&cfg), ip_send, ip_recv)
-        .await
-        .map_err(TunnelError::Device)?;
-    let device: Arc<MemifDevice> = Arc::new(device);
-    status.send_modify(|s| s.listen_port = device.listen_port());
+    let mut tunnel = Tunnel::start(cfg, options).await?;
+    tokio::select! {
+        result = tunnel.finished() => result,
+        () = shutdown => tunnel.stop().await,
+    }
+}
 
-    let listener = bind_memif(&cfg)?;
-    let mut vpp = match &options.vpp {
-        VppAccess::Api(client_options) => {
-            let mut side = VppSide::setup(&cfg, client_options).await?;
-            side.start_neighbours(&cfg, &link);
-            Some(side)
+/// The task of one tunnel.
+struct Lifecycle {
+    cfg: TunnelConfig,
+    options: RunOptions,
+    device: Arc<MemifDevice>,
+    link: Arc<Link>,
+    status: watch::Sender<TunnelStatus>,
+}
+
+impl Lifecycle {
+    async fn run(
+        self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), TunnelError> {
+        let Lifecycle {
+            cfg,
+            options,
+            device,
+            link,
+            status,
+        } = self;
+        let mut vpp = match &options.vpp {
+            VppAccess::Api(client_options) => {
+                let mut side = VppSide::setup(&cfg, client_options).await?;
+                side.start_neighbours(&cfg, &link);
+                Some(side)
+            }
+            VppAccess::Off => None,
+        };
+        status.send_modify(|s| {
+            s.phase = Phase::WaitingForMemif;
+            s.memif_sw_if_index = vpp.as_ref().map(|v| v.tunnel.memif_sw_if_index);
+        });
+
+        let (memif_events, mut memif_rx) = mpsc::channel(4);
+        let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(&link), memif_events));
+        let result = async {
+            wait_first_connection(&cfg, &options, &mut memif_rx).await?;
+            on_memif_up(&cfg, &link, vpp.as_mut()).await;
+            status.send_modify(|s| s.phase = Phase::Running);
+            let uapi =
+                UapiListener::bind(&options.uapi_dir, &cfg.name).map_err(TunnelError::Uapi)?;
+            tracing::info!(tunnel = %cfg.name, uapi = %uapi.path().display(), "tunnel up");
+            let reconf = options
+                .reconf
+                .clone()
+                .map(|reconf| tokio::spawn(reapply(Arc::clone(&device), reconf)));
+            let served = serve(
+                &cfg,
+                &link,
+                &mut vpp,
+                &status,
+                &mut memif_rx,
+                uapi,
+                &device,
+                shutdown,
+            )
+            .await;
+            if let Some(task) = reconf {
+                task.abort();
+            }
+            served
         }
-        VppAccess::Off => None,
-    };
-    status.send_modify(|s| {
-        s.phase = Phase::WaitingForMemif;
-        s.memif_sw_if_index = vpp.as_ref().map(|v| v.tunnel.memif_sw_if_index);
-    });
-
-    let (memif_events, mut memif_rx) = mpsc::channel(4);
-    let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(&link), memif_events));
-    let result = async {
-        wait_first_connection(&cfg, &options, &mut memif_rx).await?;
-        on_memif_up(&cfg, &link, vpp.as_mut()).await;
-        status.send_modify(|s| s.phase = Phase::Running);
-        let uapi = UapiListener::bind(&options.uapi_dir, &cfg.name).map_err(TunnelError::Uapi)?;
-        tracing::info!(tunnel = %cfg.name, uapi = %uapi.path().display(), "tunnel up");
-        let reconf = options
-            .reconf
-            .clone()
-            .map(|reconf| tokio::spawn(reapply(Arc::clone(&device), reconf)));
-        let served = serve(
-            &cfg,
-            &link,
-            &mut vpp,
-            &status,
-            &mut memif_rx,
-            uapi,
-            &device,
-            shutdown,
-        )
         .await;
-        if let Some(task) = reconf {
-            task.abort();
-        }
-        served
-    }
-    .await;
 
-    status.send_modify(|s| s.phase = Phase::TearingDown);
-    memif_task.abort();
-    let _ = memif_task.await;
-    link.detach();
-    if let Some(vpp) = vpp {
-        vpp.teardown(&cfg).await;
+        status.send_modify(|s| s.phase = Phase::TearingDown);
+        memif_task.abort();
+        let _ = memif_task.await;
+        link.detach();
+        if let Some(vpp) = vpp {
+            vpp.teardown(&cfg).await;
+        }
+        status.send_modify(|s| s.phase = Phase::Stopped);
+        result
     }
-    if let Ok(device) = Arc::try_unwrap(device) {
-        device.stop().await;
-    }
-    status.send_modify(|s| s.phase = Phase::Stopped);
-    result
 }
 
 /// What happened to the memif connection.
