@@ -86,7 +86,9 @@ pub struct WireGuardVppTunnelSpec {
 }
 
 /// A key in a Secret of the tunnel's namespace.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[derive(
+    Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub struct SecretKeyRef {
     /// The Secret's name.
     #[schemars(length(min = 1, max = 253))]

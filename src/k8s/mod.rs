@@ -4,12 +4,23 @@
 //! - [`crd`]: the resource's spec, status and schema; [`crd_yaml`] prints the CRD.
 //! - [`render`]: a resource plus its keys and gateway file into the original's `if`/`gw` files and a wg(8)
 //!   config, pure; `wireguard-vpp render` writes them.
-//! - [`controller`]: the reconciler (finalizer, conflicts, uid allocation, status by server-side apply).
+//! - [`controller`]: the reconciler (finalizer, conflicts, uid allocation, status by server-side apply),
+//!   with [`conflict`] (pure conflict checks and uid allocation), [`status`] (pure conditions),
+//!   [`secrets`] (keys from Secrets), [`keys`], [`gateway`] (the bridge's gateway file) and [`metrics`].
 //!
 //! The data plane is reached only through the [`runtime::TunnelRuntime`] trait, so this module knows
 //! nothing of VPP, memif or WireGuard internals.
 
+pub mod conflict;
+pub mod controller;
 pub mod crd;
+pub mod gateway;
+pub mod keys;
+pub mod metrics;
+pub mod render;
+pub mod runtime;
+pub mod secrets;
+pub mod status;
 
 pub use crd::{WireGuardVppTunnel, WireGuardVppTunnelSpec, WireGuardVppTunnelStatus};
 
