@@ -817,34 +817,35 @@ mod tests {
 
     #[test]
     fn errors_name_the_field_and_the_fix() {
-        let cases: Vec<(Box<dyn Fn(&mut WireGuardVppTunnelSpec)>, &str)> = vec![
+        type Edit = fn(&mut WireGuardVppTunnelSpec);
+        let cases: Vec<(Edit, &str)> = vec![
             (
-                Box::new(|s| s.arp.respond = vec!["fd00::/8".into()]),
+                |s| s.arp.respond = vec!["fd00::/8".into()],
                 "spec.arp.respond[0]: \"fd00::/8\" is not an IPv4 CIDR",
             ),
             (
-                Box::new(|s| s.ndp.learn = vec!["10.0.0.0/8".into()]),
+                |s| s.ndp.learn = vec!["10.0.0.0/8".into()],
                 "spec.ndp.learn[0]",
             ),
             (
-                Box::new(|s| s.wireguard.peers[0].public_key = "AAAA".into()),
+                |s| s.wireguard.peers[0].public_key = "AAAA".into(),
                 "spec.wireguard.peers[0].publicKey",
             ),
             (
-                Box::new(|s| s.wireguard.peers[0].allowed_ips = vec!["nope".into()]),
+                |s| s.wireguard.peers[0].allowed_ips = vec!["nope".into()],
                 "spec.wireguard.peers[0].allowedIPs[0]",
             ),
             (
-                Box::new(|s| s.interface_name = Some("much-too-long-name".into())),
+                |s| s.interface_name = Some("much-too-long-name".into()),
                 "set spec.interfaceName",
             ),
             (
-                Box::new(|s| {
+                |s| {
                     s.memif_secret_ref = Some(SecretKeyRef {
                         name: "absent".into(),
                         key: "k".into(),
                     })
-                }),
+                },
                 "spec.memifSecretRef: Secret \"absent\" has no key \"k\"",
             ),
         ];
