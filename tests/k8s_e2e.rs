@@ -423,12 +423,22 @@ fn start_controller(
     secrets: MemorySecrets,
     gateways: &Path,
 ) -> RunningController {
+    start_controller_with_metrics(client, runtime, secrets, gateways, None)
+}
+
+fn start_controller_with_metrics(
+    client: &Client,
+    runtime: RecordingRuntime,
+    secrets: MemorySecrets,
+    gateways: &Path,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> RunningController {
     let options = ControllerOptions {
         node_name: "node-a".into(),
         namespace: None,
         gateway_dir: gateways.to_path_buf(),
         memif_socket_dir: "/run/wggo-vpp".into(),
-        metrics_addr: None,
+        metrics_addr,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let client = client.clone();
@@ -622,7 +632,14 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
     let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
     let runtime = RecordingRuntime::default();
     let secrets = MemorySecrets::default();
-    let controller = start_controller(&client, runtime.clone(), secrets.clone(), &gateway_dir());
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let controller = start_controller_with_metrics(
+        &client,
+        runtime.clone(),
+        secrets.clone(),
+        &gateway_dir(),
+        Some(metrics_addr),
+    );
 
     apply(&api, &tunnel("home", serde_json::json!({})))
         .await
@@ -772,7 +789,55 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Health, readiness and the exporter-compatible metrics.
+    assert!(
+        http_get(metrics_addr, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let readyz = http_get(metrics_addr, "/readyz").await;
+    assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+    let metrics = http_get(metrics_addr, "/metrics").await;
+    let labels = format!("interface=\"home\",public_key=\"{PEER_KEY}\",allowed_ips=\"0.0.0.0/0\"");
+    assert!(
+        metrics.contains(&format!("wireguard_sent_bytes_total{{{labels}}} 2000\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "wireguard_received_bytes_total{{{labels}}} 1000\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wireguard_latest_handshake_seconds{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wireguard_vpp_reconcile_total{result=\"ok\"}"),
+        "{metrics}"
+    );
     controller.shut_down().await;
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response text.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read response");
+    response
 }
 
 #[tokio::test]

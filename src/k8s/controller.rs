@@ -704,9 +704,20 @@ pub async fn run_with<R: TunnelRuntime, S: SecretStore>(
         metrics: Metrics::default(),
     });
     let ready_ctx = ctx.clone();
+    let stopped = stop_rx.clone();
     tokio::spawn(async move {
-        if ready_ctx.store.wait_until_ready().await.is_ok() {
-            ready_ctx.metrics.set_ready(true);
+        // The store's readiness future keeps only the last poller's waker, and the controller's runner
+        // polls it too: poll again every half second instead of relying on a wake-up.
+        while !*stopped.borrow() {
+            let wait = ready_ctx.store.wait_until_ready();
+            match tokio::time::timeout(Duration::from_millis(500), wait).await {
+                Ok(Ok(())) => {
+                    ready_ctx.metrics.set_ready(true);
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => {}
+            }
         }
     });
     if let Some(addr) = options.metrics_addr {

@@ -132,3 +132,178 @@ impl SecretStore for KubeSecrets {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against kube's tower-test mock: the CRD API server of the integration tests serves no Secrets.
+    use super::*;
+    use http::{Method, Request, Response, StatusCode};
+    use http_body_util::BodyExt;
+    use kube::client::Body;
+    use tower_test::mock::{Handle, pair};
+
+    type MockHandle = Handle<Request<Body>, Response<Body>>;
+
+    fn mock_client() -> (Client, MockHandle) {
+        let (service, handle) = pair::<Request<Body>, Response<Body>>();
+        (Client::new(service, "default"), handle)
+    }
+
+    fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+        let bytes = serde_json::to_vec(&body).expect("json");
+        Response::builder()
+            .status(status)
+            .body(Body::from(bytes))
+            .expect("response")
+    }
+
+    fn status_body(code: u16, reason: &str) -> serde_json::Value {
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "message": format!("secrets \"home-key\" {reason}"), "reason": reason, "code": code})
+    }
+
+    async fn body_json(request: Request<Body>) -> serde_json::Value {
+        let bytes = request
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        serde_json::from_slice(&bytes).expect("JSON body")
+    }
+
+    fn owner() -> OwnerReference {
+        OwnerReference {
+            api_version: "wgvpp.io/v1alpha1".into(),
+            kind: "WireGuardVppTunnel".into(),
+            name: "home".into(),
+            uid: "0000-1111".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn get_reads_data_and_maps_not_found_to_none() {
+        let (client, mut handle) = mock_client();
+        let server = tokio::spawn(async move {
+            let (request, respond) = handle.next_request().await.expect("first request");
+            assert_eq!(request.method(), Method::GET);
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/dn42/secrets/home-key"
+            );
+            respond.send_response(json_response(
+                StatusCode::OK,
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                                   "metadata": {"name": "home-key", "namespace": "dn42"},
+                                   "data": {"privateKey": "a2V5Cg=="}}),
+            ));
+            let (request, respond) = handle.next_request().await.expect("second request");
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/dn42/secrets/absent"
+            );
+            respond.send_response(json_response(
+                StatusCode::NOT_FOUND,
+                status_body(404, "NotFound"),
+            ));
+        });
+        let store = KubeSecrets::new(client);
+        let data = store
+            .get("dn42", "home-key")
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            data.get("privateKey").map(Vec::as_slice),
+            Some(&b"key\n"[..])
+        );
+        assert_eq!(store.get("dn42", "absent").await.expect("get"), None);
+        server.await.expect("mock server");
+    }
+
+    #[tokio::test]
+    async fn generated_key_creates_an_owned_secret() {
+        let (client, mut handle) = mock_client();
+        let server = tokio::spawn(async move {
+            let (request, respond) = handle.next_request().await.expect("request");
+            assert_eq!(request.method(), Method::POST);
+            assert_eq!(request.uri().path(), "/api/v1/namespaces/dn42/secrets");
+            let body = body_json(request).await;
+            assert_eq!(body["metadata"]["name"], "home-key");
+            assert_eq!(
+                body["metadata"]["ownerReferences"][0]["kind"],
+                "WireGuardVppTunnel"
+            );
+            assert_eq!(body["metadata"]["ownerReferences"][0]["controller"], true);
+            assert_eq!(body["data"]["privateKey"], "a2V5");
+            respond.send_response(json_response(StatusCode::CREATED, body));
+        });
+        KubeSecrets::new(client)
+            .store_generated("dn42", "home-key", "privateKey", b"key", owner())
+            .await
+            .expect("stored");
+        server.await.expect("mock server");
+    }
+
+    #[tokio::test]
+    async fn generated_key_is_added_to_an_existing_secret() {
+        let (client, mut handle) = mock_client();
+        let server = tokio::spawn(async move {
+            let (request, respond) = handle.next_request().await.expect("create");
+            assert_eq!(request.method(), Method::POST);
+            respond.send_response(json_response(
+                StatusCode::CONFLICT,
+                status_body(409, "AlreadyExists"),
+            ));
+            let (request, respond) = handle.next_request().await.expect("patch");
+            assert_eq!(request.method(), Method::PATCH);
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/dn42/secrets/home-key"
+            );
+            let content_type = request
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            assert_eq!(
+                content_type.as_deref(),
+                Some("application/merge-patch+json")
+            );
+            let body = body_json(request).await;
+            assert_eq!(body, serde_json::json!({"data": {"privateKey": "a2V5"}}));
+            respond.send_response(json_response(
+                StatusCode::OK,
+                serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "home-key"}}),
+            ));
+        });
+        KubeSecrets::new(client)
+            .store_generated("dn42", "home-key", "privateKey", b"key", owner())
+            .await
+            .expect("stored");
+        server.await.expect("mock server");
+    }
+
+    #[tokio::test]
+    async fn api_errors_name_the_secret() {
+        let (client, mut handle) = mock_client();
+        let server = tokio::spawn(async move {
+            let (_, respond) = handle.next_request().await.expect("request");
+            respond.send_response(json_response(
+                StatusCode::FORBIDDEN,
+                status_body(403, "Forbidden"),
+            ));
+        });
+        let error = KubeSecrets::new(client)
+            .get("dn42", "home-key")
+            .await
+            .expect_err("forbidden");
+        assert!(
+            error.to_string().starts_with("Secret dn42/home-key: "),
+            "{error}"
+        );
+        server.await.expect("mock server");
+    }
+}
