@@ -26,8 +26,10 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, CustomResourceExt};
 use wireguard_vpp::k8s::controller::{self, ControllerOptions};
 use wireguard_vpp::k8s::keys::Key;
-use wireguard_vpp::k8s::render::{RenderedTunnel, WireGuardConfig};
-use wireguard_vpp::k8s::runtime::{PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelState};
+use wireguard_vpp::k8s::render::WireGuardConfig;
+use wireguard_vpp::k8s::runtime::{
+    PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
+};
 use wireguard_vpp::k8s::secrets::{SecretData, SecretError, SecretStore};
 use wireguard_vpp::k8s::{WireGuardVppTunnel, crd_yaml};
 
@@ -263,7 +265,7 @@ enum Call {
 #[derive(Default, Clone)]
 struct RecordingRuntime {
     calls: Arc<Mutex<Vec<Call>>>,
-    running: Arc<Mutex<HashMap<String, RenderedTunnel>>>,
+    running: Arc<Mutex<HashMap<String, TunnelSpec>>>,
 }
 
 impl RecordingRuntime {
@@ -273,17 +275,17 @@ impl RecordingRuntime {
 }
 
 impl TunnelRuntime for RecordingRuntime {
-    async fn start(&self, tunnel: RenderedTunnel) -> Result<(), RuntimeError> {
+    async fn start(&self, tunnel: TunnelSpec) -> Result<(), RuntimeError> {
         let mut running = self.running.lock().expect("lock");
-        if running.get(&tunnel.name) == Some(&tunnel) {
+        if running.get(tunnel.name()) == Some(&tunnel) {
             return Ok(());
         }
         self.calls.lock().expect("lock").push(Call::Start {
-            name: tunnel.name.clone(),
-            uid: tunnel.interface.uid,
+            name: tunnel.name().to_string(),
+            uid: tunnel.config.uid,
             peers: tunnel.wireguard.peers.len(),
         });
-        running.insert(tunnel.name.clone(), tunnel);
+        running.insert(tunnel.name().to_string(), tunnel);
         Ok(())
     }
 
@@ -317,7 +319,7 @@ impl TunnelRuntime for RecordingRuntime {
         Some(TunnelState {
             phase: Phase::Running,
             vpp_configured: true,
-            sw_if_index: Some(100 + tunnel.interface.uid),
+            sw_if_index: Some(100 + tunnel.config.uid),
             memif_socket: format!("/run/wggo-vpp/{name}.sock"),
             listen_port: Some(tunnel.wireguard.listen_port),
             error: None,
@@ -437,7 +439,10 @@ fn start_controller_with_metrics(
         node_name: "node-a".into(),
         namespace: None,
         gateway_dir: gateways.to_path_buf(),
-        memif_socket_dir: "/run/wggo-vpp".into(),
+        env: wireguard_vpp::config::Env {
+            memif_socket_dir: "/run/wggo-vpp".into(),
+            ..Default::default()
+        },
         metrics_addr,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

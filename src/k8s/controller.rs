@@ -26,15 +26,14 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::conflict::{Claim, allocate_uid, find_conflict};
 use super::crd::{MAX_UID, WireGuardVppTunnel, WireGuardVppTunnelStatus};
-use super::gateway::GatewayFile;
+use super::gateway::Gateway;
 use super::keys::Key;
 use super::metrics::{Endpoints, Metrics, TunnelMetrics};
-use super::render::{
-    RenderError, RenderedTunnel, SecretValues, interface_name, render, response_ranges,
-};
-use super::runtime::{RuntimeError, TunnelRuntime};
+use super::render::{RenderError, SecretValues, interface_name, render, response_ranges};
+use super::runtime::{RuntimeError, TunnelRuntime, TunnelSpec};
 use super::secrets::{KubeSecrets, SecretError, SecretStore};
 use super::status::{self, Observation};
+use crate::config::Env;
 
 /// The finalizer that keeps a resource until its tunnel is stopped.
 pub const FINALIZER: &str = "wgvpp.io/tunnel-cleanup";
@@ -48,9 +47,6 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 /// How soon a tunnel that cannot run (invalid config, conflict) is looked at again.
 const RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The memif socket directory of the original (`VPP_MEMIF_SOCKET_DIR`).
-pub const DEFAULT_MEMIF_SOCKET_DIR: &str = "/var/run/wggo-vpp";
-
 /// How the controller is run.
 #[derive(Debug, Clone)]
 pub struct ControllerOptions {
@@ -60,8 +56,9 @@ pub struct ControllerOptions {
     pub namespace: Option<String>,
     /// The directory of gateway files, `<bridgeID>.json` (a ConfigMap in the chart).
     pub gateway_dir: PathBuf,
-    /// Where memif control sockets are created (shared with VPP at the same path).
-    pub memif_socket_dir: PathBuf,
+    /// The original's environment (`VPP_MEMIF_SOCKET_DIR`, `VPP_API_SOCKET_PATH`, ...), which tunnels
+    /// use as the CLI does.
+    pub env: Env,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; not served when `None`.
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -123,7 +120,7 @@ impl Error {
 #[derive(Default)]
 struct TunnelRecord {
     /// The configuration the runtime runs, if it runs.
-    running: Option<RenderedTunnel>,
+    running: Option<TunnelSpec>,
     /// The status last written, and when.
     written: Option<(WireGuardVppTunnelStatus, Instant)>,
     /// Allowed IPs by peer public key, for metric labels.
@@ -300,7 +297,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 .iter()
                 .find(|c| c.tunnel == key)
                 .and_then(|me| find_conflict(me, &claims));
-            observed.memif_socket = Some(self.memif_socket(&rendered.name));
+            observed.memif_socket = Some(rendered.config.memif_socket.display().to_string());
         }
         let previous_running = self
             .lock_tunnels()
@@ -320,7 +317,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             }
         };
         if let Some(running) = &running_now {
-            observed.state = self.runtime.state(&running.name);
+            observed.state = self.runtime.state(running.name());
         }
         {
             let mut tunnels = self.lock_tunnels();
@@ -360,35 +357,35 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         tunnel: &WireGuardVppTunnel,
         namespace: &str,
         observed: &mut Observation,
-    ) -> Result<Option<RenderedTunnel>, Error> {
+    ) -> Result<Option<TunnelSpec>, Error> {
         let config_error = |error: RenderError| Some((error.kind(), error.to_string()));
-        let gateway = match GatewayFile::load(&self.options.gateway_dir, tunnel.spec.bridge_id) {
+        let gateway = match Gateway::load(&self.options.gateway_dir, tunnel.spec.bridge_id) {
             Ok(gateway) => gateway,
             Err(error) => {
                 observed.config_error = config_error(error.into());
                 return Ok(None);
             }
         };
-        let Some(uid) = self.uid_for(tunnel, gateway.max_uid().min(MAX_UID)) else {
+        let max_uid = gateway.max_uid().unwrap_or(MAX_UID).min(MAX_UID);
+        let Some(uid) = self.uid_for(tunnel, max_uid) else {
             observed.config_error = Some((
                 "NoFreeUid",
-                format!(
-                    "no free uid up to {} on this node: set spec.uid",
-                    gateway.max_uid()
-                ),
+                format!("no free uid up to {max_uid} on this node: set spec.uid"),
             ));
             return Ok(None);
         };
         observed.uid = Some(uid);
         let secrets = self.secret_values(tunnel, namespace).await?;
-        match render(tunnel, uid, &secrets, Some(&gateway), true) {
-            Ok(rendered) => {
-                observed.public_key = rendered
+        let spec = render(tunnel, uid, &secrets, Some(&gateway))
+            .and_then(|rendered| rendered.to_spec(&self.options.env));
+        match spec {
+            Ok(spec) => {
+                observed.public_key = spec
                     .wireguard
                     .private_key
                     .as_ref()
                     .map(|k| k.public_key().to_base64());
-                Ok(Some(rendered))
+                Ok(Some(spec))
             }
             Err(error) => {
                 observed.config_error = config_error(error);
@@ -401,32 +398,32 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
     /// kept it from getting there).
     async fn converge(
         &self,
-        running: Option<&RenderedTunnel>,
-        wanted: Option<&RenderedTunnel>,
-    ) -> Result<Option<RenderedTunnel>, (Option<RenderedTunnel>, RuntimeError)> {
+        running: Option<&TunnelSpec>,
+        wanted: Option<&TunnelSpec>,
+    ) -> Result<Option<TunnelSpec>, (Option<TunnelSpec>, RuntimeError)> {
         match (running, wanted) {
             (None, None) => Ok(None),
             (Some(old), None) => {
-                info!(interface = %old.name, "stopping the tunnel");
+                info!(interface = %old.name(), "stopping the tunnel");
                 self.runtime
-                    .stop(&old.name)
+                    .stop(old.name())
                     .await
                     .map_err(|e| (Some(old.clone()), e))?;
                 Ok(None)
             }
             (Some(old), Some(new)) if old == new => Ok(Some(old.clone())),
             (Some(old), Some(new)) if !old.needs_restart(new) => {
-                info!(interface = %new.name, "applying a WireGuard change without restarting");
+                info!(interface = %new.name(), "applying a WireGuard change without restarting");
                 self.runtime
-                    .reconfigure(&new.name, new.wireguard.clone())
+                    .reconfigure(new.name(), new.wireguard.clone())
                     .await
                     .map_err(|e| (Some(old.clone()), e))?;
                 Ok(Some(new.clone()))
             }
             (Some(old), Some(new)) => {
-                info!(interface = %new.name, "restarting the tunnel: its VPP side changed");
+                info!(interface = %new.name(), "restarting the tunnel: its VPP side changed");
                 self.runtime
-                    .stop(&old.name)
+                    .stop(old.name())
                     .await
                     .map_err(|e| (Some(old.clone()), e))?;
                 self.runtime
@@ -436,7 +433,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 Ok(Some(new.clone()))
             }
             (None, Some(new)) => {
-                info!(interface = %new.name, "starting the tunnel");
+                info!(interface = %new.name(), "starting the tunnel");
                 self.runtime
                     .start(new.clone())
                     .await
@@ -444,14 +441,6 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 Ok(Some(new.clone()))
             }
         }
-    }
-
-    fn memif_socket(&self, name: &str) -> String {
-        self.options
-            .memif_socket_dir
-            .join(format!("{name}.sock"))
-            .display()
-            .to_string()
     }
 
     /// Writes the status by server-side apply when it changed, or when only counters changed and the
@@ -555,7 +544,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             .get(&key)
             .and_then(|r| r.running.clone());
         let name = running
-            .map(|r| r.name)
+            .map(|r| r.name().to_string())
             .or_else(|| interface_name(&tunnel).ok());
         if let Some(name) = name
             && tunnel.spec.node_name == self.options.node_name
@@ -593,8 +582,8 @@ impl<R: TunnelRuntime, S: SecretStore> Endpoints for Context<R, S> {
             .filter_map(|r| {
                 let running = r.running.as_ref()?;
                 Some((
-                    running.name.clone(),
-                    self.runtime.state(&running.name)?,
+                    running.name().to_string(),
+                    self.runtime.state(running.name())?,
                     &r.allowed_ips,
                 ))
             })

@@ -1,73 +1,29 @@
 //! A `WireGuardVppTunnel` rendered into the original's configuration model: the interface file
-//! (`if/<name>.json`, with the original's key names), the bridge's gateway file (`gw/<id>.json`) and a
-//! wg(8) configuration. [`render`] is pure; the controller runs what it returns, and `wireguard-vpp render`
-//! ([`run`]) writes it to files so that the mapping can be read and tested offline.
+//! (`if/<name>.json`), the bridge's gateway file (`gw/<id>.json`) and a wg(8) configuration, using the
+//! config module's types so that a resource and a pair of files mean exactly the same tunnel.
+//!
+//! [`render`] is pure; [`RenderedTunnel::to_spec`] validates the files with [`config::validate()`] into
+//! the [`TunnelSpec`] the runtime runs; `wireguard-vpp render` ([`run`]) writes the files so the mapping
+//! can be read and tested offline.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::crd::{SecretKeyRef, WireGuardVppTunnel};
-use super::gateway::{GatewayError, GatewayFile};
+use super::gateway::{Gateway, GatewayError};
 use super::keys::{Key, KeyError};
+use super::runtime::TunnelSpec;
+use crate::config::{self, ConfigError, Env, InterfaceFile};
 
 /// Bytes of the memif secret that VPP and the memif protocol keep (a 24-byte field with its NUL).
-pub const MAX_MEMIF_SECRET_LEN: usize = 23;
+pub const MAX_MEMIF_SECRET_LEN: usize = config::MemifSecret::MAX_LEN;
 
 /// The longest interface name `wg` accepts (IFNAMSIZ - 1).
 pub const MAX_INTERFACE_NAME_LEN: usize = 15;
-
-/// The original's `if/<name>.json`, with its key names.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
-pub struct InterfaceFile {
-    /// memif id, socket id and the low bytes of the MAC addresses.
-    pub uid: u32,
-    /// memif shared secret; empty for none.
-    pub secret: String,
-    /// Addresses behind the tunnel answered by ARP (networks, host bits masked).
-    #[serde(rename = "IPv4ArpResponseRanges")]
-    pub ipv4_arp_response_ranges: Vec<String>,
-    /// Addresses behind the tunnel answered by NDP.
-    #[serde(rename = "IPv6NdpNeighAdvRanges")]
-    pub ipv6_ndp_neigh_adv_ranges: Vec<String>,
-    /// VPP-side destinations learned by ARP.
-    #[serde(rename = "IPv4ArpLearningRanges")]
-    pub ipv4_arp_learning_ranges: Vec<String>,
-    /// VPP-side destinations learned by NDP.
-    #[serde(rename = "IPv6NdpLearningRanges")]
-    pub ipv6_ndp_learning_ranges: Vec<String>,
-    /// Announce every response address at start.
-    #[serde(rename = "GratuitousARPOnStartUP")]
-    pub gratuitous_arp_on_startup: bool,
-    /// The VPP bridge domain.
-    #[serde(rename = "VppBridgeID")]
-    pub vpp_bridge_id: u32,
-}
-
-impl std::fmt::Debug for InterfaceFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InterfaceFile")
-            .field("uid", &self.uid)
-            .field(
-                "secret",
-                &if self.secret.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("ipv4_arp_response_ranges", &self.ipv4_arp_response_ranges)
-            .field("ipv6_ndp_neigh_adv_ranges", &self.ipv6_ndp_neigh_adv_ranges)
-            .field("ipv4_arp_learning_ranges", &self.ipv4_arp_learning_ranges)
-            .field("ipv6_ndp_learning_ranges", &self.ipv6_ndp_learning_ranges)
-            .field("gratuitous_arp_on_startup", &self.gratuitous_arp_on_startup)
-            .field("vpp_bridge_id", &self.vpp_bridge_id)
-            .finish()
-    }
-}
 
 /// The WireGuard side of a tunnel, as a wg(8) configuration says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,24 +83,55 @@ impl WireGuardConfig {
     }
 }
 
-/// Everything one tunnel needs, in the original's model.
-#[derive(Debug, Clone, PartialEq)]
+/// A tunnel resource in the original's model: its files and its wg(8) configuration.
+#[derive(Clone, PartialEq)]
 pub struct RenderedTunnel {
     /// The interface name (UAPI socket, memif socket file, log prefix).
     pub name: String,
+    /// `namespace/name` of the resource; named as the source in validation errors.
+    pub source: String,
     /// `if/<name>.json`.
     pub interface: InterfaceFile,
     /// `gw/<bridgeID>.json`; `None` only when rendering offline without a gateway directory.
-    pub gateway: Option<GatewayFile>,
+    pub gateway: Option<Gateway>,
     /// The wg(8) side.
     pub wireguard: WireGuardConfig,
 }
 
+impl std::fmt::Debug for RenderedTunnel {
+    // The derived form would print the memif secret; keys are redacted by `Key` itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedTunnel")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("uid", &self.interface.uid)
+            .field("bridge_id", &self.interface.vpp_bridge_id)
+            .field("gateway", &self.gateway.as_ref().map(|g| &g.path))
+            .field("wireguard", &self.wireguard)
+            .finish_non_exhaustive()
+    }
+}
+
 impl RenderedTunnel {
-    /// True when going from `self` to `new` needs a restart (new VPP objects); otherwise only the
-    /// WireGuard side changed and can be applied as a diff that keeps the sessions of unchanged peers.
-    pub fn needs_restart(&self, new: &RenderedTunnel) -> bool {
-        self.name != new.name || self.interface != new.interface || self.gateway != new.gateway
+    /// Validates the files with the config module, exactly as the CLI validates files on disk, into
+    /// what the runtime runs. Needs the gateway file and the private key.
+    pub fn to_spec(&self, env: &Env) -> Result<TunnelSpec, RenderError> {
+        let gateway = self.gateway.as_ref().ok_or(RenderError::NoGateway)?;
+        if self.wireguard.private_key.is_none() {
+            return Err(RenderError::NoPrivateKey);
+        }
+        let files = config::Files {
+            interface: self.interface.clone(),
+            interface_path: PathBuf::from(format!("WireGuardVppTunnel {}", self.source)),
+            gateway: gateway.file.clone(),
+            gateway_path: gateway.path.clone(),
+        };
+        // The rng only serves a "random" memif secret, which `render` refuses for resources.
+        let loaded = config::validate(&self.name, &files, env, &mut rand::rng())?;
+        Ok(TunnelSpec {
+            config: loaded.config,
+            wireguard: self.wireguard.clone(),
+        })
     }
 }
 
@@ -187,20 +174,6 @@ pub enum RenderError {
         "spec.uid is not set and no uid was allocated (status.uid): set spec.uid to render offline"
     )]
     NoUid,
-    /// The uid does not fit next to the gateway's MAC prefix.
-    #[error(
-        "spec.uid {uid} is larger than {max}, the largest the {octets}-octet MAC prefix of {path} leaves room for"
-    )]
-    UidTooLarge {
-        /// The uid.
-        uid: u32,
-        /// The bound.
-        max: u32,
-        /// Octets of the MAC prefix.
-        octets: usize,
-        /// The gateway file.
-        path: PathBuf,
-    },
     /// A CIDR in the spec is invalid.
     #[error("{field}: {value:?} is not {expected}")]
     Cidr {
@@ -221,7 +194,7 @@ pub enum RenderError {
         /// The key.
         key: String,
     },
-    /// A key in a Secret or the spec is not a WireGuard key.
+    /// A key in a Secret is not a WireGuard key.
     #[error("{field} (Secret {secret:?} key {key:?}): {source}")]
     BadSecretKey {
         /// The spec field.
@@ -243,7 +216,7 @@ pub enum RenderError {
         #[source]
         source: KeyError,
     },
-    /// The memif secret is too long or not text.
+    /// The memif secret is unusable.
     #[error("spec.memifSecretRef (Secret {secret:?} key {key:?}): {reason}")]
     MemifSecret {
         /// The Secret.
@@ -253,11 +226,20 @@ pub enum RenderError {
         /// Why.
         reason: String,
     },
-    /// The gateway file is unusable.
+    /// The gateway file is unreadable.
     #[error(transparent)]
     Gateway(#[from] GatewayError),
+    /// Validation of the rendered files failed (the same checks as for files on disk).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Validation needs the gateway file.
+    #[error("the gateway file of the bridge is needed to validate the tunnel")]
+    NoGateway,
+    /// Running a tunnel needs its private key.
+    #[error("spec.wireguard.privateKeySecretRef: the private key is missing")]
+    NoPrivateKey,
     /// The input file of `render` is unusable.
-    #[error("{path}: {reason}")]
+    #[error("{}: {reason}", .path.display())]
     Input {
         /// The file.
         path: PathBuf,
@@ -265,7 +247,7 @@ pub enum RenderError {
         reason: String,
     },
     /// Writing an output file failed.
-    #[error("writing {path}: {source}")]
+    #[error("writing {}: {source}", .path.display())]
     Write {
         /// The file.
         path: PathBuf,
@@ -281,12 +263,12 @@ impl RenderError {
         match self {
             RenderError::InterfaceName { .. } => "InvalidInterfaceName",
             RenderError::NoUid => "NoUid",
-            RenderError::UidTooLarge { .. } => "UidTooLarge",
             RenderError::Cidr { .. } => "InvalidCIDR",
-            RenderError::MissingSecret { .. } => "SecretMissing",
+            RenderError::MissingSecret { .. } | RenderError::NoPrivateKey => "SecretMissing",
             RenderError::BadSecretKey { .. } | RenderError::BadPublicKey { .. } => "InvalidKey",
             RenderError::MemifSecret { .. } => "InvalidMemifSecret",
-            RenderError::Gateway(_) => "GatewayFileInvalid",
+            RenderError::Gateway(_) | RenderError::NoGateway => "GatewayFileInvalid",
+            RenderError::Config(_) => "ConfigInvalid",
             RenderError::Input { .. } => "InvalidInput",
             RenderError::Write { .. } => "WriteFailed",
         }
@@ -320,13 +302,8 @@ enum Family {
     Any,
 }
 
-/// Parses a CIDR list; `mask` stores networks (host bits cleared) as the original does.
-fn cidrs(
-    field: &str,
-    values: &[String],
-    family: Family,
-    mask: bool,
-) -> Result<Vec<IpNet>, RenderError> {
+/// Parses a CIDR list, naming the failing item.
+fn cidrs(field: &str, values: &[String], family: Family) -> Result<Vec<IpNet>, RenderError> {
     let expected = match family {
         Family::V4 => "an IPv4 CIDR such as 172.22.77.33/32",
         Family::V6 => "an IPv6 CIDR such as fd28:cb8f:4c92::33/128",
@@ -344,31 +321,21 @@ fn cidrs(
             let net: IpNet = value.parse().map_err(|_| error())?;
             match (family, net) {
                 (Family::V4, IpNet::V6(_)) | (Family::V6, IpNet::V4(_)) => Err(error()),
-                _ => Ok(if mask { net.trunc() } else { net }),
+                _ => Ok(net),
             }
         })
         .collect()
 }
 
-fn strings(nets: &[IpNet]) -> Vec<String> {
-    nets.iter().map(ToString::to_string).collect()
-}
-
-/// The parsed response ranges of a tunnel (for the overlap check).
+/// The response ranges of a tunnel as networks (host bits cleared), for the overlap check.
 pub fn response_ranges(tunnel: &WireGuardVppTunnel) -> Result<Vec<IpNet>, RenderError> {
-    let mut ranges = cidrs(
-        "spec.arp.respond",
-        &tunnel.spec.arp.respond,
-        Family::V4,
-        true,
-    )?;
+    let mut ranges = cidrs("spec.arp.respond", &tunnel.spec.arp.respond, Family::V4)?;
     ranges.extend(cidrs(
         "spec.ndp.respond",
         &tunnel.spec.ndp.respond,
         Family::V6,
-        true,
     )?);
-    Ok(ranges)
+    Ok(ranges.iter().map(IpNet::trunc).collect())
 }
 
 fn secret_key(
@@ -397,88 +364,71 @@ fn missing(field: &str, reference: &SecretKeyRef) -> RenderError {
     }
 }
 
+fn memif_secret(secrets: &SecretValues, reference: &SecretKeyRef) -> Result<String, RenderError> {
+    let bytes = secrets
+        .get(reference)
+        .ok_or_else(|| missing("spec.memifSecretRef", reference))?;
+    let error = |reason: String| RenderError::MemifSecret {
+        secret: reference.name.clone(),
+        key: reference.key.clone(),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| error("not UTF-8 text".into()))?;
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.len() > MAX_MEMIF_SECRET_LEN {
+        return Err(error(format!(
+            "{} bytes long; memif keeps at most {MAX_MEMIF_SECRET_LEN}, use a shorter secret",
+            text.len()
+        )));
+    }
+    if text == config::RANDOM_SECRET {
+        return Err(error(format!(
+            "{:?} asks the CLI for a new random secret at each start; a resource needs a stable one: put the secret itself in the Secret",
+            config::RANDOM_SECRET
+        )));
+    }
+    Ok(text.to_string())
+}
+
 /// Renders `tunnel` with memif id `uid` (the spec's, or the allocated one), its Secret values and its
-/// bridge's gateway file. A missing private key is allowed only when `require_private_key` is false
-/// (offline rendering); every other referenced Secret value must be present.
+/// bridge's gateway file. A missing private key is allowed here (offline rendering) and refused by
+/// [`RenderedTunnel::to_spec`]; every other referenced Secret value must be present.
 pub fn render(
     tunnel: &WireGuardVppTunnel,
     uid: u32,
     secrets: &SecretValues,
-    gateway: Option<&GatewayFile>,
-    require_private_key: bool,
+    gateway: Option<&Gateway>,
 ) -> Result<RenderedTunnel, RenderError> {
     let spec = &tunnel.spec;
     let name = interface_name(tunnel)?;
-    if let Some(gateway) = gateway
-        && uid > gateway.max_uid()
-    {
-        return Err(RenderError::UidTooLarge {
-            uid,
-            max: gateway.max_uid(),
-            octets: gateway.prefix_octets,
-            path: gateway.path.clone(),
-        });
-    }
     let secret = match &spec.memif_secret_ref {
         None => String::new(),
-        Some(reference) => {
-            let bytes = secrets
-                .get(reference)
-                .ok_or_else(|| missing("spec.memifSecretRef", reference))?;
-            let memif_error = |reason: String| RenderError::MemifSecret {
-                secret: reference.name.clone(),
-                key: reference.key.clone(),
-                reason,
-            };
-            let text =
-                std::str::from_utf8(bytes).map_err(|_| memif_error("not UTF-8 text".into()))?;
-            let text = text.trim_end_matches(['\n', '\r']);
-            if text.len() > MAX_MEMIF_SECRET_LEN {
-                return Err(memif_error(format!(
-                    "{} bytes long; memif keeps at most {MAX_MEMIF_SECRET_LEN}, use a shorter secret",
-                    text.len()
-                )));
-            }
-            text.to_string()
-        }
+        Some(reference) => memif_secret(secrets, reference)?,
     };
+    // The CIDRs are checked here to name the resource's fields; the files keep the spec's text, and
+    // validation turns them into networks exactly as it does for files on disk.
+    cidrs("spec.arp.respond", &spec.arp.respond, Family::V4)?;
+    cidrs("spec.ndp.respond", &spec.ndp.respond, Family::V6)?;
+    cidrs("spec.arp.learn", &spec.arp.learn, Family::V4)?;
+    cidrs("spec.ndp.learn", &spec.ndp.learn, Family::V6)?;
     let interface = InterfaceFile {
         uid,
         secret,
-        ipv4_arp_response_ranges: strings(&cidrs(
-            "spec.arp.respond",
-            &spec.arp.respond,
-            Family::V4,
-            true,
-        )?),
-        ipv6_ndp_neigh_adv_ranges: strings(&cidrs(
-            "spec.ndp.respond",
-            &spec.ndp.respond,
-            Family::V6,
-            true,
-        )?),
-        ipv4_arp_learning_ranges: strings(&cidrs(
-            "spec.arp.learn",
-            &spec.arp.learn,
-            Family::V4,
-            true,
-        )?),
-        ipv6_ndp_learning_ranges: strings(&cidrs(
-            "spec.ndp.learn",
-            &spec.ndp.learn,
-            Family::V6,
-            true,
-        )?),
+        macaddr: String::new(),
+        ipv4_arp_response_ranges: spec.arp.respond.clone(),
+        ipv6_ndp_neigh_adv_ranges: spec.ndp.respond.clone(),
+        ipv4_arp_learning_ranges: spec.arp.learn.clone(),
+        ipv6_ndp_learning_ranges: spec.ndp.learn.clone(),
         gratuitous_arp_on_startup: spec.arp.announce_on_startup || spec.ndp.announce_on_startup,
         vpp_bridge_id: spec.bridge_id,
     };
 
     let wg = &spec.wireguard;
-    let private_field = "spec.wireguard.privateKeySecretRef";
-    let private_key = secret_key(secrets, private_field, &wg.private_key_secret_ref)?;
-    if private_key.is_none() && require_private_key {
-        return Err(missing(private_field, &wg.private_key_secret_ref));
-    }
+    let private_key = secret_key(
+        secrets,
+        "spec.wireguard.privateKeySecretRef",
+        &wg.private_key_secret_ref,
+    )?;
     let mut peers = Vec::with_capacity(wg.peers.len());
     for (i, peer) in wg.peers.iter().enumerate() {
         let field = format!("spec.wireguard.peers[{i}]");
@@ -506,13 +456,18 @@ pub fn render(
                 &format!("{field}.allowedIPs"),
                 &peer.allowed_ips,
                 Family::Any,
-                false,
             )?,
             persistent_keepalive: peer.persistent_keepalive,
         });
     }
+    let source = format!(
+        "{}/{}",
+        tunnel.metadata.namespace.as_deref().unwrap_or("default"),
+        tunnel.metadata.name.as_deref().unwrap_or_default()
+    );
     Ok(RenderedTunnel {
         name,
+        source,
         interface,
         gateway: gateway.cloned(),
         wireguard: WireGuardConfig {
@@ -529,7 +484,8 @@ pub struct RenderArgs {
     /// A YAML file with one or more `WireGuardVppTunnel` documents and, optionally, the `v1` Secrets
     /// they refer to (`data` or `stringData`).
     pub file: PathBuf,
-    /// The directory of gateway files (`<bridgeID>.json`); without it no `gw/` file is written.
+    /// The directory of gateway files (`<bridgeID>.json`); with it the tunnel is also validated as the
+    /// CLI would validate the files, and `gw/<id>.json` is written.
     pub gateway_dir: Option<PathBuf>,
     /// Where to write `if/<name>.json`, `gw/<id>.json` and `<name>.conf`.
     pub out: PathBuf,
@@ -537,6 +493,7 @@ pub struct RenderArgs {
 
 /// `wireguard-vpp render`: writes each tunnel of `args.file` in the original's layout under `args.out`,
 /// and returns the paths written. Files holding keys or the memif secret are written owner-only.
+/// Nothing is written unless every tunnel renders.
 pub fn run(args: &RenderArgs) -> Result<Vec<PathBuf>, RenderError> {
     let input_error = |reason: String| RenderError::Input {
         path: args.file.clone(),
@@ -544,7 +501,7 @@ pub fn run(args: &RenderArgs) -> Result<Vec<PathBuf>, RenderError> {
     };
     let text = std::fs::read_to_string(&args.file).map_err(|err| input_error(err.to_string()))?;
     let mut tunnels = Vec::new();
-    let mut secrets = BTreeMap::<(String, String), SecretValues>::new();
+    let mut secrets = BTreeMap::<String, SecretValues>::new();
     for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let value = serde_yaml::Value::deserialize(document)
             .map_err(|err| input_error(format!("document {}: {err}", index + 1)))?;
@@ -565,9 +522,7 @@ pub fn run(args: &RenderArgs) -> Result<Vec<PathBuf>, RenderError> {
                 let secret = secret_document(&value).map_err(|reason| {
                     input_error(format!("document {} (Secret): {reason}", index + 1))
                 })?;
-                let values = secrets
-                    .entry((secret.namespace, secret.name.clone()))
-                    .or_default();
+                let values = secrets.entry(secret.namespace).or_default();
                 for (key, bytes) in secret.data {
                     values.insert(
                         SecretKeyRef {
@@ -589,32 +544,34 @@ pub fn run(args: &RenderArgs) -> Result<Vec<PathBuf>, RenderError> {
     if tunnels.is_empty() {
         return Err(input_error("no WireGuardVppTunnel document".into()));
     }
-    let mut written = Vec::new();
+    let mut rendered = Vec::with_capacity(tunnels.len());
     for tunnel in &tunnels {
-        let namespace = tunnel
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let mut values = SecretValues::default();
-        for ((ns, _), secret_values) in &secrets {
-            if *ns == namespace {
-                for (reference, bytes) in &secret_values.values {
-                    values.insert(reference.clone(), bytes.clone());
-                }
-            }
-        }
+        let namespace = tunnel.metadata.namespace.as_deref().unwrap_or("default");
+        let values = secrets.get(namespace).cloned().unwrap_or_default();
         let uid = tunnel
             .spec
             .uid
             .or_else(|| tunnel.status.as_ref().and_then(|s| s.uid))
             .ok_or(RenderError::NoUid)?;
         let gateway = match &args.gateway_dir {
-            Some(dir) => Some(GatewayFile::load(dir, tunnel.spec.bridge_id)?),
+            Some(dir) => Some(Gateway::load(dir, tunnel.spec.bridge_id)?),
             None => None,
         };
-        let rendered = render(tunnel, uid, &values, gateway.as_ref(), false)?;
-        written.extend(write_files(&rendered, &args.out)?);
+        let tunnel = render(tunnel, uid, &values, gateway.as_ref())?;
+        if tunnel.gateway.is_some() {
+            // The same checks as the CLI runs on files; offline a missing private key is fine.
+            let mut with_key = tunnel.clone();
+            with_key
+                .wireguard
+                .private_key
+                .get_or_insert_with(Key::generate_private);
+            with_key.to_spec(&Env::default())?;
+        }
+        rendered.push(tunnel);
+    }
+    let mut written = Vec::new();
+    for tunnel in &rendered {
+        written.extend(write_files(tunnel, &args.out)?);
     }
     Ok(written)
 }
@@ -674,17 +631,14 @@ fn secret_document(value: &serde_yaml::Value) -> Result<SecretDocument, String> 
 /// Writes `if/<name>.json`, `gw/<id>.json` (when the gateway is known) and `<name>.conf` under `out`.
 pub fn write_files(rendered: &RenderedTunnel, out: &Path) -> Result<Vec<PathBuf>, RenderError> {
     let mut written = Vec::new();
-    // Serialising a struct of strings and integers cannot fail.
-    let interface =
-        serde_json::to_string_pretty(&rendered.interface).expect("InterfaceFile serialises") + "\n";
     let if_path = out.join("if").join(format!("{}.json", rendered.name));
-    write_file(&if_path, &interface, 0o600)?;
+    write_file(&if_path, &rendered.interface.to_json(), 0o600)?;
     written.push(if_path);
     if let Some(gateway) = &rendered.gateway {
         let gw_path = out
             .join("gw")
             .join(format!("{}.json", rendered.interface.vpp_bridge_id));
-        write_file(&gw_path, &(gateway.to_json_pretty() + "\n"), 0o644)?;
+        write_file(&gw_path, &gateway.file.to_json(), 0o644)?;
         written.push(gw_path);
     }
     let conf_path = out.join(format!("{}.conf", rendered.name));
@@ -758,14 +712,13 @@ mod tests {
         values
     }
 
-    fn gateway() -> GatewayFile {
-        GatewayFile::load(Path::new(GATEWAYS), 4242).expect("example gateway")
+    fn gateway() -> Gateway {
+        Gateway::load(Path::new(GATEWAYS), 4242).expect("example gateway")
     }
 
     #[test]
     fn interface_file_has_the_original_keys_and_values() {
-        let rendered =
-            render(&example_tunnel(), 3, &secrets(), Some(&gateway()), true).expect("renders");
+        let rendered = render(&example_tunnel(), 3, &secrets(), Some(&gateway())).expect("renders");
         let json = serde_json::to_value(&rendered.interface).expect("serialises");
         let expected = serde_json::json!({
             "uid": 3, "secret": "s3cr3t",
@@ -782,8 +735,7 @@ mod tests {
 
     #[test]
     fn wg_config_lists_keys_and_peers() {
-        let rendered =
-            render(&example_tunnel(), 3, &secrets(), Some(&gateway()), true).expect("renders");
+        let rendered = render(&example_tunnel(), 3, &secrets(), Some(&gateway())).expect("renders");
         let conf = rendered.wireguard.to_wg_conf();
         assert_eq!(
             conf,
@@ -805,14 +757,29 @@ mod tests {
     }
 
     #[test]
-    fn host_bits_are_masked_like_the_original() {
+    fn validation_gives_the_config_model_with_networks_and_macs() {
         let mut tunnel = example_tunnel();
         tunnel.spec.arp.respond = vec!["172.22.77.33/30".into()];
-        let rendered = render(&tunnel, 3, &secrets(), None, true).expect("renders");
+        let rendered = render(&tunnel, 3, &secrets(), Some(&gateway())).expect("renders");
+        // The file keeps the spec's text, as a hand-written file would; validation masks the host bits.
         assert_eq!(
             rendered.interface.ipv4_arp_response_ranges,
-            ["172.22.77.32/30"]
+            ["172.22.77.33/30"]
         );
+        let spec = rendered.to_spec(&Env::default()).expect("valid");
+        let config = &spec.config;
+        assert_eq!(
+            config.ranges.ipv4_response,
+            ["172.22.77.32/30".parse().expect("net")]
+        );
+        assert_eq!(config.self_mac.to_string(), "98:d2:93:00:00:03");
+        assert_eq!(config.vpp_memif_mac.to_string(), "a4:77:33:00:00:03");
+        assert_eq!(
+            config.memif_socket,
+            Path::new("/var/run/wggo-vpp/home.sock")
+        );
+        assert_eq!(config.secret.as_ref().map(|s| s.expose()), Some("s3cr3t"));
+        assert_eq!(spec.name(), "home");
     }
 
     #[test]
@@ -852,7 +819,7 @@ mod tests {
         for (edit, expected) in cases {
             let mut tunnel = example_tunnel();
             edit(&mut tunnel.spec);
-            let error = render(&tunnel, 3, &secrets(), None, true).expect_err(expected);
+            let error = render(&tunnel, 3, &secrets(), None).expect_err(expected);
             assert!(
                 error.to_string().contains(expected),
                 "{error} lacks {expected}"
@@ -861,25 +828,30 @@ mod tests {
     }
 
     #[test]
-    fn uid_beyond_the_mac_prefix_is_refused() {
-        let error = render(
-            &example_tunnel(),
-            1 << 24,
-            &secrets(),
-            Some(&gateway()),
-            true,
-        )
-        .expect_err("too large");
+    fn uid_beyond_the_mac_prefix_is_refused_by_validation() {
+        let rendered =
+            render(&example_tunnel(), 1 << 24, &secrets(), Some(&gateway())).expect("renders");
+        let error = rendered.to_spec(&Env::default()).expect_err("too large");
+        assert!(matches!(error, RenderError::Config(_)), "{error}");
         assert!(
-            matches!(
-                error,
-                RenderError::UidTooLarge {
-                    max: 16_777_215,
-                    ..
-                }
-            ),
+            error.to_string().contains("WireGuardVppTunnel dn42/home"),
             "{error}"
         );
+        assert!(error.to_string().contains("uid"), "{error}");
+    }
+
+    #[test]
+    fn random_memif_secret_is_refused_for_resources() {
+        let mut values = secrets();
+        values.insert(
+            SecretKeyRef {
+                name: "home-memif".into(),
+                key: "secret".into(),
+            },
+            b"random".to_vec(),
+        );
+        let error = render(&example_tunnel(), 3, &values, None).expect_err("random");
+        assert!(error.to_string().contains("stable"), "{error}");
     }
 
     #[test]
@@ -892,12 +864,12 @@ mod tests {
             },
             vec![b'x'; 24],
         );
-        let error = render(&example_tunnel(), 3, &values, None, true).expect_err("too long");
+        let error = render(&example_tunnel(), 3, &values, None).expect_err("too long");
         assert!(error.to_string().contains("at most 23"), "{error}");
     }
 
     #[test]
-    fn missing_private_key_is_an_error_only_when_required() {
+    fn missing_private_key_renders_offline_but_does_not_run() {
         let mut values = SecretValues::default();
         for (name, key, value) in [
             ("home-memif", "secret", "s"),
@@ -915,11 +887,12 @@ mod tests {
                 value.into(),
             );
         }
+        let offline =
+            render(&example_tunnel(), 3, &values, Some(&gateway())).expect("renders offline");
         assert!(matches!(
-            render(&example_tunnel(), 3, &values, None, true),
-            Err(RenderError::MissingSecret { .. })
+            offline.to_spec(&Env::default()),
+            Err(RenderError::NoPrivateKey)
         ));
-        let offline = render(&example_tunnel(), 3, &values, None, false).expect("renders offline");
         assert!(
             offline
                 .wireguard
@@ -930,14 +903,19 @@ mod tests {
 
     #[test]
     fn peer_edit_does_not_need_a_restart_but_a_range_edit_does() {
-        let old = render(&example_tunnel(), 3, &secrets(), None, true).expect("renders");
+        let spec = |tunnel: &WireGuardVppTunnel| {
+            render(tunnel, 3, &secrets(), Some(&gateway()))
+                .and_then(|r| r.to_spec(&Env::default()))
+                .expect("valid")
+        };
+        let old = spec(&example_tunnel());
         let mut tunnel = example_tunnel();
         tunnel.spec.wireguard.peers[0].endpoint = Some("192.0.2.7:51820".into());
-        let peer_edit = render(&tunnel, 3, &secrets(), None, true).expect("renders");
+        let peer_edit = spec(&tunnel);
         assert!(!old.needs_restart(&peer_edit));
+        assert_ne!(old, peer_edit);
         tunnel.spec.arp.respond.push("172.22.77.40/32".into());
-        let range_edit = render(&tunnel, 3, &secrets(), None, true).expect("renders");
-        assert!(old.needs_restart(&range_edit));
+        assert!(old.needs_restart(&spec(&tunnel)));
     }
 
     #[test]

@@ -1,12 +1,37 @@
 //! The seam between the controller and the data plane: [`TunnelRuntime`] starts, reconfigures and stops
-//! tunnels from their [`RenderedTunnel`] and reports their state and counters. The tunnel module provides
-//! the real implementation; the controller knows nothing of VPP, memif or WireGuard beyond this trait.
+//! tunnels from a [`TunnelSpec`] (the config module's [`TunnelConfig`], the same model the CLI loads from
+//! files, plus the WireGuard configuration) and reports their state and counters. The tunnel module
+//! provides the real implementation; the controller knows nothing of VPP, memif or WireGuard beyond this
+//! trait.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::SystemTime;
 
-use super::render::{RenderedTunnel, WireGuardConfig};
+use super::render::WireGuardConfig;
+use crate::config::TunnelConfig;
+
+/// Everything the runtime needs to run one tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelSpec {
+    /// The validated tunnel configuration, as the CLI loads it from `if`/`gw` files.
+    pub config: TunnelConfig,
+    /// The WireGuard interface and peers, as `wg setconf` would set them.
+    pub wireguard: WireGuardConfig,
+}
+
+impl TunnelSpec {
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// True when going from `self` to `new` needs a restart (other VPP objects); otherwise only the
+    /// WireGuard side changed and can be applied as a diff that keeps the sessions of unchanged peers.
+    pub fn needs_restart(&self, new: &TunnelSpec) -> bool {
+        self.config != new.config
+    }
+}
 
 /// Where a tunnel is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +96,7 @@ pub struct RuntimeError {
 }
 
 /// Runs tunnels. One implementation serves the whole controller; tunnels are named by
-/// [`RenderedTunnel::name`], which the controller keeps unique on the node.
+/// [`TunnelSpec::name`], which the controller keeps unique on the node.
 ///
 /// Every call must be idempotent: the controller may call `start` for a tunnel the runtime already runs
 /// (after a controller restart), and `stop` for one it does not. `start` must sweep stale VPP objects of
@@ -79,10 +104,7 @@ pub struct RuntimeError {
 pub trait TunnelRuntime: Send + Sync + 'static {
     /// Starts the tunnel in its own task and returns once that task is running (set up continues in
     /// the background; [`TunnelRuntime::state`] reports progress).
-    fn start(
-        &self,
-        tunnel: RenderedTunnel,
-    ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+    fn start(&self, tunnel: TunnelSpec) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// Applies a new WireGuard configuration to a running tunnel as a diff, like `wg syncconf`:
     /// unchanged peers keep their sessions, and the socket is rebound only if the port changed.
