@@ -461,6 +461,11 @@ fn start_controller_with_metrics(
     }
 }
 
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
 fn gateway_dir() -> PathBuf {
     common::project_root().join("examples/k8s/gateways")
 }
@@ -629,7 +634,7 @@ async fn crd_applies_without_warnings_and_validates_samples() {
 
 #[tokio::test]
 async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
-    let Some((_server, client)) = start_server().await else {
+    let Some((server, client)) = start_server().await else {
         return;
     };
     install_crd(&client).await;
@@ -766,6 +771,37 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
         "handshake age {}",
         cells[3]
     );
+
+    // The same through kubectl itself, where the machine has it (the Table check above always runs).
+    if which("kubectl") {
+        let output = Command::new("kubectl")
+            .args(["get", "wgvt", "-n", "dn42", "home"])
+            .env("KUBECONFIG", server.dir.path().join("kubeconfig"))
+            .output()
+            .expect("run kubectl");
+        let text = String::from_utf8_lossy(&output.stdout);
+        println!("kubectl get wgvt -n dn42 home:\n{text}");
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            ["NAME", "READY", "PEERS", "HANDSHAKE", "NODE", "AGE"],
+            "{text}"
+        );
+        let row: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(&row[..3], ["home", "True", "1/1"], "{text}");
+        assert_eq!(row[4], "node-a", "{text}");
+    } else {
+        println!("kubectl is not installed: printer columns checked through the Table API only");
+    }
 
     // A transition event was published.
     let events: Api<kube::api::DynamicObject> = Api::namespaced_with(
