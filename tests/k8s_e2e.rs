@@ -1104,3 +1104,94 @@ async fn peer_edit_is_applied_without_restart_and_restart_adopts_state() {
     );
     controller.shut_down().await;
 }
+
+#[tokio::test]
+async fn config_errors_are_reported_and_concurrent_uids_stay_unique() {
+    let Some((_server, client)) = start_server().await else {
+        return;
+    };
+    install_crd(&client).await;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = RecordingRuntime::default();
+    let secrets = MemorySecrets::default();
+    secrets.put(
+        "dn42",
+        "long-memif",
+        "secret",
+        "a-secret-of-more-than-23-bytes",
+    );
+    let controller = start_controller(&client, runtime.clone(), secrets, &gateway_dir());
+
+    // Three tunnels at once, none with a uid: each gets its own.
+    for (name, port, range) in [
+        ("a", 51820, "172.22.77.1/32"),
+        ("b", 51821, "172.22.77.2/32"),
+        ("c", 51822, "172.22.77.3/32"),
+    ] {
+        let object = tunnel(
+            name,
+            serde_json::json!({
+                "arp": {"respond": [range]},
+                "wireguard": {"privateKeySecretRef": {"name": format!("{name}-key"), "key": "privateKey"},
+                              "listenPort": port}
+            }),
+        );
+        apply(&api, &object).await.expect("created");
+    }
+    let mut uids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let ready = wait_for(&api, name, "Ready", is_ready).await;
+        uids.push(ready.status.and_then(|s| s.uid).expect("uid"));
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, [1, 2, 3]);
+
+    // A bridge without a gateway file, and a memif secret memif cannot hold: ConfigValid=False with
+    // a message that says what to do, and nothing started.
+    let mut nogw = tunnel("nogw", serde_json::json!({"bridgeID": 999}));
+    nogw["spec"]["wireguard"]["listenPort"] = 51830.into();
+    apply(&api, &nogw).await.expect("created");
+    let nogw = wait_for(&api, "nogw", "ConfigValid=False", |t| {
+        condition(t, "ConfigValid").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&nogw, "ConfigValid").expect("condition");
+    assert_eq!(reason, "GatewayFileInvalid");
+    assert!(
+        message.contains("999.json") && message.contains("every bridgeID needs a gateway file"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&nogw, "Ready").map(|c| (c.0, c.1)),
+        Some(("False".into(), "GatewayFileInvalid".into()))
+    );
+
+    let mut long = tunnel(
+        "long",
+        serde_json::json!({"memifSecretRef": {"name": "long-memif", "key": "secret"}}),
+    );
+    long["spec"]["wireguard"]["listenPort"] = 51831.into();
+    long["spec"]["arp"]["respond"] = serde_json::json!(["172.22.77.9/32"]);
+    apply(&api, &long).await.expect("created");
+    let long = wait_for(&api, "long", "ConfigValid=False", |t| {
+        condition(t, "ConfigValid").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&long, "ConfigValid").expect("condition");
+    assert_eq!(reason, "InvalidMemifSecret");
+    assert!(message.contains("at most 23"), "{message}");
+    assert!(
+        !message.contains("a-secret-of-more"),
+        "the secret leaked into the status: {message}"
+    );
+    let started: Vec<String> = runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Start { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 3, "{started:?}");
+    controller.shut_down().await;
+}

@@ -137,7 +137,8 @@ pub struct Context<R, S> {
     store: Store<WireGuardVppTunnel>,
     /// Tunnels by `namespace/name`.
     tunnels: Mutex<HashMap<String, TunnelRecord>>,
-    /// uids allocated by this process and not yet seen in a status, by `namespace/name`.
+    /// uids allocated by this process, by `namespace/name`, kept until the tunnel is deleted: the
+    /// store may not show a freshly written status yet, and a uid must never be handed out twice.
     allocated: Mutex<HashMap<String, u32>>,
     metrics: Metrics,
 }
@@ -487,13 +488,6 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         })?;
         if let Some(record) = self.lock_tunnels().get_mut(&key) {
             record.written = Some((new.clone(), Instant::now()));
-        }
-        // The uid is in a status now; the allocation table need not hold it any longer.
-        if new.uid.is_some() {
-            self.allocated
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key);
         }
         self.publish_transition(tunnel, previous, &new).await;
         Ok(())
