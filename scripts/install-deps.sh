@@ -17,6 +17,7 @@ APT_PACKAGES=(
   python3-venv
   procps
   util-linux
+  debian-archive-keyring # verifies the Debian Go sources scripts/k8s/build-crd-apiserver.sh fetches
 )
 
 missing=()
