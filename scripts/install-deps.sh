@@ -17,6 +17,7 @@ APT_PACKAGES=(
   python3-venv
   procps
   util-linux
+  debian-archive-keyring # verifies the Debian Go sources scripts/k8s/build-crd-apiserver.sh fetches
 )
 
 missing=()
@@ -39,6 +40,9 @@ fi
 if ! "$VENV/bin/python" -c 'import vpp_papi, scapy' 2>/dev/null; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
 fi
+
+# The real Kubernetes API server of the k8s tests, built from Debian's Go sources (cached under target/).
+scripts/k8s/build-crd-apiserver.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
