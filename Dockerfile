@@ -12,6 +12,8 @@ WORKDIR /src
 RUN if ! command -v cc >/dev/null; then \
       apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*; \
     fi
+# For an offline build from a builder image whose CARGO_HOME already holds the crates: --build-arg CARGO_NET_OFFLINE=true
+ARG CARGO_NET_OFFLINE
 COPY . .
 RUN cargo build --release --locked --bin wireguard-vpp \
  && install -D -m 0755 "${CARGO_TARGET_DIR:-target}/release/wireguard-vpp" /out/wireguard-vpp
