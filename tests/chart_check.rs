@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 const CHART: &str = "charts/wireguard-vpp";
 const NAMESPACE: &str = "wgvpp";
-const KUBERNETES_VERSION: &str = "1.34.0";
+/// The oldest Kubernetes the chart supports (Chart.yaml `kubeVersion`) and the one the project targets.
+const KUBERNETES_VERSIONS: [&str; 2] = ["1.25.0", "1.34.0"];
 
 /// The tools of the test virtualenv, present and runnable.
 struct Tools {
@@ -102,24 +103,53 @@ impl Tools {
         parsed.as_array().expect("a list of documents").clone()
     }
 
-    /// Validates manifests with kubernetes-validate (strict: unknown fields are errors).
+    /// Validates manifests with kubernetes-validate (strict: unknown fields are errors), against each
+    /// supported Kubernetes version.
     fn validate(&self, yaml: &str, what: &str) {
-        let mut command = self.command("kubernetes-validate");
-        command.args(["--strict", "-k", KUBERNETES_VERSION, "-"]);
-        let output = run_output_with_stdin(&mut command, yaml);
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
+        for version in KUBERNETES_VERSIONS {
+            let mut command = self.command("kubernetes-validate");
+            command.args(["--strict", "-k", version, "-"]);
+            let output = run_output_with_stdin(&mut command, yaml);
+            let report = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                output.status.success() && !report.contains("ERROR"),
+                "kubernetes-validate {version} refused {what}:\n{report}"
+            );
+            assert!(
+                report.contains("passed"),
+                "kubernetes-validate {version} validated nothing in {what}:\n{report}"
+            );
+        }
+    }
+
+    /// The NOTES helm prints after installing with these values (a client-side dry run, no cluster).
+    fn notes(&self, values_files: &[&str]) -> String {
+        let mut args = vec![
+            "install",
+            "rel",
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+        ];
+        for file in values_files {
+            args.extend(["-f", file]);
+        }
+        let output = self.helm(&args);
+        assert!(
+            output.status.success(),
+            "helm install --dry-run=client {values_files:?} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(
-            output.status.success() && !report.contains("ERROR"),
-            "kubernetes-validate refused {what}:\n{report}"
-        );
-        assert!(
-            report.contains("passed"),
-            "kubernetes-validate validated nothing in {what}:\n{report}"
-        );
+        let stdout = String::from_utf8(output.stdout).expect("helm prints UTF-8");
+        let (_, notes) = stdout
+            .split_once("\nNOTES:\n")
+            .expect("helm prints the NOTES");
+        notes.to_string()
     }
 }
 
@@ -958,4 +988,39 @@ fn image_check_skips_without_an_engine_and_fails_when_required() {
         Some(1),
         "REQUIRE_IMAGE=1 must turn the skip into a failure"
     );
+}
+
+#[test]
+fn notes_tell_the_next_steps() {
+    let Some(tools) = Tools::get() else { return };
+    let daemonset = tools.notes(&[]);
+    assert!(
+        daemonset.contains("kubectl -n wgvpp get daemonset rel-wireguard-vpp"),
+        "{daemonset}"
+    );
+    assert!(
+        daemonset.contains("No gateways are configured"),
+        "the default has no gateway and must say so:\n{daemonset}"
+    );
+    assert!(daemonset.contains("kubectl get wgvt -A"), "{daemonset}");
+    assert!(
+        daemonset.contains("-c wireguard-vpp -- wg show"),
+        "{daemonset}"
+    );
+
+    let sidecar = tools.notes(&["charts/wireguard-vpp/ci/sidecar-values.yaml"]);
+    let patch_command = "kubectl -n wgvpp patch daemonset vpp --type strategic";
+    assert!(sidecar.contains(patch_command), "{sidecar}");
+    // The command reads the ConfigMap the chart really renders.
+    let docs = tools.render(&["charts/wireguard-vpp/ci/sidecar-values.yaml"], &[]);
+    let configmap = find(&docs, "ConfigMap", "rel-wireguard-vpp-sidecar");
+    let reads = format!(
+        "get configmap {} -o jsonpath='{{.data.patch\\.yaml}}'",
+        configmap["metadata"]["name"].as_str().unwrap_or("")
+    );
+    assert!(
+        sidecar.contains(&reads),
+        "the NOTES do not read the sidecar ConfigMap ({reads}):\n{sidecar}"
+    );
+    assert!(!sidecar.contains("No gateways are configured"), "{sidecar}");
 }
