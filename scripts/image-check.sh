@@ -73,6 +73,8 @@ if [ "$build" = 1 ]; then
   [ -n "${RUNTIME_IMAGE:-}" ] && build_args+=(--build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE")
   # shellcheck disable=SC2206 # DOCKER_BUILD_ARGS is a list of words on purpose
   build_args+=(${DOCKER_BUILD_ARGS:-})
+  # Without the buildx plugin, the Docker client needs the classic builder.
+  docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
   log "building $image"
   started=$SECONDS
   docker build "${build_args[@]}" -t "$image" .
