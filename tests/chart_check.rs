@@ -455,9 +455,28 @@ fn full_sample_values_render_valid_manifests() {
         json!({"drop": ["ALL"], "add": ["NET_ADMIN"]})
     );
     assert_eq!(agent["securityContext"]["runAsUser"], 0);
-    // The memif directory belongs to VPP's group, so a non-root VPP can reach the sockets.
-    assert_eq!(pod["initContainers"][0]["command"][3], "10001");
+    // The host directories belong to the agent's user (uid 0 here: it holds no DAC_OVERRIDE, so it must own
+    // them) and to VPP's group, so a non-root VPP can reach the sockets.
+    assert_eq!(pod["initContainers"][0]["command"][3], "0");
     assert_eq!(pod["initContainers"][0]["command"][5], "2000");
+
+    // Without fwmark the same values run the agent as the configured unprivileged user.
+    let docs_without_fwmark = tools.render(
+        &["charts/wireguard-vpp/ci/full-values.yaml"],
+        &["netAdmin=false"],
+    );
+    let pod_without_fwmark =
+        &find(&docs_without_fwmark, "DaemonSet", "wgvpp")["spec"]["template"]["spec"];
+    let agent_without_fwmark = container(pod_without_fwmark, "wireguard-vpp");
+    assert_eq!(agent_without_fwmark["securityContext"]["runAsUser"], 10001);
+    assert_eq!(
+        agent_without_fwmark["securityContext"]["capabilities"],
+        json!({"drop": ["ALL"]})
+    );
+    assert_eq!(
+        pod_without_fwmark["initContainers"][0]["command"][3],
+        "10001"
+    );
 
     let monitor = find(&docs, "ServiceMonitor", "wgvpp");
     let service = find(&docs, "Service", "wgvpp-metrics");

@@ -159,7 +159,8 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
     readOnlyRootFilesystem: true
     {{- if $v.netAdmin }}
     # fwmark: CAP_NET_ADMIN, which Kubernetes grants to uid 0 only.
-    runAsUser: 0
+    runAsUser: {{ include "wireguard-vpp.agentUser" $root }}
+    runAsGroup: {{ include "wireguard-vpp.agentGroup" $root }}
     runAsNonRoot: false
     capabilities:
       drop: [ALL]
@@ -183,6 +184,11 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
     - name: wgvpp-gateways
       mountPath: {{ include "wireguard-vpp.configDir" $root }}/gw
       readOnly: true
+{{- end }}
+
+{{/* The agent's user: uid 0 when it needs NET_ADMIN (see netAdmin in values.yaml). */}}
+{{- define "wireguard-vpp.agentUser" -}}
+{{- if .Values.netAdmin }}0{{ else }}{{ .Values.runAsUser }}{{ end }}
 {{- end }}
 
 {{/*
@@ -218,7 +224,7 @@ API socket's group as its primary group instead.
     - install
     - -d
     - -o
-    - {{ $v.runAsUser | quote }}
+    - {{ include "wireguard-vpp.agentUser" $root | quote }}
     - -g
     - {{ include "wireguard-vpp.sharedGroup" $root | quote }}
     - -m
