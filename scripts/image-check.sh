@@ -3,10 +3,13 @@
 # the package version, `wg --version` runs, and the image runs as its unprivileged user with no network, a
 # read-only root and no capabilities.
 #
-# Usage: scripts/image-check.sh [--start-engine] [--no-build] [IMAGE]     (IMAGE defaults to wireguard-vpp:check)
-#   --start-engine  when no Docker engine answers, start Debian's dockerd privately (as root, data under
-#                   target/dockerd, no iptables and no bridge) and stop it again at the end
-#   --no-build      check an existing IMAGE only
+# Usage: scripts/image-check.sh [--start-engine] [--local-base-images] [--no-build] [IMAGE]
+#   IMAGE               defaults to wireguard-vpp:check
+#   --start-engine      when no Docker engine answers, start Debian's dockerd privately (as root, data under
+#                       target/dockerd, no iptables and no bridge) and stop it again at the end
+#   --local-base-images make the Dockerfile's base images first with scripts/local-base-images.sh (for
+#                       machines without a container registry) and build offline on the host network
+#   --no-build          check an existing IMAGE only
 # Environment: DOCKER_HOST (the engine), RUST_IMAGE and RUNTIME_IMAGE (passed as build args when set),
 # DOCKER_BUILD_ARGS (extra `docker build` arguments, e.g. --network=host), REQUIRE_IMAGE=1 (fail instead of
 # skipping when there is no engine).
@@ -14,11 +17,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 start_engine=0
+local_base_images=0
 build=1
 image=wireguard-vpp:check
 for arg in "$@"; do
   case "$arg" in
     --start-engine) start_engine=1 ;;
+    --local-base-images) local_base_images=1 ;;
     --no-build) build=0 ;;
     -*) echo "image-check: unknown option $arg (see the header of $0)" >&2; exit 2 ;;
     *) image=$arg ;;
@@ -67,8 +72,15 @@ if ! docker info >/dev/null 2>&1; then
 fi
 log "engine: $(docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}}')"
 
+if [ "$local_base_images" = 1 ]; then
+  scripts/local-base-images.sh
+fi
+
 if [ "$build" = 1 ]; then
   build_args=()
+  if [ "$local_base_images" = 1 ]; then
+    build_args+=(--network=host --build-arg CARGO_NET_OFFLINE=true)
+  fi
   [ -n "${RUST_IMAGE:-}" ] && build_args+=(--build-arg "RUST_IMAGE=$RUST_IMAGE")
   [ -n "${RUNTIME_IMAGE:-}" ] && build_args+=(--build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE")
   # shellcheck disable=SC2206 # DOCKER_BUILD_ARGS is a list of words on purpose
