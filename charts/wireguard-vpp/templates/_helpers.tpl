@@ -184,6 +184,9 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
     - name: wgvpp-gateways
       mountPath: {{ include "wireguard-vpp.configDir" $root }}/gw
       readOnly: true
+    # The root file system is read-only; this is the only scratch space.
+    - name: wgvpp-tmp
+      mountPath: /tmp
 {{- end }}
 
 {{/* The agent's user: uid 0 when it needs NET_ADMIN (see netAdmin in values.yaml). */}}
@@ -268,6 +271,9 @@ API socket's group as its primary group instead.
 - name: wgvpp-gateways
   configMap:
     name: {{ include "wireguard-vpp.fullname" . }}-gateways
+- name: wgvpp-tmp
+  emptyDir:
+    sizeLimit: 16Mi
 {{- end }}
 
 {{/* What the agent's controller does: watch tunnels and write their status and finalizer, read the
