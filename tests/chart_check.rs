@@ -1052,3 +1052,120 @@ fn notes_tell_the_next_steps() {
     );
     assert!(!sidecar.contains("No gateways are configured"), "{sidecar}");
 }
+
+/// Writes the gateway files of the chart's ConfigMap where the agent finds them (`<config dir>/gw/`, the
+/// ConfigMap's mount), plus an interface file on each bridge, and loads every tunnel with the project's own
+/// config loader, with the environment the chart gives the agent.
+#[test]
+fn rendered_gateway_files_load_with_the_project_config_loader() {
+    use wireguard_vpp::config::{self, Env, InstallMethod, MacAddr};
+
+    let Some(tools) = Tools::get() else { return };
+    for values in [
+        "charts/wireguard-vpp/ci/full-values.yaml",
+        "kind-tests/values.yaml",
+    ] {
+        let docs = tools.render(&[values], &[]);
+        let configmap = docs
+            .iter()
+            .find(|d| {
+                d["kind"] == "ConfigMap"
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with("-gateways"))
+            })
+            .expect("the gateway ConfigMap");
+        let daemonset = docs
+            .iter()
+            .find(|d| d["kind"] == "DaemonSet")
+            .expect("the DaemonSet");
+        let agent = container(&daemonset["spec"]["template"]["spec"], "wireguard-vpp");
+        let gateway_mount = mount_path(agent, "wgvpp-gateways");
+        let config_dir_in_pod = env_value(agent, "VPP_MEMIF_CONFIG_DIR")["value"]
+            .as_str()
+            .expect("a value")
+            .to_string();
+        assert_eq!(
+            gateway_mount,
+            format!("{config_dir_in_pod}/gw"),
+            "{values}: the gateway files are not in <config dir>/gw"
+        );
+
+        let config_dir = tempfile::tempdir().expect("a temporary directory");
+        fs::create_dir_all(config_dir.path().join("gw")).expect("gw/");
+        fs::create_dir_all(config_dir.path().join("if")).expect("if/");
+        let files = configmap["data"].as_object().expect("data");
+        assert!(!files.is_empty(), "{values} renders no gateway file");
+        for (key, text) in files {
+            fs::write(
+                config_dir.path().join("gw").join(key),
+                text.as_str().expect("a string"),
+            )
+            .expect("gw file written");
+        }
+        let env = Env::from_lookup(|var| match var {
+            "VPP_MEMIF_CONFIG_DIR" => Some(config_dir.path().to_string_lossy().into_owned()),
+            _ => agent["env"]
+                .as_array()
+                .and_then(|env| env.iter().find(|e| e["name"] == var))
+                .and_then(|e| e["value"].as_str().map(String::from)),
+        })
+        .expect("the chart's environment is accepted");
+
+        let gateways = tools.yaml_documents(&read_project_file(values))[0]["gateways"]
+            .as_array()
+            .cloned()
+            .expect("gateways");
+        for gateway in gateways {
+            let bridge = gateway["bridgeID"].as_u64().expect("bridgeID");
+            let name = format!("br{bridge}");
+            let interface = json!({"uid": 3, "IPv4ArpResponseRanges": ["172.22.77.33/32"], "VppBridgeID": bridge});
+            fs::write(
+                config_dir.path().join("if").join(format!("{name}.json")),
+                interface.to_string(),
+            )
+            .expect("if file written");
+
+            let loaded = config::load_with_warnings(config_dir.path(), &name, &env)
+                .unwrap_or_else(|e| panic!("{values}: bridge {bridge} does not load: {e}"));
+            assert!(
+                loaded.warnings.is_empty(),
+                "{values}: bridge {bridge}: {:?}",
+                loaded.warnings
+            );
+            let tunnel = loaded.config;
+            let mac: MacAddr = gateway["gatewayMacAddr"]
+                .as_str()
+                .expect("a MAC")
+                .replace('-', ":")
+                .parse()
+                .expect("a MAC");
+            assert_eq!(tunnel.gateway_mac, mac);
+            let method = match gateway["installMethod"].as_str() {
+                Some("api") => InstallMethod::Api,
+                Some("vppctl") => InstallMethod::Vppctl,
+                _ => InstallMethod::None,
+            };
+            assert_eq!(tunnel.install.method, method, "{values}: bridge {bridge}");
+            if method != InstallMethod::None {
+                let index = gateway["swIfIndex"]
+                    .as_u64()
+                    .and_then(|i| u32::try_from(i).ok())
+                    .filter(|&i| i != 0);
+                assert_eq!(
+                    tunnel.install.bvi_sw_if_index, index,
+                    "{values}: bridge {bridge}"
+                );
+                assert_eq!(
+                    tunnel.install.routes.ipv4,
+                    gateway["installRoutes"]["ipv4"] == true
+                );
+            }
+            assert_eq!(
+                tunnel.memif_socket,
+                Path::new("/var/run/wggo-vpp").join(format!("{name}.sock"))
+            );
+            assert_eq!(tunnel.vpp_api_socket, Path::new("/run/vpp/api.sock"));
+        }
+    }
+}
