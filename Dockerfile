@@ -19,6 +19,9 @@ RUN cargo build --release --locked --bin wireguard-vpp \
  && install -D -m 0755 "${CARGO_TARGET_DIR:-target}/release/wireguard-vpp" /out/wireguard-vpp
 
 FROM ${RUNTIME_IMAGE}
+LABEL org.opencontainers.image.title="wireguard-vpp" \
+      org.opencontainers.image.description="Userspace WireGuard endpoint attached to the FD.io VPP router over memif" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends wireguard-tools ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
