@@ -820,18 +820,23 @@ fn kind_suite_manifests_are_valid() {
         );
     }
 
-    // The tunnel resource must match the chart's CRD schema (checked with jsonschema; kubernetes-validate
-    // knows no custom resources).
-    let (group, _, versions) = chart_crd(&tools);
     // Filled in as run.sh does, with values of the shapes it uses.
     let tunnel_yaml = read_project_file("kind-tests/manifests/tunnel.yaml")
         .replace("NODE_NAME", "wgvpp-e2e-control-plane")
-        .replace(
-            "PEER_PUBLIC_KEY",
-            "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
-        )
+        .replace("PEER_PUBLIC_KEY", SAMPLE_PUBLIC_KEY)
         .replace("PEER_ENDPOINT", "10.244.0.5:51820");
-    let tunnel = &tools.yaml_documents(&tunnel_yaml)[0];
+    assert_matches_crd(&tools, &tunnel_yaml, "kind-tests/manifests/tunnel.yaml");
+}
+
+/// A well-formed WireGuard public key for filling in placeholders.
+const SAMPLE_PUBLIC_KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+
+/// Checks a WireGuardVppTunnel against the OpenAPI schema of the chart's CRD, with jsonschema
+/// (kubernetes-validate knows no custom resources; CEL rules are left to the API server).
+fn assert_matches_crd(tools: &Tools, tunnel_yaml: &str, what: &str) {
+    let (group, _, versions) = chart_crd(tools);
+    let tunnel = &tools.yaml_documents(tunnel_yaml)[0];
+    assert_eq!(tunnel["kind"], "WireGuardVppTunnel", "{what}");
     let api_version = tunnel["apiVersion"].as_str().expect("apiVersion");
     let version = versions
         .iter()
@@ -839,7 +844,7 @@ fn kind_suite_manifests_are_valid() {
             format!("{group}/{}", v["name"].as_str().unwrap_or("")) == api_version
                 && v["served"] == true
         })
-        .unwrap_or_else(|| panic!("the chart's CRD serves no {api_version}"));
+        .unwrap_or_else(|| panic!("{what}: the chart's CRD serves no {api_version}"));
     let schema = &version["schema"]["openAPIV3Schema"];
     let check = "import json, sys, jsonschema\n\
                  schema, doc = json.load(sys.stdin)\n\
@@ -851,8 +856,50 @@ fn kind_suite_manifests_are_valid() {
     );
     assert!(
         report.trim().is_empty(),
-        "kind-tests/manifests/tunnel.yaml does not match the CRD:\n{report}"
+        "{what} does not match the CRD:\n{report}"
     );
+}
+
+/// The ```yaml blocks of a Markdown file.
+fn yaml_blocks(markdown: &str) -> Vec<String> {
+    markdown
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block.to_string()))
+        .collect()
+}
+
+/// docs/kubernetes.md stays true: its values example renders to valid manifests and its tunnel example
+/// matches the CRD.
+#[test]
+fn documentation_examples_match_the_chart_and_the_crd() {
+    let Some(tools) = Tools::get() else { return };
+    let blocks = yaml_blocks(&read_project_file("docs/kubernetes.md"));
+    let values = blocks
+        .iter()
+        .find(|b| b.contains("gateways:") && b.contains("image:"))
+        .expect("docs/kubernetes.md has a values example")
+        .replace("<your registry>", "images.example.org");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let values_file = dir.path().join("my-values.yaml");
+    fs::write(&values_file, values).expect("the values are written");
+    let yaml = tools.render_yaml(&[&values_file.to_string_lossy()], &[]);
+    tools.validate(&yaml, "the values example of docs/kubernetes.md");
+
+    let sidecar = blocks
+        .iter()
+        .find(|b| b.contains("mode: sidecar"))
+        .expect("docs/kubernetes.md has a sidecar example");
+    let sidecar_file = dir.path().join("sidecar.yaml");
+    fs::write(&sidecar_file, sidecar).expect("the values are written");
+    tools.render_yaml(&[&sidecar_file.to_string_lossy()], &[]);
+
+    let tunnel = blocks
+        .iter()
+        .find(|b| b.contains("kind: WireGuardVppTunnel"))
+        .expect("docs/kubernetes.md has a tunnel example")
+        .replace("<the peer's public key>", SAMPLE_PUBLIC_KEY);
+    assert_matches_crd(&tools, &tunnel, "the tunnel example of docs/kubernetes.md");
 }
 
 #[test]
