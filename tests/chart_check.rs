@@ -409,34 +409,33 @@ fn full_sample_values_render_valid_manifests() {
     tools.validate(&yaml, "the full sample values");
     let docs = tools.yaml_documents(&yaml);
 
-    // RBAC only in the watched namespaces, and the agent is told which they are.
-    for namespace in ["dn42", "peering"] {
-        let role = docs
-            .iter()
-            .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == namespace)
-            .unwrap_or_else(|| panic!("no Role in watched namespace {namespace}"));
-        let secrets = role["rules"]
-            .as_array()
-            .and_then(|rules| rules.iter().find(|r| r["resources"] == json!(["secrets"])))
-            .expect("a rule for Secrets");
-        assert_eq!(
-            secrets["verbs"],
-            json!(["get", "list", "watch"]),
-            "rbac.secretsWrite=false is read-only"
-        );
-    }
+    // RBAC only in the watched namespace, and the agent is told which it is.
+    let role = find(&docs, "Role", "wgvpp");
+    assert_eq!(role["metadata"]["namespace"], "dn42");
+    let binding = find(&docs, "RoleBinding", "wgvpp");
+    assert_eq!(binding["metadata"]["namespace"], "dn42");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "wgvpp-agent", "namespace": NAMESPACE}])
+    );
+    let secrets = role["rules"]
+        .as_array()
+        .and_then(|rules| rules.iter().find(|r| r["resources"] == json!(["secrets"])))
+        .expect("a rule for Secrets");
+    assert_eq!(
+        secrets["verbs"],
+        json!(["get", "list", "watch"]),
+        "rbac.secretsWrite=false is read-only"
+    );
     assert!(
         !kinds(&docs).contains(&"ClusterRole".to_string()),
-        "no cluster-wide role when namespaces are listed"
+        "no cluster-wide role when a namespace is given"
     );
 
     let daemonset = find(&docs, "DaemonSet", "wgvpp");
     let pod = &daemonset["spec"]["template"]["spec"];
     let agent = container(pod, "wireguard-vpp");
-    assert_eq!(
-        env_value(agent, "WATCH_NAMESPACES")["value"],
-        "dn42,peering"
-    );
+    assert_eq!(env_value(agent, "WATCH_NAMESPACE")["value"], "dn42");
     assert_eq!(env_value(agent, "RUST_LOG")["value"], "wireguard_vpp=debug");
     assert_eq!(
         agent["image"],
@@ -619,8 +618,8 @@ fn values_schema_and_templates_refuse_bad_values() {
         ("root user", &["runAsUser=0"], &["/runAsUser", "minimum"]),
         (
             "watched namespace that is no DNS label",
-            &["watchNamespaces[0]=DN42"],
-            &["/watchNamespaces/0"],
+            &["watchNamespace=DN42"],
+            &["/watchNamespace"],
         ),
         (
             "sidecar without the VPP pod's volumes",

@@ -125,9 +125,9 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
       value: {{ include "wireguard-vpp.configDir" $root | quote }}
     - name: LOG_LEVEL
       value: {{ $v.logLevel | quote }}
-    {{- with $v.watchNamespaces }}
-    - name: WATCH_NAMESPACES
-      value: {{ join "," . | quote }}
+    {{- with $v.watchNamespace }}
+    - name: WATCH_NAMESPACE
+      value: {{ . | quote }}
     {{- end }}
     {{- with $v.extraEnv }}
     {{- toYaml . | nindent 4 }}
