@@ -130,6 +130,10 @@ kubectl -n e2e wait wireguardvpptunnel/e2e --for=condition=Ready --timeout "${TI
 status_key=$(kubectl -n e2e get wireguardvpptunnel/e2e -o jsonpath='{.status.publicKey}')
 [ "$status_key" = "$agent_public" ] || fail "status.publicKey is '$status_key', expected the key from Secret e2e-key"
 
+log "assert: the readiness change is an event of the tunnel"
+events=$(kubectl -n e2e get events --field-selector involvedObject.kind=WireGuardVppTunnel,involvedObject.name=e2e -o name)
+[ -n "$events" ] || fail "no event about wireguardvpptunnel/e2e"
+
 log "assert: VPP has the memif in bridge 4242"
 memifs=$(vppctl show memif)
 grep -q 'memif7/7' <<<"$memifs" || fail "VPP shows no memif7/7: $memifs"
@@ -143,6 +147,11 @@ log "assert: wg show in the agent shows a handshake"
 handshakes=$(agent wg show all latest-handshakes)
 awk '$3 > 0 { found = 1 } END { exit !found }' <<<"$handshakes" \
   || fail "no peer with a handshake in \`wg show all latest-handshakes\`: $handshakes"
+
+log "assert: the metrics Service serves the tunnel's state"
+metrics=$(kubectl get --raw "/api/v1/namespaces/$AGENT_NS/services/wgvpp-wireguard-vpp-metrics:metrics/proxy/metrics")
+grep -q '^wireguard_vpp_tunnel_up{.*interface="e2e".*} 1' <<<"$metrics" \
+  || fail "/metrics does not show tunnel e2e up: $(grep wireguard_vpp_tunnel_up <<<"$metrics")"
 
 log "assert: deleting the tunnel removes the memif from VPP"
 kubectl -n e2e delete wireguardvpptunnel/e2e --timeout "${TIMEOUT}s"
