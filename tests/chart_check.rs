@@ -441,7 +441,30 @@ fn full_sample_values_render_valid_manifests() {
         agent["image"],
         "images.example.org/wireguard-vpp:0.1.0-test"
     );
-    assert_eq!(agent["args"][4], "10.0.0.1:9478");
+    assert_eq!(
+        agent["args"],
+        json!([
+            "controller",
+            "--node-name",
+            "$(NODE_NAME)",
+            "--metrics-addr",
+            "10.0.0.1:9478",
+            "--example-flag",
+            "on"
+        ])
+    );
+    let by_digest = tools.render(
+        &["charts/wireguard-vpp/ci/full-values.yaml"],
+        &[&format!("image.digest=sha256:{}", "ab".repeat(32))],
+    );
+    let by_digest_pod = &find(&by_digest, "DaemonSet", "wgvpp")["spec"]["template"]["spec"];
+    assert_eq!(
+        container(by_digest_pod, "wireguard-vpp")["image"],
+        format!(
+            "images.example.org/wireguard-vpp@sha256:{}",
+            "ab".repeat(32)
+        )
+    );
     assert_eq!(
         pod["securityContext"]["supplementalGroups"],
         json!([2000]),
@@ -604,6 +627,11 @@ fn values_schema_and_templates_refuse_bad_values() {
                 "gateways[1].bridgeID=4242,gateways[1].gatewayMacAddr=42:42:42:42:42:42,gateways[1].wgIfMacaddrPrefix=02:00,gateways[1].vppIfMacaddrPrefix=02:01",
             ],
             &["bridgeID 4242 is listed twice"],
+        ),
+        (
+            "image digest that is no sha256 digest",
+            &["image.digest=latest"],
+            &["/image/digest"],
         ),
         (
             "metrics port out of range",

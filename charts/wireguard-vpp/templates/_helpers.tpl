@@ -45,7 +45,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{- define "wireguard-vpp.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/* The API group and resource of the custom resource; the chart test checks them against crds/. */}}
@@ -112,6 +116,9 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
     - $(NODE_NAME)
     - --metrics-addr
     - {{ include "wireguard-vpp.metricsAddr" $root | quote }}
+    {{- range $v.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
   env:
     - name: NODE_NAME
       valueFrom:
