@@ -10,6 +10,7 @@ APT_PACKAGES=(
   wireguard-go      # the WireGuard peer
   wireguard-tools   # wg: the UAPI client
   iproute2          # ip netns, veth
+  golang-go         # Go's encoding/json: the reference decoder for the original's config files
   iputils-ping
   iperf3
   tshark            # an independent frame decoder

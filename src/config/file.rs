@@ -5,9 +5,9 @@
 //! [`super::TunnelConfig`]. They read with the original's Go rules ([`super::json`]) and write back in the
 //! original's format with its key names (the Kubernetes renderer writes these files).
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::json::{DecodeError, Decoded, GoDecode, Json, decode_document, decode_struct};
+use super::json::{DecodeError, Decoded, GoDecode, Json, Lenient, decode_document, decode_struct};
 
 /// `if/<name>.json`: one tunnel interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -115,19 +115,23 @@ pub(crate) enum FileDecodeError {
     Type(DecodeError),
 }
 
-/// A decoded file with the keys it did not know.
+/// A decoded file with the keys it did not know and the values it skipped.
 #[derive(Debug)]
 pub(crate) struct Parsed<T> {
     pub file: T,
     pub unknown_keys: Vec<String>,
+    pub ignored: Vec<DecodeError>,
 }
 
 fn parse_file<T: GoDecode + Default>(bytes: &[u8]) -> Result<Parsed<T>, FileDecodeError> {
     let doc = Json::parse(bytes).map_err(FileDecodeError::Syntax)?;
     let mut file = T::default();
-    let Decoded { unknown_keys } =
-        decode_document(&doc, &mut file).map_err(FileDecodeError::Type)?;
-    Ok(Parsed { file, unknown_keys })
+    let decoded = decode_document(&doc, &mut file).map_err(FileDecodeError::Type)?;
+    Ok(Parsed {
+        file,
+        unknown_keys: decoded.unknown_keys,
+        ignored: decoded.ignored,
+    })
 }
 
 impl InterfaceFile {
@@ -152,6 +156,31 @@ impl GatewayFile {
     pub fn to_json(&self) -> String {
         to_json(self)
     }
+}
+
+/// `Deserialize` with the original's rules (case-insensitive keys, last duplicate wins, ...); unknown keys
+/// are dropped. The loader uses [`InterfaceFile::parse`] instead, which also reports them.
+impl<'de> Deserialize<'de> for InterfaceFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<InterfaceFile, D::Error> {
+        deserialize_go(deserializer)
+    }
+}
+
+/// `Deserialize` with the original's rules, like [`InterfaceFile`]'s.
+impl<'de> Deserialize<'de> for GatewayFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<GatewayFile, D::Error> {
+        deserialize_go(deserializer)
+    }
+}
+
+fn deserialize_go<'de, D: Deserializer<'de>, T: GoDecode + Default>(
+    deserializer: D,
+) -> Result<T, D::Error> {
+    let doc = Json::deserialize(deserializer)?;
+    let mut file = T::default();
+    decode_document(&doc, &mut file)
+        .map_err(|e| serde::de::Error::custom(format!("key {:?}: {}", e.key, e.reason)))?;
+    Ok(file)
 }
 
 fn to_json<T: Serialize>(value: &T) -> String {
@@ -198,7 +227,10 @@ impl GoDecode for GatewayFile {
                 || m.field("VppIfMacaddrPrefix", &mut self.vpp_if_macaddr_prefix)?
                 || m.field("VppBridgeLoop_InstallMethod", &mut self.install_method)?
                 || m.field("VppBridgeLoop_VppctlBinary", &mut self.vppctl_binary)?
-                || m.field("VppBridgeLoop_VppctlBin", &mut self.vppctl_bin_alias)?
+                || m.field(
+                    "VppBridgeLoop_VppctlBin",
+                    &mut Lenient(&mut self.vppctl_bin_alias),
+                )?
                 || m.field("VppBridgeLoop_SwIfName", &mut self.sw_if_name)?
                 || m.field("VppBridgeLoop_SwIfIndex", &mut self.sw_if_index)?
                 || m.field("VppBridgeLoop_InstallNeighbor", &mut self.install_neighbor)?

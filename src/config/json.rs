@@ -13,6 +13,7 @@
 //! It knows nothing of the config files themselves: [`super::file`] describes their fields with
 //! [`Members::field`].
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -149,6 +150,10 @@ pub(crate) struct DecodeError {
 pub(crate) struct Decoded {
     /// Key paths of members that matched no field, in document order.
     pub unknown_keys: Vec<String>,
+    /// Values that a lenient field ([`Lenient`]) skipped, with the reason.
+    pub ignored: Vec<DecodeError>,
+    /// The Go backing array of each list field decoded so far, by folded key path.
+    backings: HashMap<String, Vec<String>>,
 }
 
 /// Decodes a whole document into `target`, which starts from its zero value as in Go.
@@ -224,40 +229,58 @@ impl GoDecode for bool {
 
 impl GoDecode for String {
     fn decode_into(&mut self, value: &Json, key: &str, _: &mut Decoded) -> Result<(), DecodeError> {
-        match value {
-            Json::Null => Ok(()),
-            Json::String(s) => {
-                s.clone_into(self);
-                Ok(())
-            }
-            other => Err(mismatch(key, "a string", other)),
-        }
+        decode_string(self, value, key)
     }
 }
 
-impl<T: GoDecode + Default> GoDecode for Vec<T> {
+fn decode_string(target: &mut String, value: &Json, key: &str) -> Result<(), DecodeError> {
+    match value {
+        Json::Null => Ok(()),
+        Json::String(s) => {
+            s.clone_into(target);
+            Ok(())
+        }
+        other => Err(mismatch(key, "a string", other)),
+    }
+}
+
+/// A list of strings decodes like a Go slice, including a quirk that shows with duplicate keys: Go
+/// decodes array elements into the slice's existing backing array, so a `null` element (which leaves
+/// its target unchanged) keeps the string that an earlier duplicate put there, even one beyond the
+/// current length but within the capacity. The backing array is kept in [`Decoded`] per field.
+impl GoDecode for Vec<String> {
     fn decode_into(
         &mut self,
         value: &Json,
         key: &str,
         decoded: &mut Decoded,
     ) -> Result<(), DecodeError> {
-        match value {
+        let items = match value {
             Json::Null => {
                 self.clear();
-                Ok(())
+                decoded.backings.remove(&go_fold(key));
+                return Ok(());
             }
-            Json::Array(items) => {
-                self.clear();
-                for (i, item) in items.iter().enumerate() {
-                    let mut element = T::default();
-                    element.decode_into(item, &format!("{key}[{i}]"), decoded)?;
-                    self.push(element);
-                }
-                Ok(())
+            Json::Array(items) => items,
+            other => return Err(mismatch(key, "an array", other)),
+        };
+        let backing = decoded
+            .backings
+            .entry(go_fold(key))
+            .or_insert_with(|| self.clone());
+        for (i, item) in items.iter().enumerate() {
+            if i == backing.len() {
+                // Go grows a full slice to 1.5 times its capacity (at least 4), zero-filled.
+                backing.resize((i + i / 2).max(4), String::new());
             }
-            other => Err(mismatch(key, "an array", other)),
+            decode_string(&mut backing[i], item, &format!("{key}[{i}]"))?;
         }
+        if items.is_empty() {
+            backing.clear();
+        }
+        self.clear();
+        self.extend_from_slice(&backing[..items.len()]);
+        Ok(())
     }
 }
 
@@ -317,15 +340,44 @@ impl Members<'_> {
     }
 }
 
+/// A string field that, unlike the others, skips a value of another type (recording it in
+/// [`Decoded::ignored`]) instead of failing: for keys the original never read, such as an alias.
+pub(crate) struct Lenient<'a>(pub &'a mut String);
+
+impl GoDecode for Lenient<'_> {
+    fn decode_into(
+        &mut self,
+        value: &Json,
+        key: &str,
+        decoded: &mut Decoded,
+    ) -> Result<(), DecodeError> {
+        if let Err(err) = decode_string(self.0, value, key) {
+            decoded.ignored.push(err);
+        }
+        Ok(())
+    }
+}
+
 /// Go's case-insensitive key match against an ASCII field name. Go prefers an exact match, then a
 /// folded one; our structs have no two field names that fold alike, so a folded match suffices.
 pub(crate) fn go_fold_eq(field_name: &str, key: &str) -> bool {
-    let fold = |c: char| match c {
+    field_name
+        .chars()
+        .map(fold_char)
+        .eq(key.chars().map(fold_char))
+}
+
+/// A key folded as [`go_fold_eq`] compares it.
+fn go_fold(key: &str) -> String {
+    key.chars().map(fold_char).collect()
+}
+
+fn fold_char(c: char) -> char {
+    match c {
         '\u{212A}' => 'k',
         '\u{017F}' => 's',
         c => c.to_ascii_lowercase(),
-    };
-    field_name.chars().map(fold).eq(key.chars().map(fold))
+    }
 }
 
 #[cfg(test)]
@@ -416,6 +468,45 @@ mod tests {
         assert_eq!((o.id, o.name.as_str(), o.list.len()), (5, "", 0));
         let (o, _) = decode("null").unwrap();
         assert_eq!(o, Outer::default());
+    }
+
+    #[test]
+    fn null_list_elements_keep_what_an_earlier_duplicate_put_there() {
+        // Go decodes into the existing backing array, and `null` leaves an element unchanged.
+        let (o, _) = decode(r#"{"list": ["a", "b"], "LIST": [null, "c"]}"#).unwrap();
+        assert_eq!(o.list, ["a", "c"]);
+        // Even past the current length, within the capacity (4 after the first growth).
+        let (o, _) =
+            decode(r#"{"list": ["a", "b", "c"], "list": ["x"], "list": [null, null, null]}"#)
+                .unwrap();
+        assert_eq!(o.list, ["x", "b", "c"]);
+        // An empty array or null drops the backing array.
+        let (o, _) = decode(r#"{"list": ["a"], "list": [], "list": [null]}"#).unwrap();
+        assert_eq!(o.list, [""]);
+        let (o, _) = decode(r#"{"list": ["a"], "list": null, "list": [null]}"#).unwrap();
+        assert_eq!(o.list, [""]);
+        // Growth beyond the capacity starts from zero values.
+        let (o, _) =
+            decode(r#"{"list": ["a", "b", "c", "d"], "list": [null, null, null, null, null]}"#)
+                .unwrap();
+        assert_eq!(o.list, ["a", "b", "c", "d", ""]);
+    }
+
+    #[test]
+    fn lenient_fields_skip_values_of_another_type() {
+        let mut alias = String::from("kept");
+        let mut decoded = Decoded::default();
+        let doc = Json::parse(br#"{"alias": 5}"#).unwrap();
+        decode_struct(&doc, "", &mut decoded, |m| {
+            m.field("alias", &mut Lenient(&mut alias))
+        })
+        .unwrap();
+        assert_eq!(alias, "kept");
+        assert_eq!(decoded.ignored[0].key, "alias");
+        assert_eq!(
+            decoded.ignored[0].reason,
+            "expected a string, found a number 5"
+        );
     }
 
     #[test]

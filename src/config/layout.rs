@@ -92,15 +92,19 @@ fn read<T>(
         source,
     })?;
     let parsed = parse(&bytes).map_err(|err| decode_error(path, err))?;
-    warnings.extend(
-        parsed
-            .unknown_keys
-            .into_iter()
-            .map(|key| ConfigWarning::UnknownKey {
-                file: path.to_owned(),
-                key,
-            }),
-    );
+    let unknown = parsed
+        .unknown_keys
+        .into_iter()
+        .map(|key| ConfigWarning::UnknownKey {
+            file: path.to_owned(),
+            key,
+        });
+    let ignored = parsed.ignored.into_iter().map(|e| ConfigWarning::Ignored {
+        file: path.to_owned(),
+        field: e.key,
+        message: format!("ignored: {}", e.reason),
+    });
+    warnings.extend(unknown.chain(ignored));
     Ok(parsed.file)
 }
 

@@ -1,1 +1,26 @@
-//! placeholder: filled by the wg work.
+//! The WireGuard side of a tunnel: gotatun's device with a caller-supplied IP side (memif through
+//! the l2 adapter in production, channels in tests), our own UAPI server for `wg(8)`, and the
+//! periodic re-application of a wg(8) config file.
+//!
+//! - [`WgDevice`] (`device`): the device; every change is applied as a diff so unchanged peers keep
+//!   their sessions; per-peer status for the tunnel's status and metrics.
+//! - `config`: the configuration as `wg` sees it and how UAPI commands edit it (pure).
+//! - [`uapi`]: the protocol, the connection loop and the socket file.
+//! - [`conf_file`]: wg(8) config files (`wg setconf` syntax) applied as a diff.
+//! - `udp`: the UDP socket, rebound without ever leaving the device without one.
+//! - [`channel`]: an IP side made of channels, for tests and benchmarks.
+//! - [`key`]: keys in hex and base64, never printed.
+//!
+//! It knows nothing of memif, l2, VPP or the tunnel's own config files.
+
+pub mod channel;
+pub mod conf_file;
+mod config;
+mod device;
+pub mod key;
+pub mod uapi;
+mod udp;
+
+pub use config::{ConfigEdit, DeviceConfig, PeerConfig};
+pub use device::{DeviceError, DeviceSettings, PeerStatus, WgDevice};
+pub use key::Key;

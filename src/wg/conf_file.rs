@@ -1,0 +1,552 @@
+//! wg(8) configuration files (the `wg setconf` syntax) and their application to a device as a
+//! diff: the original's periodic re-apply (`WGGO_RECONF_PATH` every `WGGO_RECONF_INTERVAL`), done
+//! without dropping any session.
+//!
+//! The file is the whole truth, like `wg syncconf`: peers missing from it are removed, and each
+//! peer's preshared key, keepalive and allowed IPs become the file's. Only what differs is sent to
+//! the device, so an unchanged file changes nothing. Endpoints are resolved (DNS) at each apply and
+//! sent only when the resolved address differs from the one configured last time, so a peer that
+//! roamed is not pulled back every interval; a name that does not resolve keeps the old endpoint.
+//! The timer itself belongs to the caller.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use gotatun::tun::{IpRecv, IpSend};
+use ipnet::IpNet;
+
+use crate::wg::config::DeviceConfig;
+use crate::wg::device::WgDevice;
+use crate::wg::key::Key;
+use crate::wg::uapi::{Command, UapiError};
+
+/// A parsed wg(8) config file; endpoints are not resolved yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfFile {
+    /// `[Interface] PrivateKey`.
+    pub private_key: Option<Key>,
+    /// `[Interface] ListenPort`.
+    pub listen_port: Option<u16>,
+    /// `[Interface] FwMark` (0 when absent or `off`).
+    pub fwmark: u32,
+    /// The `[Peer]` sections in file order.
+    pub peers: Vec<ConfPeer>,
+}
+
+/// One `[Peer]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfPeer {
+    /// `PublicKey`.
+    pub public_key: Key,
+    /// `PresharedKey`.
+    pub preshared_key: Option<Key>,
+    /// `Endpoint` as written: `host:port` or `[IPv6]:port`.
+    pub endpoint: Option<String>,
+    /// `PersistentKeepalive` (0 when absent or `off`).
+    pub persistent_keepalive: u16,
+    /// `AllowedIPs`, masked to their networks.
+    pub allowed_ips: Vec<IpNet>,
+}
+
+/// Why a config file could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfFileError {
+    /// The file could not be read.
+    #[error("cannot read WireGuard config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A line is not valid wg(8) syntax.
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// The device refused part of it (e.g. the port is in use).
+    #[error("WireGuard config {path} was not fully applied: {source}")]
+    Refused { path: PathBuf, source: UapiError },
+}
+
+/// What an apply did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// UAPI commands sent to the device (0 when nothing changed).
+    pub commands: usize,
+    /// Peers whose endpoint did not resolve (`public key`, endpoint text, error); they keep the
+    /// endpoint they had.
+    pub unresolved: Vec<(Key, String, String)>,
+}
+
+/// Parses wg(8) config text. `path` only names the file in errors.
+pub fn parse(path: &Path, text: &str) -> Result<ConfFile, ConfFileError> {
+    #[derive(PartialEq)]
+    enum Section {
+        None,
+        Interface,
+        Peer,
+    }
+    let mut file = ConfFile::default();
+    let mut section = Section::None;
+    let mut peer: Option<(usize, PeerDraft)> = None;
+    let mut seen = HashSet::new();
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        let error = |message: String| ConfFileError::Syntax {
+            path: path.to_owned(),
+            line: number,
+            message,
+        };
+        // As wg(8): everything after '#' is a comment, and all whitespace is insignificant.
+        let line: String = raw
+            .split('#')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            if let Some((start, draft)) = peer.take() {
+                file.peers.push(draft.finish(path, start, &mut seen)?);
+            }
+            section = match line.to_ascii_lowercase().as_str() {
+                "[interface]" => Section::Interface,
+                "[peer]" => {
+                    peer = Some((number, PeerDraft::default()));
+                    Section::Peer
+                }
+                _ => {
+                    return Err(error(format!(
+                        "unknown section {line:?}; expected [Interface] or [Peer]"
+                    )));
+                }
+            };
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(error(format!("{line:?} is not Key = Value")));
+        };
+        let field = key.to_ascii_lowercase();
+        match (&section, peer.as_mut()) {
+            (Section::Interface, _) => match field.as_str() {
+                "privatekey" => {
+                    file.private_key =
+                        Some(parse_key(value).map_err(|m| error(format!("PrivateKey: {m}")))?)
+                }
+                "listenport" => {
+                    file.listen_port =
+                        Some(value.parse().map_err(|_| {
+                            error(format!("ListenPort {value:?} is not a port number"))
+                        })?)
+                }
+                "fwmark" => {
+                    file.fwmark = parse_fwmark(value)
+                        .ok_or_else(|| error(format!("FwMark {value:?} is not a number or off")))?
+                }
+                _ => return Err(error(unknown_key(key, "[Interface]"))),
+            },
+            (Section::Peer, Some((_, draft))) => match field.as_str() {
+                "publickey" => {
+                    draft.public_key =
+                        Some(parse_key(value).map_err(|m| error(format!("PublicKey: {m}")))?)
+                }
+                "presharedkey" => {
+                    let key = parse_key(value).map_err(|m| error(format!("PresharedKey: {m}")))?;
+                    draft.preshared_key = (!key.is_zero()).then_some(key);
+                }
+                "endpoint" => {
+                    split_endpoint(value).ok_or_else(|| {
+                        error(format!(
+                            "Endpoint {value:?} is not host:port or [IPv6]:port"
+                        ))
+                    })?;
+                    draft.endpoint = Some(value.to_owned());
+                }
+                "persistentkeepalive" => {
+                    draft.persistent_keepalive = if value.eq_ignore_ascii_case("off") {
+                        0
+                    } else {
+                        value.parse().map_err(|_| {
+                            error(format!(
+                                "PersistentKeepalive {value:?} is not 0-65535 or off"
+                            ))
+                        })?
+                    }
+                }
+                "allowedips" => {
+                    for item in value.split(',').filter(|s| !s.is_empty()) {
+                        let net = parse_allowed_ip(item).ok_or_else(|| {
+                            error(format!("AllowedIPs entry {item:?} is not IP/cidr"))
+                        })?;
+                        if !draft.allowed_ips.contains(&net) {
+                            draft.allowed_ips.push(net);
+                        }
+                    }
+                }
+                _ => return Err(error(unknown_key(key, "[Peer]"))),
+            },
+            _ => {
+                return Err(error(format!(
+                    "{key} is outside of an [Interface] or [Peer] section"
+                )));
+            }
+        }
+    }
+    if let Some((start, draft)) = peer.take() {
+        file.peers.push(draft.finish(path, start, &mut seen)?);
+    }
+    Ok(file)
+}
+
+#[derive(Default)]
+struct PeerDraft {
+    public_key: Option<Key>,
+    preshared_key: Option<Key>,
+    endpoint: Option<String>,
+    persistent_keepalive: u16,
+    allowed_ips: Vec<IpNet>,
+}
+
+impl PeerDraft {
+    fn finish(
+        self,
+        path: &Path,
+        line: usize,
+        seen: &mut HashSet<Key>,
+    ) -> Result<ConfPeer, ConfFileError> {
+        let error = |message: &str| ConfFileError::Syntax {
+            path: path.to_owned(),
+            line,
+            message: message.to_owned(),
+        };
+        let public_key = self
+            .public_key
+            .ok_or_else(|| error("this [Peer] has no PublicKey"))?;
+        if !seen.insert(public_key) {
+            return Err(error(
+                "this [Peer] repeats the PublicKey of an earlier one; merge the two sections",
+            ));
+        }
+        Ok(ConfPeer {
+            public_key,
+            preshared_key: self.preshared_key,
+            endpoint: self.endpoint,
+            persistent_keepalive: self.persistent_keepalive,
+            allowed_ips: self.allowed_ips,
+        })
+    }
+}
+
+fn unknown_key(key: &str, section: &str) -> String {
+    format!(
+        "unknown key {key:?} in {section} (wg-quick keys such as Address, DNS or MTU do not belong here; strip them with `wg-quick strip`)"
+    )
+}
+
+fn parse_key(value: &str) -> Result<Key, String> {
+    // The value is secret: the message names the problem, never the text.
+    Key::from_base64(value).map_err(|e| format!("not a base64 WireGuard key ({e})"))
+}
+
+fn parse_fwmark(value: &str) -> Option<u32> {
+    if value.eq_ignore_ascii_case("off") {
+        return Some(0);
+    }
+    match value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => value.parse().ok(),
+    }
+}
+
+fn parse_allowed_ip(item: &str) -> Option<IpNet> {
+    if item.contains('/') {
+        item.parse::<IpNet>().ok().map(|n| n.trunc())
+    } else {
+        item.parse::<std::net::IpAddr>().ok().map(IpNet::from)
+    }
+}
+
+/// Splits `host:port` / `[v6]:port` into host and port.
+fn split_endpoint(value: &str) -> Option<(&str, u16)> {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']')?;
+            (host, after.strip_prefix(':')?)
+        }
+        None => value.rsplit_once(':')?,
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port.parse().ok()?))
+}
+
+/// Resolves an endpoint (IP literal or DNS name) to its first address.
+pub async fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
+    let (host, port) =
+        split_endpoint(endpoint).ok_or_else(|| format!("{endpoint:?} is not host:port"))?;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    addrs.next().ok_or_else(|| format!("{host} has no address"))
+}
+
+/// The commands that turn `current` into what `file` describes, touching only what differs.
+/// `resolved` holds the endpoint of each peer whose endpoint resolved.
+pub fn plan(
+    current: &DeviceConfig,
+    file: &ConfFile,
+    resolved: &HashMap<Key, SocketAddr>,
+) -> Vec<Command> {
+    let mut commands = Vec::new();
+    if let Some(key) = file.private_key
+        && current.private_key != Some(key)
+    {
+        commands.push(Command::PrivateKey(Some(key)));
+    }
+    if let Some(port) = file.listen_port
+        && port != current.listen_port
+    {
+        commands.push(Command::ListenPort(port));
+    }
+    if file.fwmark != current.fwmark {
+        commands.push(Command::Fwmark(file.fwmark));
+    }
+    let wanted: HashSet<Key> = file.peers.iter().map(|p| p.public_key).collect();
+    for peer in current.peers() {
+        if !wanted.contains(&peer.public_key) {
+            commands.extend([Command::Peer(peer.public_key), Command::Remove]);
+        }
+    }
+    let own = file
+        .private_key
+        .or(current.private_key)
+        .map(|k| k.public_key());
+    for peer in file.peers.iter().filter(|p| Some(p.public_key) != own) {
+        let have = current.peer(&peer.public_key);
+        let mut changes = Vec::new();
+        if have.map(|h| h.preshared_key) != Some(peer.preshared_key) {
+            changes.push(Command::PresharedKey(peer.preshared_key));
+        }
+        if let Some(&addr) = resolved.get(&peer.public_key)
+            && have.and_then(|h| h.endpoint) != Some(addr)
+        {
+            changes.push(Command::Endpoint(addr));
+        }
+        if have.map(|h| h.persistent_keepalive) != Some(peer.persistent_keepalive) {
+            changes.push(Command::PersistentKeepalive(peer.persistent_keepalive));
+        }
+        let same_ips = have.is_some_and(|h| {
+            h.allowed_ips.len() == peer.allowed_ips.len()
+                && h.allowed_ips.iter().all(|n| peer.allowed_ips.contains(n))
+        });
+        if !same_ips {
+            changes.push(Command::ReplaceAllowedIps);
+            changes.extend(peer.allowed_ips.iter().copied().map(Command::AllowedIp));
+        }
+        if have.is_none() || !changes.is_empty() {
+            commands.push(Command::Peer(peer.public_key));
+            commands.extend(changes);
+        }
+    }
+    commands
+}
+
+impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
+    /// Reads the wg(8) config file at `path`, resolves its endpoints, and applies it as a diff
+    /// (see the module documentation). Unchanged peers keep their sessions.
+    pub async fn apply_config_file(&self, path: &Path) -> Result<ApplyReport, ConfFileError> {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|source| ConfFileError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        let file = parse(path, &text)?;
+        let mut report = ApplyReport::default();
+        let mut resolved = HashMap::new();
+        for peer in &file.peers {
+            let Some(endpoint) = &peer.endpoint else {
+                continue;
+            };
+            match resolve_endpoint(endpoint).await {
+                Ok(addr) => {
+                    resolved.insert(peer.public_key, addr);
+                }
+                Err(error) => {
+                    tracing::warn!(tunnel = %self.name(), peer = %peer.public_key.to_base64(), %endpoint, %error, "endpoint does not resolve; keeping the previous one");
+                    report
+                        .unresolved
+                        .push((peer.public_key, endpoint.clone(), error));
+                }
+            }
+        }
+        let mut planned = 0;
+        let result = self
+            .set_planned(|current| {
+                let commands = plan(current, &file, &resolved);
+                planned = commands.len();
+                commands
+            })
+            .await;
+        report.commands = planned;
+        result.map_err(|source| ConfFileError::Refused {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wg::config::ConfigEdit;
+    use proptest::prelude::*;
+
+    const PRIVATE: &str = "MDmmtJTOa/VzfGeNAQIA+fyCgNSN7sVPPD9lDvMxSkc=";
+    const PEER_A: &str = "t7vnvdFJ8nU+EL78KJqFde8SUwszxD6sP3HjjT2obzE=";
+    const PEER_B: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn key(b64: &str) -> Key {
+        Key::from_base64(b64).expect("literal key")
+    }
+
+    fn sample() -> String {
+        format!(
+            "# managed by hand\n[Interface]\nPrivateKey = {PRIVATE}\nListenPort = 51820\nFwMark = 0x10\n\n\
+             [Peer]\nPublicKey = {PEER_A}\nEndpoint = [fd00::1]:51821\nAllowedIPs = 10.0.0.1/24, fd10::/64\nAllowedIPs = 192.0.2.7\n\
+             PersistentKeepalive = 25\n\n[peer]\npublickey={PEER_B}\nEndpoint = peer.example.net:4242 # a name\n"
+        )
+    }
+
+    fn apply_plan(config: &mut DeviceConfig, commands: &[Command]) {
+        let mut edit = ConfigEdit::default();
+        for command in commands {
+            edit.apply(config, command);
+        }
+    }
+
+    #[test]
+    fn parses_what_wg_showconf_writes() {
+        let file = parse(Path::new("wg0.conf"), &sample()).expect("valid file");
+        assert_eq!(file.private_key, Some(key(PRIVATE)));
+        assert_eq!(file.listen_port, Some(51820));
+        assert_eq!(file.fwmark, 16);
+        assert_eq!(file.peers.len(), 2);
+        let a = &file.peers[0];
+        assert_eq!(a.public_key, key(PEER_A));
+        assert_eq!(a.endpoint.as_deref(), Some("[fd00::1]:51821"));
+        let nets: Vec<String> = a.allowed_ips.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/24", "fd10::/64", "192.0.2.7/32"]);
+        assert_eq!(a.persistent_keepalive, 25);
+        assert_eq!(
+            file.peers[1].endpoint.as_deref(),
+            Some("peer.example.net:4242")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_field_but_never_a_key() {
+        let bad = format!("[Interface]\nPrivateKey = {}x\n", &PRIVATE[..43]);
+        let message = parse(Path::new("/etc/wg/wg0.conf"), &bad)
+            .expect_err("bad key")
+            .to_string();
+        assert!(
+            message.starts_with("/etc/wg/wg0.conf:2: PrivateKey"),
+            "{message}"
+        );
+        assert!(
+            !message.contains(&PRIVATE[..20]),
+            "the key leaked: {message}"
+        );
+        let message = parse(Path::new("f"), "[Interface]\nAddress = 10.0.0.1/24\n")
+            .expect_err("wg-quick key")
+            .to_string();
+        assert!(
+            message.contains("f:2")
+                && message.contains("Address")
+                && message.contains("wg-quick strip"),
+            "{message}"
+        );
+        assert!(
+            parse(Path::new("f"), "[Peer]\nEndpoint = 1.2.3.4:5\n").is_err(),
+            "a peer without a key"
+        );
+        assert!(
+            parse(Path::new("f"), "ListenPort = 1\n").is_err(),
+            "outside a section"
+        );
+        let twice = format!("[Peer]\nPublicKey={PEER_A}\n[Peer]\nPublicKey={PEER_A}\n");
+        assert!(parse(Path::new("f"), &twice).is_err(), "a repeated peer");
+    }
+
+    #[test]
+    fn an_unchanged_file_plans_nothing() {
+        let file = parse(Path::new("f"), &sample()).expect("valid");
+        let mut resolved = HashMap::new();
+        resolved.insert(key(PEER_A), "[fd00::1]:51821".parse().expect("literal"));
+        resolved.insert(key(PEER_B), "192.0.2.99:4242".parse().expect("literal"));
+        let mut config = DeviceConfig::default();
+        let first = plan(&config, &file, &resolved);
+        assert!(!first.is_empty());
+        apply_plan(&mut config, &first);
+        assert_eq!(plan(&config, &file, &resolved), Vec::<Command>::new());
+    }
+
+    #[test]
+    fn a_new_dns_answer_changes_only_that_endpoint() {
+        let file = parse(Path::new("f"), &sample()).expect("valid");
+        let mut resolved = HashMap::new();
+        resolved.insert(key(PEER_B), "192.0.2.99:4242".parse().expect("literal"));
+        let mut config = DeviceConfig::default();
+        let commands = plan(&config, &file, &resolved);
+        apply_plan(&mut config, &commands);
+        let moved: SocketAddr = "198.51.100.5:4242".parse().expect("literal");
+        resolved.insert(key(PEER_B), moved);
+        assert_eq!(
+            plan(&config, &file, &resolved),
+            vec![Command::Peer(key(PEER_B)), Command::Endpoint(moved)]
+        );
+        // A name that does not resolve this time leaves the endpoint alone.
+        resolved.clear();
+        assert_eq!(plan(&config, &file, &resolved), Vec::<Command>::new());
+    }
+
+    #[test]
+    fn peers_missing_from_the_file_are_removed() {
+        let file = parse(Path::new("f"), &sample()).expect("valid");
+        let mut config = DeviceConfig::default();
+        let commands = plan(&config, &file, &HashMap::new());
+        apply_plan(&mut config, &commands);
+        let mut smaller = file.clone();
+        smaller.peers.truncate(1);
+        assert_eq!(
+            plan(&config, &smaller, &HashMap::new()),
+            vec![Command::Peer(key(PEER_B)), Command::Remove]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_files_never_panic(text in "(\\[(Interface|Peer|x)\\]\n|[A-Za-z]{0,12} ?= ?[-A-Za-z0-9+/=:.,\\[\\]# ]{0,60}\n|[^\n]{0,40}\n){0,12}") {
+            let _ = parse(Path::new("f"), &text);
+        }
+
+        #[test]
+        fn arbitrary_endpoints_never_panic(text in ".{0,60}") {
+            let _ = split_endpoint(&text);
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! Our device against a real WireGuard peer: Debian's wireguard-go in a network namespace,
+//! configured by `wg`, reached over a veth pair. The IP side of our device is a pair of channels
+//! driven by the test (in production it is memif): the test writes ICMP echo requests and answers
+//! the peer's, so every packet crosses real WireGuard crypto in both directions.
+
+mod common;
+mod wg_peer_support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use wg_peer_support::*;
+use wireguard_vpp::wg::channel::{ChannelIpRecv, ChannelIpSend, IpChannelEnds, ip_channel};
+use wireguard_vpp::wg::uapi::{Command, DEFAULT_SOCKET_DIR, UapiListener};
+use wireguard_vpp::wg::{DeviceSettings, Key, PeerStatus, WgDevice};
+
+type Device = WgDevice<ChannelIpSend, ChannelIpRecv>;
+
+const OUR_V4: [u8; 4] = [10, 200, 0, 2];
+const PEER_V4: [u8; 4] = [10, 200, 0, 1];
+const OUR_V6: [u8; 16] = [0xfd, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const PEER_V6: [u8; 16] = [0xfd, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const PEER_PORT: u16 = 51820;
+
+/// Our device and a wireguard-go peer in a namespace, joined by a veth pair.
+struct Link {
+    device: Arc<Device>,
+    ends: IpChannelEnds,
+    our_public: Key,
+    peer_public: Key,
+    /// wireguard-go's interface name (and UAPI socket name).
+    peer_name: String,
+    /// Our underlay address, as wireguard-go sees it.
+    our_underlay: String,
+    peer_underlay: String,
+    temp: tempfile::TempDir,
+    // Dropped in this order: the process, then the namespace (with the veth pair).
+    _peer: ProcessGuard,
+    ns: Netns,
+}
+
+impl Link {
+    async fn new() -> Link {
+        let (pid, n) = unique();
+        let ns = Netns::new(format!("wgp{pid}x{n}"));
+        let (root_veth, ns_veth) = (format!("wr{pid}x{n}"), format!("wn{pid}x{n}"));
+        let subnet = format!("198.18.{}.{}", pid % 200, (n % 60) * 4);
+        let base = subnet
+            .rsplit('.')
+            .next()
+            .and_then(|s| s.parse::<u32>().ok())
+            .expect("number");
+        let prefix = subnet
+            .rsplit_once('.')
+            .map(|(p, _)| p.to_owned())
+            .expect("dotted");
+        let our_underlay = format!("{prefix}.{}", base + 1);
+        let peer_underlay = format!("{prefix}.{}", base + 2);
+        run_ok(
+            "ip",
+            &[
+                "link", "add", &root_veth, "type", "veth", "peer", "name", &ns_veth, "netns",
+                &ns.name,
+            ],
+        );
+        run_ok(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("{our_underlay}/30"),
+                "dev",
+                &root_veth,
+            ],
+        );
+        run_ok("ip", &["link", "set", &root_veth, "up"]);
+        ns.ip(&[
+            "addr",
+            "add",
+            &format!("{peer_underlay}/30"),
+            "dev",
+            &ns_veth,
+        ]);
+        ns.ip(&["link", "set", &ns_veth, "up"]);
+
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (our_private, our_public) = genkey();
+        let (peer_private, peer_public) = genkey();
+        let peer_name = format!("wgg{pid}x{n}");
+        let peer = start_wireguard_go(&ns, &peer_name);
+
+        let (tx, rx, ends) = ip_channel(1024, 1420);
+        let settings = DeviceSettings {
+            name: format!("wgo{pid}x{n}"),
+            private_key: Some(our_private),
+            ..DeviceSettings::default()
+        };
+        let device = Arc::new(
+            WgDevice::new(settings, tx, rx)
+                .await
+                .expect("our device starts"),
+        );
+        let peer_endpoint: SocketAddr = format!("{peer_underlay}:{PEER_PORT}")
+            .parse()
+            .expect("endpoint");
+        device
+            .set(&[
+                Command::Peer(peer_public),
+                Command::Endpoint(peer_endpoint),
+                Command::AllowedIp("10.200.0.1/32".parse().expect("literal")),
+                Command::AllowedIp("fd00:200::1/128".parse().expect("literal")),
+            ])
+            .await
+            .expect("configure our peer");
+
+        let key_path = key_file(temp.path(), "peer.key", &peer_private);
+        let our_endpoint = format!("{our_underlay}:{}", device.listen_port());
+        run_ok(
+            "wg",
+            &[
+                "set",
+                &peer_name,
+                "listen-port",
+                &PEER_PORT.to_string(),
+                "private-key",
+                key_path.to_str().expect("utf-8 path"),
+                "peer",
+                &our_public.to_base64(),
+                "allowed-ips",
+                "10.200.0.2/32,fd00:200::2/128",
+                "endpoint",
+                &our_endpoint,
+            ],
+        );
+        ns.ip(&["addr", "add", "10.200.0.1/24", "dev", &peer_name]);
+        ns.ip(&["addr", "add", "fd00:200::1/64", "dev", &peer_name, "nodad"]);
+        ns.ip(&["link", "set", &peer_name, "mtu", "1420", "up"]);
+        Link {
+            device,
+            ends,
+            our_public,
+            peer_public,
+            peer_name,
+            our_underlay,
+            peer_underlay,
+            temp,
+            _peer: peer,
+            ns,
+        }
+    }
+
+    /// Sends an echo request from our side and waits for the peer kernel's reply.
+    async fn ping_from_us(&mut self, v6: bool, seq: u16) {
+        let id = 0x4242;
+        let request = if v6 {
+            icmpv6_echo(OUR_V6, PEER_V6, 128, id, seq, b"wireguard-vpp ping")
+        } else {
+            icmpv4_echo(OUR_V4, PEER_V4, 8, id, seq, b"wireguard-vpp ping")
+        };
+        let want = (if v6 { 129 } else { 0 }, id, seq);
+        self.ends
+            .to_device
+            .send(request)
+            .await
+            .expect("device reads packets");
+        let got = tokio::time::timeout(Duration::from_secs(8), async {
+            loop {
+                let packet = self
+                    .ends
+                    .from_device
+                    .recv()
+                    .await
+                    .expect("device sends packets");
+                if echo_fields(&packet) == Some(want) {
+                    return packet;
+                }
+            }
+        })
+        .await;
+        let reply = got
+            .unwrap_or_else(|_| panic!("no echo reply (v6={v6}, seq={seq}) through wireguard-go"));
+        let (src, dst) = if v6 {
+            (&reply[8..24], &reply[24..40])
+        } else {
+            (&reply[12..16], &reply[16..20])
+        };
+        let (peer, us): (&[u8], &[u8]) = if v6 {
+            (&PEER_V6, &OUR_V6)
+        } else {
+            (&PEER_V4, &OUR_V4)
+        };
+        assert_eq!(
+            (src, dst),
+            (peer, us),
+            "the reply comes from the peer's address to ours"
+        );
+    }
+
+    /// Runs `ping` inside the namespace towards us and answers its echo requests from the test.
+    async fn ping_from_peer(&mut self, v6: bool) {
+        let target = if v6 { "fd00:200::2" } else { "10.200.0.2" };
+        let ns = self.ns.name.clone();
+        let family = if v6 { "-6" } else { "-4" };
+        let mut ping = tokio::process::Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "ping", family, "-c", "2", "-i", "0.2", "-W", "5", target,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start ping");
+        let answering = async {
+            loop {
+                let Some(packet) = self.ends.from_device.recv().await else {
+                    return;
+                };
+                let Some((kind, id, seq)) = echo_fields(&packet) else {
+                    continue;
+                };
+                let reply = match kind {
+                    8 => {
+                        let src: [u8; 4] = packet[12..16].try_into().expect("4 bytes");
+                        let dst: [u8; 4] = packet[16..20].try_into().expect("4 bytes");
+                        icmpv4_echo(dst, src, 0, id, seq, &packet[28..])
+                    }
+                    128 => {
+                        let src: [u8; 16] = packet[8..24].try_into().expect("16 bytes");
+                        let dst: [u8; 16] = packet[24..40].try_into().expect("16 bytes");
+                        icmpv6_echo(dst, src, 129, id, seq, &packet[48..])
+                    }
+                    _ => continue,
+                };
+                self.ends
+                    .to_device
+                    .send(reply)
+                    .await
+                    .expect("device reads packets");
+            }
+        };
+        let status = tokio::select! {
+            status = ping.wait() => status.expect("ping runs"),
+            () = answering => panic!("the device's packet side closed"),
+        };
+        assert!(
+            status.success(),
+            "ping {target} from the wireguard-go namespace failed"
+        );
+    }
+
+    async fn our_view(&self) -> PeerStatus {
+        self.device
+            .peer_status()
+            .await
+            .into_iter()
+            .find(|s| s.public_key == self.peer_public)
+            .expect("peer configured")
+    }
+
+    /// wireguard-go's `wg show IF dump` line for our peer: (endpoint, latest handshake, rx, tx).
+    fn peer_view(&self) -> (String, u64, u64, u64) {
+        let dump = run_ok("wg", &["show", &self.peer_name, "dump"]);
+        let line = dump.lines().nth(1).expect("one peer line");
+        let fields: Vec<&str> = line.split('\t').collect();
+        let number = |i: usize| fields[i].parse::<u64>().expect("numeric field");
+        (fields[2].to_owned(), number(4), number(5), number(6))
+    }
+}
+
+fn runtime_ready() -> bool {
+    peers_available()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_then_ipv4_and_ipv6_both_ways() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    link.ping_from_us(false, 1).await;
+    link.ping_from_us(true, 2).await;
+    link.ping_from_peer(false).await;
+    link.ping_from_peer(true).await;
+
+    let ours = link.our_view().await;
+    assert!(ours.last_handshake.is_some(), "we saw the handshake");
+    assert!(ours.rx_bytes > 0 && ours.tx_bytes > 0, "{ours:?}");
+    let (endpoint, handshake, rx, tx) = link.peer_view();
+    assert_eq!(
+        endpoint,
+        format!("{}:{}", link.our_underlay, link.device.listen_port())
+    );
+    assert!(
+        handshake > 0 && rx > 0 && tx > 0,
+        "wireguard-go saw the session: {handshake} {rx} {tx}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_keepalives_reach_the_peer() {
+    if !runtime_ready() {
+        return;
+    }
+    let link = Link::new().await;
+    // No data at all: only the keepalive timer brings the tunnel up and keeps it talking.
+    link.device
+        .set(&[
+            Command::Peer(link.peer_public),
+            Command::PersistentKeepalive(1),
+        ])
+        .await
+        .expect("keepalive on");
+    let first = eventually(Duration::from_secs(10), async || {
+        let (_, handshake, rx, _) = link.peer_view();
+        (handshake > 0 && rx > 0).then_some(rx)
+    })
+    .await
+    .expect("the keepalive timer brought the session up");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (_, _, later, _) = link.peer_view();
+    // A keepalive is an empty data packet: 32 bytes on the wire.
+    assert!(
+        later >= first + 2 * 32,
+        "keepalives every second: rx {first} -> {later}"
+    );
+    assert_eq!(link.config_keepalive().await, 1);
+}
+
+impl Link {
+    async fn config_keepalive(&self) -> u16 {
+        self.device
+            .config()
+            .await
+            .peer(&self.peer_public)
+            .map(|p| p.persistent_keepalive)
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_new_handshake_rekeys_and_traffic_continues() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    link.ping_from_us(false, 1).await;
+    let first = link
+        .our_view()
+        .await
+        .last_handshake
+        .expect("first handshake");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // wireguard-go forgets the peer and gets it back: its next packet needs a new handshake.
+    let our_public = link.our_public.to_base64();
+    run_ok(
+        "wg",
+        &["set", &link.peer_name, "peer", &our_public, "remove"],
+    );
+    let endpoint = format!("{}:{}", link.our_underlay, link.device.listen_port());
+    run_ok(
+        "wg",
+        &[
+            "set",
+            &link.peer_name,
+            "peer",
+            &our_public,
+            "allowed-ips",
+            "10.200.0.2/32,fd00:200::2/128",
+            "endpoint",
+            &endpoint,
+        ],
+    );
+    link.ping_from_peer(false).await;
+    link.ping_from_us(true, 2).await;
+    let second = link
+        .our_view()
+        .await
+        .last_handshake
+        .expect("second handshake");
+    assert!(
+        second > first,
+        "a new handshake happened: {first:?} -> {second:?}"
+    );
+    let (_, handshake, _, _) = link.peer_view();
+    let peer_time = SystemTime::UNIX_EPOCH + Duration::from_secs(handshake);
+    assert!(
+        peer_time + Duration::from_secs(1) >= first,
+        "wireguard-go also rekeyed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_roams_when_the_peer_changes_port() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    link.ping_from_us(false, 1).await;
+    let before = link.our_view().await.endpoint.expect("endpoint");
+    assert_eq!(before.port(), PEER_PORT);
+
+    let new_port = PEER_PORT + 7;
+    run_ok(
+        "wg",
+        &["set", &link.peer_name, "listen-port", &new_port.to_string()],
+    );
+    // The peer speaks first from its new port; we follow it there.
+    link.ping_from_peer(false).await;
+    let after = link.our_view().await.endpoint.expect("endpoint");
+    let expected: SocketAddr = format!("{}:{new_port}", link.peer_underlay)
+        .parse()
+        .expect("literal");
+    assert_eq!(after, expected, "roamed to the new port");
+    link.ping_from_us(true, 2).await;
+    assert_eq!(
+        link.our_view().await.endpoint.map(|e| e.ip()),
+        Some(before.ip())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_survives_an_unchanged_syncconf_and_100_edits_of_other_peers() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    let (pid, n) = unique();
+    let name = format!("wgs{pid}x{n}");
+    let listener = UapiListener::bind(std::path::Path::new(DEFAULT_SOCKET_DIR), &name)
+        .expect("our UAPI socket");
+    let serving = tokio::spawn(listener.serve(Arc::clone(&link.device)));
+
+    link.ping_from_us(false, 1).await;
+    let before = link.our_view().await;
+    let handshake = before.last_handshake.expect("handshake");
+
+    let conf = link.temp.path().join("ours.conf");
+    let showconf = run_ok("wg", &["showconf", &name]);
+    std::fs::write(&conf, &showconf).expect("write config");
+    run_ok("wg", &["syncconf", &name, conf.to_str().expect("utf-8")]);
+    run_ok("wg", &["setconf", &name, conf.to_str().expect("utf-8")]);
+    link.ping_from_us(false, 2).await;
+    let after_sync = link.our_view().await;
+    assert_eq!(
+        after_sync.last_handshake,
+        Some(handshake),
+        "syncconf/setconf of the same config keep the session"
+    );
+    assert!(
+        after_sync.tx_bytes > before.tx_bytes && after_sync.rx_bytes > before.rx_bytes,
+        "{before:?} -> {after_sync:?}"
+    );
+
+    let mut others = Vec::new();
+    for i in 0..100u32 {
+        if i % 4 == 3 {
+            let removed: Key = others.remove(0);
+            run_ok(
+                "wg",
+                &["set", &name, "peer", &removed.to_base64(), "remove"],
+            );
+        } else {
+            let (_, public) = genkey();
+            let ips = format!("10.{}.{}.0/24", 201 + i / 250, i % 250);
+            run_ok(
+                "wg",
+                &[
+                    "set",
+                    &name,
+                    "peer",
+                    &public.to_base64(),
+                    "allowed-ips",
+                    &ips,
+                    "endpoint",
+                    "192.0.2.1:51820",
+                ],
+            );
+            others.push(public);
+        }
+        if i % 25 == 24 {
+            link.ping_from_us(i % 50 == 49, 10 + i as u16).await;
+        }
+    }
+    let after = link.our_view().await;
+    assert_eq!(
+        after.last_handshake,
+        Some(handshake),
+        "100 edits of other peers left the session alone"
+    );
+    assert!(
+        after.tx_bytes > after_sync.tx_bytes && after.rx_bytes > after_sync.rx_bytes,
+        "{after_sync:?} -> {after:?}"
+    );
+    assert_eq!(link.device.config().await.peer_count(), 1 + others.len());
+    // Our configuration is what wg sees.
+    let dump = run_ok("wg", &["show", &name, "dump"]);
+    assert_eq!(dump.lines().count(), 2 + others.len(), "{dump}");
+    serving.abort();
+}
