@@ -87,7 +87,8 @@ sed "s|VPP_IMAGE|$VPP_IMAGE|" kind-tests/manifests/vpp.yaml | kubectl apply -f -
 kubectl -n vpp rollout status daemonset/vpp --timeout "${TIMEOUT}s"
 vpp_pod=$(kubectl -n vpp get pods -l app.kubernetes.io/name=vpp -o jsonpath='{.items[0].metadata.name}')
 vppctl() { kubectl -n vpp exec "$vpp_pod" -- vppctl -s /run/vpp/cli.sock "$@"; }
-vppctl show interface addr | grep -q '10.42.0.1/24' || fail "VPP's loop42 has no 10.42.0.1/24"
+wait_for "VPP's loop42 with 10.42.0.1/24 (setup.vpp)" \
+  sh -c "kubectl -n vpp exec $vpp_pod -- vppctl -s /run/vpp/cli.sock show interface addr | grep -q 10.42.0.1/24"
 
 log "installing the chart"
 helm install wgvpp charts/wireguard-vpp --namespace "$AGENT_NS" --create-namespace \
