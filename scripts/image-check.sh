@@ -52,7 +52,7 @@ if ! docker info >/dev/null 2>&1; then
   if [ "$start_engine" = 0 ]; then
     skip "no Docker engine answers (\`docker info\` failed; --start-engine starts one as root)"
   fi
-  command -v dockerd >/dev/null 2>&1 || skip "no Docker engine answers and dockerd is not installed (Debian: docker.io)"
+  command -v dockerd >/dev/null 2>&1 || skip "no Docker engine answers and dockerd is not installed (Debian ships it as the Docker engine package)"
   [ "$(id -u)" = 0 ] || skip "starting dockerd needs root"
   state="$PWD/target/dockerd"
   mkdir -p "$state"
