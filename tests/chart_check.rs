@@ -1243,3 +1243,45 @@ fn rendered_gateway_files_load_with_the_project_config_loader() {
         }
     }
 }
+
+/// The chart runs the agent as the image's own user, so files the image prepared stay usable, and it
+/// overrides no entrypoint: the Dockerfile's exec-form ENTRYPOINT is the binary the chart's args are for.
+#[test]
+fn chart_defaults_match_the_image() {
+    let Some(tools) = Tools::get() else { return };
+    let dockerfile = read_project_file("Dockerfile");
+    let user = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("USER "))
+        .last()
+        .expect("the Dockerfile sets a USER")
+        .trim()
+        .to_string();
+    let entrypoint = dockerfile
+        .lines()
+        .filter_map(|line| line.strip_prefix("ENTRYPOINT "))
+        .last()
+        .expect("the Dockerfile sets an ENTRYPOINT");
+    assert_eq!(
+        serde_json::from_str::<Value>(entrypoint).ok(),
+        Some(json!(["/usr/local/bin/wireguard-vpp"])),
+        "the ENTRYPOINT must be the binary, in exec form (no shell)"
+    );
+
+    let docs = tools.render(&[], &[]);
+    let pod = &find(&docs, "DaemonSet", "rel-wireguard-vpp")["spec"]["template"]["spec"];
+    let agent = container(pod, "wireguard-vpp");
+    let chart_user = format!(
+        "{}:{}",
+        agent["securityContext"]["runAsUser"], agent["securityContext"]["runAsGroup"]
+    );
+    assert_eq!(
+        chart_user, user,
+        "the chart's default user differs from the image's USER"
+    );
+    assert!(
+        agent.get("command").is_none(),
+        "the chart must keep the image's ENTRYPOINT"
+    );
+    assert_eq!(agent["args"][0], "controller");
+}
