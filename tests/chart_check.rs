@@ -1253,14 +1253,14 @@ fn chart_defaults_match_the_image() {
     let user = dockerfile
         .lines()
         .filter_map(|line| line.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("the Dockerfile sets a USER")
         .trim()
         .to_string();
     let entrypoint = dockerfile
         .lines()
         .filter_map(|line| line.strip_prefix("ENTRYPOINT "))
-        .last()
+        .next_back()
         .expect("the Dockerfile sets an ENTRYPOINT");
     assert_eq!(
         serde_json::from_str::<Value>(entrypoint).ok(),
