@@ -17,6 +17,7 @@
 //! Per packet nothing is allocated: frames land in buffers reused from burst to burst, packets for the
 //! device come from gotatun's pool, and frames to send are assembled in a reused scratch buffer.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,7 @@ use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
 use tokio::sync::mpsc;
 
 use crate::l2::{Adapter, NeighbourInstall, RxAction, TxAction};
-use crate::memif::{Frame, Interrupt, RxQueue, TxQueue};
+use crate::memif::{Frame, Interrupt, QueueCounters, RxQueue, TxQueue};
 use crate::vpp;
 
 /// Frames moved per memif burst.
@@ -46,7 +47,17 @@ pub struct Link {
     tx: Mutex<Option<TxQueue>>,
     rx_handover: mpsc::Sender<RxQueue>,
     neighbours: Mutex<Option<vpp::NeighbourHandle>>,
+    memif: Mutex<Option<MemifCounters>>,
     counters: LinkCounters,
+}
+
+/// The live counters of the current memif connection's queues.
+#[derive(Debug, Clone)]
+pub struct MemifCounters {
+    /// Frames from VPP.
+    pub rx: Arc<QueueCounters>,
+    /// Frames to VPP.
+    pub tx: Arc<QueueCounters>,
 }
 
 /// Counters of the packet path that neither memif nor the adapter keep.
@@ -71,6 +82,7 @@ impl Link {
             tx: Mutex::new(None),
             rx_handover,
             neighbours: Mutex::new(None),
+            memif: Mutex::new(None),
             counters: LinkCounters::default(),
         });
         let send = MemifIpSend {
@@ -100,9 +112,54 @@ impl Link {
 
     /// Takes the queues of a new memif connection into service (the first queue pair is used).
     pub async fn attach(&self, rx: RxQueue, tx: TxQueue) {
+        *self.memif.lock().unwrap_or_else(PoisonError::into_inner) = Some(MemifCounters {
+            rx: rx.counters(),
+            tx: tx.counters(),
+        });
         *self.lock_tx() = Some(tx);
         // The receiver only goes away with the device, when nothing is left to receive.
         let _ = self.rx_handover.send(rx).await;
+    }
+
+    /// The counters of the current (or last) memif connection's queues.
+    pub fn memif_counters(&self) -> Option<MemifCounters> {
+        self.memif
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Every counter of the packet path by a stable name, for metrics: the memif queues of the current
+    /// connection, the adapter's events and drop reasons, and the link's own drops.
+    pub fn counter_map(&self) -> BTreeMap<&'static str, u64> {
+        let mut map = BTreeMap::new();
+        if let Some(memif) = self.memif_counters() {
+            let (rx, tx) = (memif.rx.snapshot(), memif.tx.snapshot());
+            map.insert("memif_rx_packets", rx.packets);
+            map.insert("memif_rx_bytes", rx.bytes);
+            map.insert("memif_rx_chained", rx.chained);
+            map.insert("memif_rx_bad_descriptors", rx.bad_descriptors);
+            map.insert("memif_rx_too_long", rx.too_long);
+            map.insert("memif_tx_packets", tx.packets);
+            map.insert("memif_tx_bytes", tx.bytes);
+            map.insert("memif_tx_chained", tx.chained);
+            map.insert("memif_tx_ring_full", tx.ring_full);
+        }
+        let l2 = self.adapter.counters();
+        for (event, count) in l2.events() {
+            map.insert(event.name(), count);
+        }
+        for (reason, count) in l2.drops() {
+            map.insert(reason.name(), count);
+        }
+        let own = &self.counters;
+        map.insert(
+            "tx_dropped_link_down",
+            own.tx_dropped.load(Ordering::Relaxed),
+        );
+        map.insert("tx_too_big", own.tx_too_big.load(Ordering::Relaxed));
+        map.insert("rx_not_ip", own.rx_not_ip.load(Ordering::Relaxed));
+        map
     }
 
     /// Drops the TX queue of a connection that went down.
