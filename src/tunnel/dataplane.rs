@@ -28,7 +28,7 @@ use gotatun::packet::{Ip, Packet, PacketBufPool};
 use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
 use tokio::sync::mpsc;
 
-use crate::l2::{Adapter, NeighbourInstall, RxAction, TxAction};
+use crate::l2::{Adapter, RxAction, TxAction};
 use crate::memif::{Frame, Interrupt, QueueCounters, RxQueue, TxQueue};
 use crate::vpp;
 
@@ -202,7 +202,7 @@ impl Link {
         for addr in self.adapter.announcements() {
             if let Some(announcement) = self.adapter.write_announcement(addr, &mut frame) {
                 sent += usize::from(self.transmit(&frame[..announcement.len]));
-                if installs(&self.adapter.config().install, addr) {
+                if let Some(addr) = announcement.install {
                     self.install_neighbour(addr);
                 }
             }
@@ -222,15 +222,6 @@ impl Link {
 
     fn lock_tx(&self) -> std::sync::MutexGuard<'_, Option<TxQueue>> {
         self.tx.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Whether the configuration installs a VPP neighbour for our address `addr` (IPv6 split at fe80::/10).
-fn installs(install: &NeighbourInstall, addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(_) => install.ipv4,
-        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => install.ipv6_link_local,
-        IpAddr::V6(_) => install.ipv6,
     }
 }
 
