@@ -29,7 +29,8 @@
 //! // RX: VPP asks who has 172.22.77.33; the answer is written into `reply`.
 //! let mut request = [0u8; frames::ARP_FRAME_LEN];
 //! let gateway: MacAddr = "42:42:42:42:42:42".parse()?;
-//! frames::arp_request(//! frames::arp_request(&mut request, MacAddr::BROADCAST, gateway, [10, 127, 111, 1].into(), [172, 22, 77, 33].into());mut request, MacAddr::BROADCAST, gateway, [10, 127, 111, 1].into(), [172, 22, 77, 33].into())
+//! let (from, to) = ([10, 127, 111, 1].into(), [172, 22, 77, 33].into());
+//! frames::arp_request(&mut request, MacAddr::BROADCAST, gateway, from, to)
 //!     .ok_or("buffer too short")?;
 //! let mut reply = [0u8; frames::MAX_CONTROL_FRAME_LEN];
 //! let outcome = adapter.on_frame(&request, now, &mut reply);
