@@ -663,6 +663,33 @@ fn rx_cases() -> Vec<RxCase> {
                 Consumed,
             )
         },
+        RxCase {
+            known: &[("fd10:127:e00f::5", NEIGHBOUR_A)],
+            ..case(
+                "s20_na_without_override_flag_does_not_move_a_known_neighbour",
+                na(
+                    SELF,
+                    NEIGHBOUR_B,
+                    "fd10:127:e00f::5",
+                    "fd28:cb8f:4c92::33",
+                    0x40,
+                    Some(NEIGHBOUR_B),
+                ),
+                Consumed,
+            )
+        },
+        case(
+            "s13_arp_to_a_non_broadcast_group_is_dropped",
+            arp(
+                MacAddr([1, 0, 0x5e, 0, 0, 1]),
+                GATEWAY,
+                Request,
+                "10.127.111.1",
+                zero,
+                "172.22.77.33",
+            ),
+            Dropped(DropReason::UnsupportedGroup),
+        ),
         case(
             "s20_multicast_na_with_s_flag_is_invalid",
             na(
@@ -842,6 +869,15 @@ fn rx_scenarios() {
                 Some(mac),
                 "{name}: in the table"
             );
+        }
+        for (ip, mac) in case.known {
+            if learned.is_none_or(|learned| learned.ip != self::ip(ip)) {
+                assert_eq!(
+                    adapter.lock_cache().get(&self::ip(ip)),
+                    Some(*mac),
+                    "{name}: {ip} unchanged"
+                );
+            }
         }
         // Every outcome is counted exactly once.
         let counters = adapter.counters();
