@@ -887,6 +887,23 @@ fn rx_scenarios() {
             u64::from(matches!(outcome.action, RxAction::Dropped(_))),
             "{name}: drop counted"
         );
+        let count = |events: &[Event]| events.iter().map(|e| counters.count(*e)).sum::<u64>();
+        let answered = count(&[Event::ArpReplied, Event::NeighbourAdvertised]);
+        let neighbour_events = count(&[Event::Learned, Event::Confirmed, Event::OverrideRefused]);
+        match outcome.action {
+            RxAction::Reply(_) => assert_eq!(answered, 1, "{name}: answer counted"),
+            RxAction::Deliver(_) => assert_eq!(
+                counters.count(Event::Delivered),
+                1,
+                "{name}: delivery counted"
+            ),
+            RxAction::Consumed => {
+                assert_eq!(neighbour_events, 1, "{name}: neighbour event counted")
+            }
+            RxAction::Dropped(_) => {
+                assert_eq!(answered + counters.count(Event::Delivered), 0, "{name}")
+            }
+        }
     }
 }
 
