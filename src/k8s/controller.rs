@@ -306,7 +306,15 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             .or_default()
             .running
             .clone();
-        let runnable = rendered.filter(|_| observed.conflict.is_none());
+        // A spec (or Secret, or gateway file) that stops rendering does not take a running tunnel
+        // down: it keeps its last valid configuration, and the status says so. A conflict does stop it.
+        let runnable = match (&rendered, &mut observed.config_error) {
+            (None, Some((_, message))) if previous_running.is_some() => {
+                message.push_str(" (the tunnel keeps running its last valid configuration)");
+                previous_running.clone()
+            }
+            _ => rendered.filter(|_| observed.conflict.is_none()),
+        };
         let outcome = self
             .converge(previous_running.as_ref(), runnable.as_ref())
             .await;
@@ -376,7 +384,14 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             return Ok(None);
         };
         observed.uid = Some(uid);
-        let secrets = self.secret_values(tunnel, namespace).await?;
+        let secrets = match self.secret_values(tunnel, namespace).await {
+            Ok(secrets) => secrets,
+            Err(Error::Secret(error)) => {
+                observed.config_error = Some(("SecretUnavailable", error.to_string()));
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         let spec = render(tunnel, uid, &secrets, Some(&gateway))
             .and_then(|rendered| rendered.to_spec(&self.options.env));
         match spec {
