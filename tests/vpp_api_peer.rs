@@ -175,10 +175,7 @@ fn neighbour(is_add: bool, address: &str) -> (String, Value) {
 }
 
 fn sweep() -> Vec<(String, Value)> {
-    vec![
-        call("memif_dump", json!({})),
-        call("memif_socket_filename_dump", json!({})),
-    ]
+    vec![call("memif_socket_filename_dump", json!({}))]
 }
 
 fn startup(memif: u32) -> Vec<(String, Value)> {
@@ -346,6 +343,20 @@ async fn a_changed_crc_is_a_startup_error() {
     );
 }
 
+/// A refused registration is a clear error, not a hang.
+#[tokio::test]
+async fn a_refused_registration_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(vpp) = FakeVpp::start(dir.path(), &["--refuse"]) else {
+        return;
+    };
+    let err = Client::connect(vpp.options()).await.expect_err("refused");
+    assert!(
+        matches!(err, VppError::Handshake { response: -1 }),
+        "{err:?}"
+    );
+}
+
 /// A failing step in the middle undoes the steps before it, in reverse order.
 #[tokio::test]
 async fn a_failing_route_rolls_back_in_reverse() {
@@ -384,6 +395,63 @@ async fn a_failing_route_rolls_back_in_reverse() {
     assert_eq!(vpp.recorded_calls(), expected);
 }
 
+/// Whichever step fails, VPP is left as it was: no memif, no socket id, and every route added is removed.
+#[tokio::test]
+async fn every_failing_step_leaves_vpp_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for step in [
+        "memif_socket_filename_add_del_v2",
+        "memif_create_v2",
+        "sw_interface_set_flags",
+        "sw_interface_set_l2_bridge",
+        "ip_route_add_del",
+    ] {
+        let fail = format!("{step}=-7");
+        let Some(vpp) = FakeVpp::start(dir.path(), &["--interface", "1=loop42", "--fail", &fail])
+        else {
+            return;
+        };
+        let client = vpp.connect().await;
+        let err = setup(&client, &fixture()).await.expect_err("must fail");
+        assert!(
+            err.to_string().contains("INVALID_VALUE (-7)"),
+            "{step}: {err}"
+        );
+        assert!(
+            client
+                .dump(&messages::MemifDump)
+                .await
+                .expect("dump")
+                .is_empty(),
+            "{step}: memif left"
+        );
+        let sockets = client
+            .dump(&messages::MemifSocketFilenameDump)
+            .await
+            .expect("dump");
+        assert_eq!(
+            sockets.iter().map(|s| s.socket_id).collect::<Vec<_>>(),
+            [0],
+            "{step}: socket id left"
+        );
+        let calls = vpp.recorded_calls();
+        let adds = calls
+            .iter()
+            .filter(|c| c.0 == "ip_route_add_del" && c.1["is_add"] == json!(true))
+            .count();
+        let dels = calls
+            .iter()
+            .filter(|c| c.0 == "ip_route_add_del" && c.1["is_add"] == json!(false))
+            .count();
+        // The failing add itself created nothing.
+        assert_eq!(
+            dels,
+            adds.saturating_sub(usize::from(step == "ip_route_add_del")),
+            "{step}: routes left"
+        );
+    }
+}
+
 /// A failure right after the socket registration removes just the socket id (the original leaked it).
 #[tokio::test]
 async fn a_failing_memif_create_removes_the_socket_id() {
@@ -403,33 +471,30 @@ async fn a_failing_memif_create_removes_the_socket_id() {
     assert_eq!(
         names,
         [
-            "memif_dump",
             "memif_socket_filename_dump",
             "memif_socket_filename_add_del_v2",
             "memif_create_v2",
             "memif_socket_filename_add_del_v2"
         ]
     );
-    assert_eq!(vpp.recorded_calls()[4].1["is_add"], json!(false));
+    assert_eq!(vpp.recorded_calls()[3].1["is_add"], json!(false));
 }
 
 /// Leftovers of a crashed run with the same uid are found and removed before creating (B12), so a restart
-/// with the same configuration succeeds.
+/// with the same configuration succeeds; another tunnel's memif is left alone.
 #[tokio::test]
 async fn stale_objects_of_a_crashed_run_are_swept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stale = format!("3:3:{SOCKET}");
-    let Some(vpp) = FakeVpp::start(
-        dir.path(),
-        &[
-            "--interface",
-            "1=loop42",
-            "--stale-memif",
-            &stale,
-            "--stale-memif",
-            "7:7:/other.sock",
-        ],
-    ) else {
+    let args = [
+        "--interface",
+        "1=loop42",
+        "--stale-memif",
+        &stale,
+        "--stale-memif",
+        "7:7:/other.sock",
+    ];
+    let Some(vpp) = FakeVpp::start(dir.path(), &args) else {
         return;
     };
     let client = vpp.connect().await;
@@ -440,9 +505,9 @@ async fn stale_objects_of_a_crashed_run_are_swept() {
     assert_eq!(
         calls[..4],
         [
+            call("memif_socket_filename_dump", json!({})),
             call("memif_dump", json!({})),
             call("memif_delete", json!({"sw_if_index": 2})),
-            call("memif_socket_filename_dump", json!({})),
             call(
                 "memif_socket_filename_add_del_v2",
                 json!({"is_add": false, "socket_id": 3, "socket_filename": SOCKET})
@@ -450,13 +515,35 @@ async fn stale_objects_of_a_crashed_run_are_swept() {
         ]
     );
     assert_eq!(calls[4].0, "memif_socket_filename_add_del_v2");
-    // The other tunnel's memif (socket 7) is untouched.
+    assert_eq!(calls[4].1["is_add"], json!(true));
+    // The other tunnel's memif (socket 7, sw_if_index 3) is untouched.
     assert!(
         !calls
             .iter()
             .any(|c| c.0 == "memif_delete" && c.1["sw_if_index"] == json!(3))
     );
     assert!(tunnel.teardown(&client).await.is_empty());
+}
+
+/// A uid whose socket id VPP has registered for another file belongs to another tunnel: refuse, touch nothing.
+#[tokio::test]
+async fn a_uid_used_by_another_tunnel_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(vpp) = FakeVpp::start(
+        dir.path(),
+        &["--stale-memif", "3:3:/var/run/wggo-vpp/other.sock"],
+    ) else {
+        return;
+    };
+    let client = vpp.connect().await;
+    let err = setup(&client, &fixture()).await.expect_err("uid in use");
+    assert!(
+        matches!(err, SetupError::UidInUse { uid: 3, ref filename } if filename == "/var/run/wggo-vpp/other.sock")
+    );
+    assert_eq!(
+        vpp.recorded_calls(),
+        [call("memif_socket_filename_dump", json!({}))]
+    );
 }
 
 /// Scenario 11: the BVI index comes from sw_interface_dump with an exact comparison, although VPP's filter
@@ -548,7 +635,8 @@ async fn an_unanswered_request_times_out() {
     );
 }
 
-/// After VPP restarts, calls fail with Disconnected, and reconnect() brings a new generation.
+/// After VPP restarts, calls fail with Disconnected, and reconnect() brings a new generation; the event
+/// subscription is renewed and the neighbour installer re-installs its entries in the new VPP (B24).
 #[tokio::test]
 async fn reconnects_after_vpp_restarts() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -558,6 +646,19 @@ async fn reconnects_after_vpp_restarts() {
     let client = vpp.connect().await;
     assert_eq!(client.generation(), 1);
     assert_eq!(client.version().await.expect("version"), "26.06-release");
+    let _events = client.interface_events().await.expect("subscribe");
+    let installer = NeighbourInstaller::spawn(
+        client.clone(),
+        Installer::Api { bvi_sw_if_index: 1 },
+        IpNeighborFlags::STATIC,
+        4,
+    );
+    let handle = installer.handle();
+    assert!(handle.install(ip("172.22.77.33"), mac("98:d2:93:00:00:03")));
+    wait_until("the neighbour is installed", || {
+        handle.counts().installed == 1
+    })
+    .await;
 
     vpp.stop();
     tokio::time::timeout(Duration::from_secs(5), client.disconnected())
@@ -577,7 +678,100 @@ async fn reconnects_after_vpp_restarts() {
     assert_eq!(client.reconnect().await.expect("reconnect"), 2);
     assert_eq!(client.reconnect().await.expect("already connected"), 2);
     assert_eq!(client.version().await.expect("version"), "26.06-release");
-    drop(restarted);
+    wait_until("the neighbour is installed again", || {
+        handle.counts().installed == 2
+    })
+    .await;
+    let mut names: Vec<String> = restarted
+        .recorded_calls()
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
+    assert_eq!(names[0], "want_interface_events");
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ip_neighbor_add_del",
+            "show_version",
+            "want_interface_events"
+        ]
+    );
+    assert_eq!(installer.stop().await.len(), 1);
+}
+
+/// Many tunnels (DN42 style) share one client: their setups run concurrently over one connection, replies
+/// are matched by context, and tearing them all down leaves VPP as it was.
+#[tokio::test]
+async fn many_tunnels_share_one_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(vpp) = FakeVpp::start(dir.path(), &["--interface", "1=loop42"]) else {
+        return;
+    };
+    let client = vpp.connect().await;
+    let mut setups = tokio::task::JoinSet::new();
+    for uid in 1..=20u32 {
+        let client = client.clone();
+        setups.spawn(async move {
+            let mut params = fixture();
+            params.uid = uid;
+            params.socket_path = format!("/var/run/wggo-vpp/t{uid}.sock");
+            params.host_routes = vec![IpAddr::from([10, 0, 0, uid as u8])];
+            (uid, setup(&client, &params).await.expect("setup"))
+        });
+    }
+    let tunnels = setups.join_all().await;
+    let mut indexes: Vec<u32> = tunnels.iter().map(|(_, t)| t.memif_sw_if_index).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes.len(), 20);
+
+    let memifs = client.dump(&messages::MemifDump).await.expect("dump");
+    for (uid, tunnel) in &tunnels {
+        let memif = memifs
+            .iter()
+            .find(|m| m.sw_if_index == tunnel.memif_sw_if_index)
+            .expect("listed");
+        assert_eq!((memif.id, memif.socket_id), (*uid, *uid));
+        assert_eq!(memif.if_name, format!("memif{uid}/{uid}"));
+    }
+
+    let mut teardowns = tokio::task::JoinSet::new();
+    for (_, tunnel) in tunnels {
+        let client = client.clone();
+        teardowns.spawn(async move { tunnel.teardown(&client).await.is_empty() });
+    }
+    assert!(teardowns.join_all().await.into_iter().all(|ok| ok));
+    assert!(
+        client
+            .dump(&messages::MemifDump)
+            .await
+            .expect("dump")
+            .is_empty()
+    );
+    let sockets = client
+        .dump(&messages::MemifSocketFilenameDump)
+        .await
+        .expect("dump");
+    assert_eq!(sockets.iter().map(|s| s.socket_id).collect::<Vec<_>>(), [0]);
+}
+
+/// After VPP restarted, its objects are gone: teardown sends nothing to the new VPP.
+#[tokio::test]
+async fn teardown_after_a_vpp_restart_sends_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut vpp) = FakeVpp::start(dir.path(), &["--interface", "1=loop42"]) else {
+        return;
+    };
+    let client = vpp.connect().await;
+    let tunnel = setup(&client, &fixture()).await.expect("setup");
+    vpp.stop();
+    client.disconnected().await;
+    let restarted = FakeVpp::start_at(vpp.socket.clone(), dir.path().join("after.jsonl"), &[])
+        .expect("restart the stand-in");
+    client.reconnect().await.expect("reconnect");
+    assert!(tunnel.teardown(&client).await.is_empty());
+    assert!(restarted.recorded_calls().is_empty());
 }
 
 /// VPP may start after us: connecting retries with backoff until the deadline (B27), then names the socket.
@@ -610,6 +804,24 @@ async fn connecting_waits_for_vpp_until_the_deadline() {
         .expect("connects once VPP is up");
     let _vpp = late.await.expect("join");
     assert!(client.is_connected());
+}
+
+/// A socket path that can never work (here: under a regular file) fails at once instead of being retried
+/// until the deadline.
+#[tokio::test]
+async fn an_impossible_socket_path_fails_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"").expect("file");
+    let mut options = ClientOptions::new(file.join("api.sock"));
+    options.connect_deadline = Duration::from_secs(30);
+    let started = std::time::Instant::now();
+    let err = Client::connect(options).await.expect_err("cannot connect");
+    assert!(
+        matches!(err, VppError::Connect { attempts: 1, .. }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 /// Interface events reach subscribers: deleting the memif is seen as a deletion event.
@@ -684,8 +896,14 @@ fn stand_in_vppctl(dir: &Path, fail_on: &str) -> (PathBuf, PathBuf) {
     (script, log)
 }
 
-/// The vppctl method runs the configured binary with the spec's exact commands, for routes at setup and
-/// removal and for neighbours; VPP objects still go through the API.
+/// Set by [`vppctl_method_runs_the_exact_commands`] for the child process it starts.
+const CHILD_SOCKET_ENV: &str = "WIREGUARD_VPP_TEST_VPPCTL_CHILD_SOCKET";
+
+/// The vppctl method runs the configured binary, found on `PATH` by its bare name `vppctl` as the
+/// original's default, with the spec's exact commands for routes (setup and removal) and neighbours; VPP
+/// objects still go through the API. `PATH` can only be changed for a new process, so the tunnel side runs
+/// in a child process of this test binary ([`vppctl_child_side`]) with the stand-in's directory first on
+/// its `PATH`.
 #[tokio::test]
 async fn vppctl_method_runs_the_exact_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -693,13 +911,71 @@ async fn vppctl_method_runs_the_exact_commands() {
         return;
     };
     let (vppctl, log) = stand_in_vppctl(dir.path(), "never");
-    let client = vpp.connect().await;
+    let bin_dir = vppctl.parent().expect("stand-in directory");
+    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "vppctl_child_side",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("PATH", path)
+        .env(CHILD_SOCKET_ENV, &vpp.socket)
+        .output()
+        .expect("run the child side");
+    assert!(
+        child.status.success(),
+        "child side failed: {}{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(String::from_utf8_lossy(&child.stdout).contains("1 passed"));
+
+    let argv = std::fs::read_to_string(&log).expect("argv log");
+    assert_eq!(
+        argv.lines().collect::<Vec<_>>(),
+        [
+            "ip route add 172.22.77.33/32 via 172.22.77.33 loop42",
+            "ip route add fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
+            "set ip neighbor loop42 fe80::42:1817:1 98:d2:93:00:00:03 static",
+            "set ip neighbor del loop42 fe80::42:1817:1 98:d2:93:00:00:03",
+            "ip route del fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
+            "ip route del 172.22.77.33/32 via 172.22.77.33 loop42",
+        ]
+    );
+    // No sw_interface_dump and no route or neighbour messages: vppctl works by name.
+    let names: Vec<String> = vpp.recorded_calls().into_iter().map(|c| c.0).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("sw_interface_dump") || n.starts_with("ip_")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "memif_create_v2"), "{names:?}");
+}
+
+/// The tunnel side of [`vppctl_method_runs_the_exact_commands`]: only does something in the child process
+/// that test starts (with the stand-in first on `PATH`); on its own it returns at once.
+#[tokio::test]
+async fn vppctl_child_side() {
+    let Some(socket) = std::env::var_os(CHILD_SOCKET_ENV) else {
+        return;
+    };
+    let mut options = ClientOptions::new(PathBuf::from(socket));
+    options.connect_deadline = Duration::ZERO;
+    let client = Client::connect(options).await.expect("connect");
     let mut params = fixture();
     params.bvi = Bvi {
         sw_if_index: 0,
         name: "loop42".into(),
     };
-    params.install = InstallMethod::Vppctl { binary: vppctl };
+    params.install = InstallMethod::Vppctl {
+        binary: PathBuf::from("vppctl"),
+    };
     let mut tunnel = setup(&client, &params).await.expect("setup");
     let installer = NeighbourInstaller::spawn(
         client.clone(),
@@ -717,25 +993,7 @@ async fn vppctl_method_runs_the_exact_commands() {
         tunnel.record(undo);
     }
     assert!(tunnel.teardown(&client).await.is_empty());
-
-    let argv = std::fs::read_to_string(&log).expect("argv log");
-    assert_eq!(
-        argv.lines().collect::<Vec<_>>(),
-        [
-            "ip route add 172.22.77.33/32 via 172.22.77.33 loop42",
-            "ip route add fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
-            "set ip neighbor loop42 fe80::42:1817:1 98:d2:93:00:00:03 static",
-            "set ip neighbor del loop42 fe80::42:1817:1 98:d2:93:00:00:03",
-            "ip route del fe80::42:1817:1/128 via fe80::42:1817:1 loop42",
-            "ip route del 172.22.77.33/32 via 172.22.77.33 loop42",
-        ]
-    );
-    // No sw_interface_dump: vppctl works by name.
-    assert!(
-        !vpp.recorded_calls()
-            .iter()
-            .any(|c| c.0.starts_with("sw_interface_dump") || c.0.starts_with("ip_"))
-    );
+    client.close().await.expect("close");
 }
 
 /// A failing vppctl surfaces its stderr and exit status, and the setup is rolled back.

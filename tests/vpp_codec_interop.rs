@@ -196,7 +196,7 @@ fn memclnt_messages_conform() {
             program: "vpe".into(),
             version: "26.06-release".into(),
             build_date: "2026-06-30T12:00:00".into(),
-            build_directory: "/w/workspace/vpp-merge-2606".into(),
+            build_directory: "/vpp/build-root".into(),
         },
     );
 }

@@ -218,6 +218,15 @@ fn sort_list(line: &str) -> String {
     line.to_owned()
 }
 
+/// The fwmark the kernel has on the UDP socket bound to `port` in our namespace (from `ss -e`).
+fn socket_fwmark(port: &str) -> Option<String> {
+    let filter = format!("sport = :{port}");
+    let out = run_ok("ss", &["-u", "-a", "-n", "-e", "-H", &filter]);
+    assert!(!out.trim().is_empty(), "no UDP socket on port {port}");
+    out.split_whitespace()
+        .find_map(|field| field.strip_prefix("fwmark:").map(str::to_owned))
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("[::]:0")
         .and_then(|s| s.local_addr())
@@ -327,6 +336,7 @@ async fn wg_prints_the_same_for_our_socket_and_for_wireguard_go() {
         pair.file("sync.conf", &format!("[Interface]\nListenPort = {port}\nFwMark = 0x20\n\n[Peer]\nPublicKey = {c}\nAllowedIPs = 10.7.0.0/16\n"));
     pair.same(&["syncconf", "IF", &syncconf]).await;
     pair.same_views().await;
+    assert_eq!(socket_fwmark(&port).as_deref(), Some("0x20"));
     pair.same(&["addconf", "IF", &setconf]).await;
     pair.same_views().await;
 
@@ -399,6 +409,11 @@ async fn a_port_in_use_gives_the_same_error_and_we_keep_our_socket() {
     // we keep the old one and keep reporting it.
     let shown = run_ok("wg", &["show", &pair.ours, "listen-port"]);
     assert_eq!(shown.trim(), port);
+    assert_eq!(
+        socket_fwmark(&port),
+        None,
+        "the old socket is still bound (and unmarked)"
+    );
     drop(blocker);
     drop(blocker_output);
 }

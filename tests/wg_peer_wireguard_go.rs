@@ -6,7 +6,7 @@
 mod common;
 mod wg_peer_support;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +23,13 @@ const OUR_V6: [u8; 16] = [0xfd, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
 const PEER_V6: [u8; 16] = [0xfd, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const PEER_PORT: u16 = 51820;
 
+/// The address family of the veth pair that carries the encrypted packets.
+#[derive(Clone, Copy)]
+enum Underlay {
+    V4,
+    V6,
+}
+
 /// Our device and a wireguard-go peer in a namespace, joined by a veth pair.
 struct Link {
     device: Arc<Device>,
@@ -32,8 +39,8 @@ struct Link {
     /// wireguard-go's interface name (and UAPI socket name).
     peer_name: String,
     /// Our underlay address, as wireguard-go sees it.
-    our_underlay: String,
-    peer_underlay: String,
+    our_underlay: IpAddr,
+    peer_underlay: IpAddr,
     temp: tempfile::TempDir,
     // Dropped in this order: the process, then the namespace (with the veth pair).
     _peer: ProcessGuard,
@@ -42,21 +49,32 @@ struct Link {
 
 impl Link {
     async fn new() -> Link {
+        Link::over(Underlay::V4).await
+    }
+
+    async fn over(underlay: Underlay) -> Link {
         let (pid, n) = unique();
         let ns = Netns::new(format!("wgp{pid}x{n}"));
         let (root_veth, ns_veth) = (format!("wr{pid}x{n}"), format!("wn{pid}x{n}"));
-        let subnet = format!("198.18.{}.{}", pid % 200, (n % 60) * 4);
-        let base = subnet
-            .rsplit('.')
-            .next()
-            .and_then(|s| s.parse::<u32>().ok())
-            .expect("number");
-        let prefix = subnet
-            .rsplit_once('.')
-            .map(|(p, _)| p.to_owned())
-            .expect("dotted");
-        let our_underlay = format!("{prefix}.{}", base + 1);
-        let peer_underlay = format!("{prefix}.{}", base + 2);
+        // A /30 (or /64) of benchmarking / unique-local space per test, away from real networks.
+        let (our_underlay, peer_underlay, prefix_len): (IpAddr, IpAddr, u8) = match underlay {
+            Underlay::V4 => {
+                let (third, base) = ((pid % 200) as u8, ((n % 60) * 4) as u8);
+                (
+                    Ipv4Addr::new(198, 18, third, base + 1).into(),
+                    Ipv4Addr::new(198, 18, third, base + 2).into(),
+                    30,
+                )
+            }
+            Underlay::V6 => {
+                let (a, b) = ((pid % 65536) as u16, (n % 65536) as u16);
+                (
+                    Ipv6Addr::new(0xfd18, a, b, 0, 0, 0, 0, 1).into(),
+                    Ipv6Addr::new(0xfd18, a, b, 0, 0, 0, 0, 2).into(),
+                    64,
+                )
+            }
+        };
         run_ok(
             "ip",
             &[
@@ -64,24 +82,13 @@ impl Link {
                 &ns.name,
             ],
         );
-        run_ok(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("{our_underlay}/30"),
-                "dev",
-                &root_veth,
-            ],
+        let (ours, theirs) = (
+            format!("{our_underlay}/{prefix_len}"),
+            format!("{peer_underlay}/{prefix_len}"),
         );
+        run_ok("ip", &["addr", "add", &ours, "dev", &root_veth, "nodad"]);
         run_ok("ip", &["link", "set", &root_veth, "up"]);
-        ns.ip(&[
-            "addr",
-            "add",
-            &format!("{peer_underlay}/30"),
-            "dev",
-            &ns_veth,
-        ]);
+        ns.ip(&["addr", "add", &theirs, "dev", &ns_veth, "nodad"]);
         ns.ip(&["link", "set", &ns_veth, "up"]);
 
         let temp = tempfile::tempdir().expect("tempdir");
@@ -101,7 +108,8 @@ impl Link {
                 .await
                 .expect("our device starts"),
         );
-        let peer_endpoint: SocketAddr = format!("{peer_underlay}:{PEER_PORT}")
+        let peer_endpoint: SocketAddr = SocketAddr::new(peer_underlay, PEER_PORT)
+            .to_string()
             .parse()
             .expect("endpoint");
         device
@@ -115,7 +123,7 @@ impl Link {
             .expect("configure our peer");
 
         let key_path = key_file(temp.path(), "peer.key", &peer_private);
-        let our_endpoint = format!("{our_underlay}:{}", device.listen_port());
+        let our_endpoint = SocketAddr::new(our_underlay, device.listen_port()).to_string();
         run_ok(
             "wg",
             &[
@@ -288,7 +296,7 @@ async fn handshake_then_ipv4_and_ipv6_both_ways() {
     let (endpoint, handshake, rx, tx) = link.peer_view();
     assert_eq!(
         endpoint,
-        format!("{}:{}", link.our_underlay, link.device.listen_port())
+        SocketAddr::new(link.our_underlay, link.device.listen_port()).to_string()
     );
     assert!(
         handshake > 0 && rx > 0 && tx > 0,
@@ -357,7 +365,7 @@ async fn a_forced_new_handshake_rekeys_and_traffic_continues() {
         "wg",
         &["set", &link.peer_name, "peer", &our_public, "remove"],
     );
-    let endpoint = format!("{}:{}", link.our_underlay, link.device.listen_port());
+    let endpoint = SocketAddr::new(link.our_underlay, link.device.listen_port()).to_string();
     run_ok(
         "wg",
         &[
@@ -408,7 +416,8 @@ async fn the_endpoint_roams_when_the_peer_changes_port() {
     // The peer speaks first from its new port; we follow it there.
     link.ping_from_peer(false).await;
     let after = link.our_view().await.endpoint.expect("endpoint");
-    let expected: SocketAddr = format!("{}:{new_port}", link.peer_underlay)
+    let expected: SocketAddr = SocketAddr::new(link.peer_underlay, new_port)
+        .to_string()
         .parse()
         .expect("literal");
     assert_eq!(after, expected, "roamed to the new port");
@@ -497,4 +506,127 @@ async fn the_session_survives_an_unchanged_syncconf_and_100_edits_of_other_peers
     let dump = run_ok("wg", &["show", &name, "dump"]);
     assert_eq!(dump.lines().count(), 2 + others.len(), "{dump}");
     serving.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reapplying_a_config_file_is_a_diff_that_keeps_the_session() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    link.ping_from_us(false, 1).await;
+    let handshake = link.our_view().await.last_handshake.expect("handshake");
+    let private = link.device.config().await.private_key.expect("our key");
+    let (_, other) = genkey();
+    let conf = link.temp.path().join("reconf.conf");
+    let (peer_public, peer_underlay) = (link.peer_public, link.peer_underlay);
+    let write = |keepalive: u16, with_other: bool| {
+        let mut text = format!(
+            "[Interface]\nPrivateKey = {}\n\n[Peer]\nPublicKey = {}\nEndpoint = {}\n\
+             AllowedIPs = 10.200.0.1/32, fd00:200::1/128\nPersistentKeepalive = {keepalive}\n",
+            private.to_base64(),
+            peer_public.to_base64(),
+            SocketAddr::new(peer_underlay, PEER_PORT)
+        );
+        if with_other {
+            text.push_str(&format!(
+                "\n[Peer]\nPublicKey = {}\nEndpoint = localhost:51999\nAllowedIPs = 10.77.0.0/16\n",
+                other.to_base64()
+            ));
+        }
+        std::fs::write(&conf, text).expect("write config");
+    };
+
+    // The file says what the device already has: nothing to do.
+    write(0, false);
+    let report = link.device.apply_config_file(&conf).await.expect("apply");
+    assert_eq!(report.commands, 0, "{report:?}");
+
+    // A new peer (endpoint by DNS name) and a changed keepalive: only those are touched.
+    write(15, true);
+    let report = link.device.apply_config_file(&conf).await.expect("apply");
+    assert!(
+        report.commands > 0 && report.unresolved.is_empty(),
+        "{report:?}"
+    );
+    let config = link.device.config().await;
+    assert_eq!(
+        config
+            .peer(&link.peer_public)
+            .map(|p| p.persistent_keepalive),
+        Some(15)
+    );
+    let endpoint = config
+        .peer(&other)
+        .and_then(|p| p.endpoint)
+        .expect("resolved endpoint");
+    assert!(
+        endpoint.ip().is_loopback() && endpoint.port() == 51999,
+        "{endpoint}"
+    );
+    link.ping_from_us(true, 2).await;
+
+    // Applying the same file again changes nothing; dropping the peer from the file removes it.
+    assert_eq!(
+        link.device
+            .apply_config_file(&conf)
+            .await
+            .expect("apply")
+            .commands,
+        0
+    );
+    write(15, false);
+    link.device.apply_config_file(&conf).await.expect("apply");
+    assert!(link.device.config().await.peer(&other).is_none());
+    link.ping_from_us(false, 3).await;
+    assert_eq!(
+        link.our_view().await.last_handshake,
+        Some(handshake),
+        "the session survived every re-apply"
+    );
+
+    // A broken file is refused with its name and line, and changes nothing.
+    std::fs::write(&conf, "[Interface]\nListenPort = many\n").expect("write");
+    let error = link
+        .device
+        .apply_config_file(&conf)
+        .await
+        .expect_err("bad file")
+        .to_string();
+    assert!(
+        error.contains("reconf.conf:2") && error.contains("ListenPort"),
+        "{error}"
+    );
+    assert_eq!(link.device.config().await.peer_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_underlay_carries_ipv4_and_ipv6_and_roams() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::over(Underlay::V6).await;
+    link.ping_from_us(false, 1).await;
+    link.ping_from_peer(true).await;
+    let endpoint = link.our_view().await.endpoint.expect("endpoint");
+    assert_eq!(endpoint, SocketAddr::new(link.peer_underlay, PEER_PORT));
+    run_ok(
+        "wg",
+        &[
+            "set",
+            &link.peer_name,
+            "listen-port",
+            &(PEER_PORT + 3).to_string(),
+        ],
+    );
+    link.ping_from_peer(false).await;
+    assert_eq!(
+        link.our_view().await.endpoint,
+        Some(SocketAddr::new(link.peer_underlay, PEER_PORT + 3))
+    );
+    let (endpoint, _, _, _) = link.peer_view();
+    assert_eq!(
+        endpoint,
+        SocketAddr::new(link.our_underlay, link.device.listen_port()).to_string()
+    );
 }

@@ -13,7 +13,7 @@
 # answers ARP and NDP, ping and TCP, as VPP's BVI would.
 #
 # Usage: topology.sh up P DIR      namespaces, veth, the wireguard-go peer, config files under DIR
-#        topology.sh testpmd P DIR start testpmd (the daemon must listen on DIR/run/demo.sock first)
+#        topology.sh testpmd P DIR start testpmd (the daemon P must listen on DIR/run/P.sock first)
 #        topology.sh down P DIR    kill every process started here (by PID) and delete the namespaces
 # P is a short unique prefix (at most 6 characters, interface names are limited to 15).
 set -euo pipefail
@@ -64,7 +64,7 @@ up() {
   ip -n "$PEER" route add fd28:cb8f:4c92::/64 dev "$P-w"
 
   # Our side's configuration, in the original's file format.
-  cat > "$DIR/etc/if/demo.json" <<JSON
+  cat > "$DIR/etc/if/$P.json" <<JSON
 {"uid": 3, "secret": "demo-secret",
  "IPv4ArpResponseRanges": ["172.22.77.33/32"],
  "IPv6NdpNeighAdvRanges": ["fd28:cb8f:4c92::33/128"],
@@ -92,7 +92,7 @@ start_testpmd() {
   # The LAN namespace's TAP device comes from testpmd itself (net_tap), created inside that namespace.
   ip netns exec "$LAN" dpdk-testpmd --lcores='0@0,1@0' --no-huge -m 1024 --no-pci --file-prefix="$P" \
     --vdev="net_tap0,iface=$P-t" \
-    --vdev="net_memif0,role=client,socket=$DIR/run/demo.sock,socket-abstract=no,id=3,secret=demo-secret" \
+    --vdev="net_memif0,role=client,socket=$DIR/run/$P.sock,socket-abstract=no,id=3,secret=demo-secret" \
     -- --forward-mode=io --auto-start --no-flush-rx --stats-period=60 --total-num-mbufs=8192 \
     > "$DIR/testpmd.log" 2>&1 &
   echo $! > "$(pidfile testpmd)"

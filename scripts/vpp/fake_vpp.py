@@ -11,6 +11,7 @@ Usage: fake_vpp.py --socket PATH --api-dir DIR --record FILE [options]
   --crc NAME=CRC          announce NAME with another CRC (a VPP whose layout changed)
   --fail NAME=RETVAL      answer every NAME with that retval
   --silent NAME           never answer NAME (the client must time out)
+  --refuse                answer sockclnt_create with response -1 (registration refused)
   --interface IDX=NAME    an existing interface (e.g. the BVI loop42)
   --stale-memif SOCKET_ID:ID:FILENAME  leftovers of a crashed run
 Prints "READY" on stdout once listening.
@@ -50,6 +51,7 @@ class FakeVpp:
         self.crc_override = dict(kv.split("=", 1) for kv in args.crc)
         self.fail = {k: int(v) for k, v in (kv.split("=", 1) for kv in args.fail)}
         self.silent = set(args.silent)
+        self.refuse = args.refuse
         self.build_table()
         self.sockets = {0: "/run/vpp/memif.sock"}
         self.interfaces = {0: "local0"}
@@ -102,6 +104,8 @@ class FakeVpp:
                 index = 0x80000000 | self.next_client
                 self.next_client += 1
             conn.client_index = index
+            if self.refuse:
+                return [self.body("sockclnt_create_reply", ctx, 0, response=-1, index=0, count=0, message_table=[])]
             return [self.body("sockclnt_create_reply", ctx, 0, response=0, index=index,
                               count=len(self.table), message_table=self.table)]
         if name == "sockclnt_delete":
@@ -256,6 +260,7 @@ def main():
     p.add_argument("--crc", action="append", default=[])
     p.add_argument("--fail", action="append", default=[])
     p.add_argument("--silent", action="append", default=[])
+    p.add_argument("--refuse", action="store_true")
     p.add_argument("--interface", action="append", default=[])
     p.add_argument("--stale-memif", action="append", default=[])
     args = p.parse_args()

@@ -13,6 +13,18 @@ pub const DEFAULT_MEMIF_SOCKET_DIR: &str = "/var/run/wggo-vpp";
 /// Default of `VPP_MEMIF_CONFIG_DIR`: the config root holding `if/` and `gw/`.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/wggo-vpp";
 
+/// The variables the program reads (besides `PATH`).
+pub const VARIABLES: [&str; 8] = [
+    "VPP_API_SOCKET_PATH",
+    "VPP_MEMIF_SOCKET_DIR",
+    "VPP_MEMIF_CONFIG_DIR",
+    "WGGO_RECONF_INTERVAL",
+    "WGGO_RECONF_PATH",
+    "LOG_LEVEL",
+    "WG_UAPI_FD",
+    "WG_TUN_FD",
+];
+
 /// The process environment as the program uses it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Env {
@@ -93,7 +105,18 @@ impl Default for Env {
 impl Env {
     /// Reads the variables of this process.
     pub fn from_process() -> Result<Env, ConfigError> {
-        Env::from_lookup(|var| std::env::var_os(var).map(|v| v.to_string_lossy().into_owned()))
+        for var in VARIABLES {
+            if let Some(value) = std::env::var_os(var)
+                && value.to_str().is_none()
+            {
+                return Err(ConfigError::Env {
+                    var,
+                    value: value.to_string_lossy().into_owned(),
+                    reason: "not valid UTF-8".into(),
+                });
+            }
+        }
+        Env::from_lookup(|var| std::env::var(var).ok())
     }
 
     /// Reads the variables through `lookup` (a map in tests). Checks `WGGO_RECONF_PATH` on disk.
@@ -239,19 +262,7 @@ mod tests {
 
     #[test]
     fn empty_values_count_as_unset() {
-        let vars: Vec<(&str, &str)> = [
-            "VPP_API_SOCKET_PATH",
-            "VPP_MEMIF_SOCKET_DIR",
-            "VPP_MEMIF_CONFIG_DIR",
-            "LOG_LEVEL",
-            "WG_TUN_FD",
-            "WG_UAPI_FD",
-            "WGGO_RECONF_INTERVAL",
-            "WGGO_RECONF_PATH",
-        ]
-        .iter()
-        .map(|v| (*v, ""))
-        .collect();
+        let vars: Vec<(&str, &str)> = VARIABLES.iter().map(|v| (*v, "")).collect();
         assert_eq!(env(&vars).unwrap(), Env::default());
     }
 
@@ -359,6 +370,14 @@ mod tests {
                 "{text}"
             );
             assert!(text.contains(reason), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_values_parse_or_fail_without_panic(values in proptest::collection::vec(".{0,16}", 8)) {
+            let vars: Vec<(&str, &str)> = VARIABLES.iter().copied().zip(values.iter().map(String::as_str)).collect();
+            let _ = env(&vars);
         }
     }
 }

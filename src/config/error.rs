@@ -124,6 +124,13 @@ pub enum ConfigWarning {
         message: String,
     },
 
+    /// A file holding the memif secret can be read by every user.
+    #[error(
+        "{}: the file holds the memif secret but every user can read it (mode {mode:o}); chmod o-r",
+        .file.display()
+    )]
+    ReadableSecret { file: PathBuf, mode: u32 },
+
     /// A file that the conflict check could not read or parse; it was skipped.
     #[error("conflict check skipped {}: {reason}", .file.display())]
     ConflictSkipped { file: PathBuf, reason: String },

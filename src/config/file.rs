@@ -1,16 +1,20 @@
 //! The two JSON files of the original, field for field, as written on disk: `if/<name>.json`
 //! ([`InterfaceFile`]) and `gw/<bridge id>.json` ([`GatewayFile`]).
 //!
-//! These types hold the raw values (strings stay strings); [`super::validate`] turns them into a
+//! These types hold the raw values (strings stay strings); [`super::validate()`] turns them into a
 //! [`super::TunnelConfig`]. They read with the original's Go rules ([`super::json`]) and write back in the
 //! original's format with its key names (the Kubernetes renderer writes these files).
 
+use std::fmt;
+
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::json::{DecodeError, Decoded, GoDecode, Json, Lenient, decode_document, decode_struct};
+use super::json::{
+    DecodeError, Decoded, GoDecode, Json, Lenient, Secret, decode_document, decode_struct,
+};
 
-/// `if/<name>.json`: one tunnel interface.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// `if/<name>.json`: one tunnel interface. Its `Debug` form hides the secret.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 pub struct InterfaceFile {
     /// memif socket id and interface id, and the low bytes of both derived MACs.
     #[serde(rename = "uid")]
@@ -39,6 +43,27 @@ pub struct InterfaceFile {
     /// The VPP bridge domain; also names the gateway file.
     #[serde(rename = "VppBridgeID")]
     pub vpp_bridge_id: u32,
+}
+
+impl fmt::Debug for InterfaceFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = if self.secret.is_empty() {
+            ""
+        } else {
+            "<redacted>"
+        };
+        f.debug_struct("InterfaceFile")
+            .field("uid", &self.uid)
+            .field("secret", &secret)
+            .field("macaddr", &self.macaddr)
+            .field("ipv4_arp_response_ranges", &self.ipv4_arp_response_ranges)
+            .field("ipv6_ndp_neigh_adv_ranges", &self.ipv6_ndp_neigh_adv_ranges)
+            .field("ipv4_arp_learning_ranges", &self.ipv4_arp_learning_ranges)
+            .field("ipv6_ndp_learning_ranges", &self.ipv6_ndp_learning_ranges)
+            .field("gratuitous_arp_on_startup", &self.gratuitous_arp_on_startup)
+            .field("vpp_bridge_id", &self.vpp_bridge_id)
+            .finish()
+    }
 }
 
 /// `gw/<bridge id>.json`: settings shared by every interface on one bridge domain.
@@ -115,6 +140,15 @@ pub(crate) enum FileDecodeError {
     Type(DecodeError),
 }
 
+impl fmt::Display for FileDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileDecodeError::Syntax(err) => write!(f, "not valid JSON: {err}"),
+            FileDecodeError::Type(err) => write!(f, "key {:?}: {}", err.key, err.reason),
+        }
+    }
+}
+
 /// A decoded file with the keys it did not know and the values it skipped.
 #[derive(Debug)]
 pub(crate) struct Parsed<T> {
@@ -159,7 +193,7 @@ impl GatewayFile {
 }
 
 /// `Deserialize` with the original's rules (case-insensitive keys, last duplicate wins, ...); unknown keys
-/// are dropped. The loader uses [`InterfaceFile::parse`] instead, which also reports them.
+/// are dropped. The loader uses `InterfaceFile::parse` instead, which also reports them.
 impl<'de> Deserialize<'de> for InterfaceFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<InterfaceFile, D::Error> {
         deserialize_go(deserializer)
@@ -179,7 +213,7 @@ fn deserialize_go<'de, D: Deserializer<'de>, T: GoDecode + Default>(
     let doc = Json::deserialize(deserializer)?;
     let mut file = T::default();
     decode_document(&doc, &mut file)
-        .map_err(|e| serde::de::Error::custom(format!("key {:?}: {}", e.key, e.reason)))?;
+        .map_err(|e| serde::de::Error::custom(FileDecodeError::Type(e)))?;
     Ok(file)
 }
 
@@ -199,7 +233,7 @@ impl GoDecode for InterfaceFile {
     ) -> Result<(), DecodeError> {
         decode_struct(value, key, decoded, |m| {
             Ok(m.field("uid", &mut self.uid)?
-                || m.field("secret", &mut self.secret)?
+                || m.field("secret", &mut Secret(&mut self.secret))?
                 || m.field("Macaddr", &mut self.macaddr)?
                 || m.field("IPv4ArpResponseRanges", &mut self.ipv4_arp_response_ranges)?
                 || m.field("IPv6NdpNeighAdvRanges", &mut self.ipv6_ndp_neigh_adv_ranges)?
@@ -281,7 +315,7 @@ impl GoDecode for NeighborFlagSwitches {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::fixtures::{HOME_GW, HOME_IF};
     use super::*;
 
@@ -337,6 +371,18 @@ mod tests {
             g.vppctl_binary, "",
             "the default is applied by validation, not by the file model"
         );
+    }
+
+    #[test]
+    fn the_secret_is_never_shown() {
+        let i = InterfaceFile::parse(HOME_IF.as_bytes()).unwrap().file;
+        let text = format!("{i:?}");
+        assert!(
+            !text.contains("s3cr3t") && text.contains("secret: \"<redacted>\""),
+            "{text}"
+        );
+        let err = InterfaceFile::parse(br#"{"SECRET": 42424242}"#).unwrap_err();
+        assert!(!format!("{err:?}").contains("42424242"), "{err:?}");
     }
 
     #[test]
@@ -468,5 +514,106 @@ mod tests {
         let back = GatewayFile::parse(text.as_bytes()).unwrap().file;
         g.vppctl_bin_alias.clear();
         assert_eq!(back, g);
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof!["[0-9a-fA-F:./-]{0,20}", ".{0,12}"]
+    }
+
+    fn list() -> impl proptest::strategy::Strategy<Value = Vec<String>> {
+        proptest::collection::vec(text(), 0..4)
+    }
+
+    fn switches() -> impl proptest::strategy::Strategy<Value = FamilySwitches> {
+        use proptest::prelude::*;
+        (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(ipv4, ipv6, ipv6_link_local)| {
+            FamilySwitches {
+                ipv4,
+                ipv6,
+                ipv6_link_local,
+            }
+        })
+    }
+
+    /// Any interface file model.
+    pub(crate) fn interface_file() -> impl proptest::strategy::Strategy<Value = InterfaceFile> {
+        use proptest::prelude::*;
+        (
+            any::<u32>(),
+            text(),
+            text(),
+            list(),
+            list(),
+            list(),
+            list(),
+            any::<bool>(),
+            any::<u32>(),
+        )
+            .prop_map(
+                |(uid, secret, macaddr, a, b, c, d, garp, bridge)| InterfaceFile {
+                    uid,
+                    secret,
+                    macaddr,
+                    ipv4_arp_response_ranges: a,
+                    ipv6_ndp_neigh_adv_ranges: b,
+                    ipv4_arp_learning_ranges: c,
+                    ipv6_ndp_learning_ranges: d,
+                    gratuitous_arp_on_startup: garp,
+                    vpp_bridge_id: bridge,
+                },
+            )
+    }
+
+    /// Any gateway file model (the alias is never written, so it stays empty).
+    pub(crate) fn gateway_file() -> impl proptest::strategy::Strategy<Value = GatewayFile> {
+        use proptest::prelude::*;
+        (
+            (text(), text(), text(), text(), text(), text(), any::<u32>()),
+            (
+                switches(),
+                any::<bool>(),
+                any::<bool>(),
+                switches(),
+                any::<bool>(),
+                list(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (gw, wg, vpp, method, vppctl, name, index),
+                    (nb, st, nf, routes, check, paths),
+                )| GatewayFile {
+                    gateway_mac_addr: gw,
+                    wg_if_macaddr_prefix: wg,
+                    vpp_if_macaddr_prefix: vpp,
+                    install_method: method,
+                    vppctl_binary: vppctl,
+                    vppctl_bin_alias: String::new(),
+                    sw_if_name: name,
+                    sw_if_index: index,
+                    install_neighbor: nb,
+                    install_neighbor_flag: NeighborFlagSwitches {
+                        is_static: st,
+                        no_fib_entry: nf,
+                    },
+                    install_routes: routes,
+                    check_route_conflict: check,
+                    check_route_config_paths: paths,
+                },
+            )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = InterfaceFile::parse(&bytes);
+            let _ = GatewayFile::parse(&bytes);
+        }
+
+        #[test]
+        fn written_files_read_back_equal(i in interface_file(), g in gateway_file()) {
+            proptest::prop_assert_eq!(InterfaceFile::parse(i.to_json().as_bytes()).unwrap().file, i);
+            proptest::prop_assert_eq!(GatewayFile::parse(g.to_json().as_bytes()).unwrap().file, g);
+        }
     }
 }

@@ -358,6 +358,22 @@ impl GoDecode for Lenient<'_> {
     }
 }
 
+/// A string field whose value is a secret: a type error names the key and the type found, never the
+/// value.
+pub(crate) struct Secret<'a>(pub &'a mut String);
+
+impl GoDecode for Secret<'_> {
+    fn decode_into(&mut self, value: &Json, key: &str, _: &mut Decoded) -> Result<(), DecodeError> {
+        decode_string(self.0, value, key).map_err(|err| DecodeError {
+            reason: format!(
+                "expected a string, found {} (value not shown)",
+                value.kind()
+            ),
+            ..err
+        })
+    }
+}
+
 /// Go's case-insensitive key match against an ASCII field name. Go prefers an exact match, then a
 /// folded one; our structs have no two field names that fold alike, so a folded match suffices.
 pub(crate) fn go_fold_eq(field_name: &str, key: &str) -> bool {
@@ -490,6 +506,20 @@ mod tests {
             decode(r#"{"list": ["a", "b", "c", "d"], "list": [null, null, null, null, null]}"#)
                 .unwrap();
         assert_eq!(o.list, ["a", "b", "c", "d", ""]);
+    }
+
+    #[test]
+    fn secret_fields_never_show_their_value() {
+        let mut secret = String::new();
+        let doc = Json::parse(br#"{"s": 123456}"#).unwrap();
+        let err = decode_struct(&doc, "", &mut Decoded::default(), |m| {
+            m.field("s", &mut Secret(&mut secret))
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.reason,
+            "expected a string, found a number (value not shown)"
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn read<T>(
     parse: fn(&[u8]) -> Result<Parsed<T>, FileDecodeError>,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<T, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+    let bytes = read_bounded(path).map_err(|source| ConfigError::Read {
         file: path.to_owned(),
         source,
     })?;
@@ -106,6 +106,40 @@ fn read<T>(
     });
     warnings.extend(unknown.chain(ignored));
     Ok(parsed.file)
+}
+
+/// A warning when `path`, which holds a secret, can be read by every user of the machine.
+pub(crate) fn check_secret_file_mode(path: &Path, warnings: &mut Vec<ConfigWarning>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        warnings.push(ConfigWarning::ReadableSecret {
+            file: path.to_owned(),
+            mode,
+        });
+    }
+}
+
+/// The largest config file read: far beyond any real one, small enough that a stray huge file (the
+/// conflict check scans whole folders) cannot exhaust memory.
+pub(crate) const FILE_SIZE_MAX: u64 = 1 << 20;
+
+/// Reads a whole file of at most [`FILE_SIZE_MAX`] bytes.
+pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(FILE_SIZE_MAX + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > FILE_SIZE_MAX {
+        return Err(std::io::Error::other(format!(
+            "larger than {FILE_SIZE_MAX} bytes, which no config file is"
+        )));
+    }
+    Ok(bytes)
 }
 
 pub(crate) fn decode_error(path: &Path, err: FileDecodeError) -> ConfigError {
@@ -203,6 +237,50 @@ mod tests {
                 .starts_with(&format!("{}: cannot read: ", path.display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn oversized_files_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("if.huge.json");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(FILE_SIZE_MAX + 1).unwrap();
+        let err = read_interface(&path, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("cannot read: larger than 1048576 bytes, which no config file is"),
+            "{err}"
+        );
+        file.set_len(FILE_SIZE_MAX).unwrap();
+        let err = read_interface(&path, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not valid JSON"),
+            "exactly the limit is read: {err}"
+        );
+    }
+
+    #[test]
+    fn a_secret_in_a_world_readable_file_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("if.home.json");
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut warnings = Vec::new();
+        check_secret_file_mode(&path, &mut warnings);
+        assert!(
+            warnings[0]
+                .to_string()
+                .contains("every user can read it (mode 644)"),
+            "{warnings:?}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut warnings = Vec::new();
+        check_secret_file_mode(&path, &mut warnings);
+        assert_eq!(warnings, []);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The configuration of a tunnel, compatible with the original's files and environment.
 //!
-//! - [`Env`] ([`env`]): the environment variables, parsed once, with the original's defaults.
-//! - [`InterfaceFile`] and [`GatewayFile`] ([`file`]): `if/<name>.json` and `gw/<bridge id>.json` as
-//!   on disk, read with Go's JSON rules ([`json`]) and written back in the same format.
-//! - [`validate()`]: a pure step from the two files to a [`TunnelConfig`], in the original's order.
-//! - [`load()`]: finds and reads the files in either layout ([`layout`]), validates them, and runs the
+//! - [`Env`] (`env.rs`): the environment variables, parsed once, with the original's defaults.
+//! - [`InterfaceFile`] and [`GatewayFile`] (`file.rs`): `if/<name>.json` and `gw/<bridge id>.json` as
+//!   on disk, read with Go's JSON rules (`json.rs`) and written back in the same format.
+//! - [`validate()`] (`validate.rs`): a pure step from the two files to a [`TunnelConfig`]
+//!   (`resolved.rs`), in the original's order.
+//! - [`load()`]: finds and reads the files in either layout (`layout.rs`), validates them, and runs the
 //!   route-conflict check ([`overlap`]).
 //!
 //! It knows nothing of VPP, memif or WireGuard beyond the values it hands over.
@@ -24,16 +25,18 @@ mod validate;
 
 use std::path::Path;
 
+/// The type of [`TunnelConfig`]'s MACs: the Ethernet side's, re-exported for the configuration's users.
+pub use crate::l2::MacAddr;
 pub use env::{
     DEFAULT_CONFIG_DIR, DEFAULT_MEMIF_SOCKET_DIR, DEFAULT_VPP_API_SOCKET, Env, LogLevel, Reconf,
+    VARIABLES,
 };
 pub use error::{ConfigError, ConfigWarning};
 pub use file::{FamilySwitches, GatewayFile, InterfaceFile, NeighborFlagSwitches};
-pub use mac::{MacAddr, MacError, MacPrefix};
+pub use mac::{MacError, MacPrefix, parse_mac};
 pub use name::sanitize_name;
 pub use resolved::{
-    ANNOUNCE_MAX_PER_RANGE, BRIDGE_ID_MAX, Install, InstallMethod, MemifSecret, Ranges,
-    SOCKET_PATH_MAX, TunnelConfig,
+    BRIDGE_ID_MAX, Install, InstallMethod, MemifSecret, Ranges, SOCKET_PATH_MAX, TunnelConfig,
 };
 pub use validate::{
     DEFAULT_VPPCTL_BINARY, Files, Loaded, RANDOM_SECRET, RANDOM_SECRET_LEN, validate,
@@ -63,6 +66,9 @@ pub fn load_with_warnings(config_dir: &Path, name: &str, env: &Env) -> Result<Lo
         &mut warnings,
     )?;
     let interface = layout::read_interface(&interface_path, &mut warnings)?;
+    if !interface.secret.is_empty() && interface.secret != RANDOM_SECRET {
+        layout::check_secret_file_mode(&interface_path, &mut warnings);
+    }
     // The bridge id names the gateway file, so it is checked before that file is looked for.
     validate::check_bridge_id(&interface_path, interface.vpp_bridge_id)?;
     let bridge = interface.vpp_bridge_id.to_string();

@@ -44,4 +44,14 @@ mod tests {
             assert!(err.to_string().contains("has no usable character"), "{err}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn sanitised_names_are_safe_and_stable(raw in ".{0,40}") {
+            if let Ok(name) = sanitize_name(&raw) {
+                proptest::prop_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+                proptest::prop_assert_eq!(sanitize_name(&name).unwrap(), name);
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::file::{GatewayFile, InterfaceFile};
-use super::layout::{Layout, decode_error};
+use super::layout::{Layout, read_bounded};
 use super::validate::parse_list;
 use super::{ConfigError, ConfigWarning, TunnelConfig};
 
@@ -199,11 +199,15 @@ fn recognise(path: &Path) -> Option<Found> {
     })
 }
 
-/// Drops our own interface's files, and for each other interface keeps the files of its winning layout.
+/// Drops our own interface's files and files found twice (nested or repeated folders), and for each
+/// other interface keeps the files of its winning layout.
 fn select_files(our_name: &str, found: Vec<Found>) -> Vec<Found> {
     let mut by_name: BTreeMap<String, Vec<Found>> = BTreeMap::new();
     for f in found.into_iter().filter(|f| f.name != our_name) {
-        by_name.entry(f.name.clone()).or_default().push(f);
+        let files = by_name.entry(f.name.clone()).or_default();
+        if !files.iter().any(|seen| seen.path == f.path) {
+            files.push(f);
+        }
     }
     by_name
         .into_values()
@@ -220,13 +224,16 @@ fn read_others(
     files: Vec<Found>,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<Vec<OtherInterface>, ConfigError> {
+    // A file reached under another name (a symlink to our own file) is still ours.
+    let ours = std::fs::canonicalize(&config.interface_file).ok();
     let mut others = Vec::new();
     for Found { path, .. } in files {
-        let parsed = std::fs::read(&path)
+        if ours.is_some() && std::fs::canonicalize(&path).ok() == ours {
+            continue;
+        }
+        let parsed = read_bounded(&path)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                InterfaceFile::parse(&bytes).map_err(|e| decode_error(&path, e).to_string())
-            });
+            .and_then(|bytes| InterfaceFile::parse(&bytes).map_err(|e| e.to_string()));
         let file = match parsed {
             Ok(parsed) => parsed.file,
             Err(reason) => {
@@ -375,11 +382,24 @@ mod tests {
             f("c/if.peer.json", "peer", Layout::Flat),
             f("c/if/peer.json", "peer", Layout::SubDir),
             f("c/if.old.json", "old", Layout::Flat),
+            f("c/if/peer.json", "peer", Layout::SubDir),
         ];
         let kept: Vec<String> = select_files("home", found)
             .into_iter()
             .map(|f| f.path.display().to_string())
             .collect();
         assert_eq!(kept, ["c/if.old.json", "c/if/peer.json"]);
+    }
+
+    proptest::proptest! {
+        /// Overlap means sharing at least one address: the ranges [network, broadcast] intersect.
+        #[test]
+        fn overlap_is_sharing_an_address(a in 0u32.., alen in 0u8..=32, b in 0u32.., blen in 0u8..=32) {
+            let a = Ipv4Net::new(a.into(), alen).unwrap().trunc();
+            let b = Ipv4Net::new(b.into(), blen).unwrap().trunc();
+            let shared = a.network() <= b.broadcast() && b.network() <= a.broadcast();
+            proptest::prop_assert_eq!(networks_overlap(IpNet::V4(a), IpNet::V4(b)), shared);
+            proptest::prop_assert_eq!(networks_overlap(IpNet::V4(b), IpNet::V4(a)), shared);
+        }
     }
 }

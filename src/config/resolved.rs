@@ -5,14 +5,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{Ipv4Net, Ipv6Net};
 
-use super::MacAddr;
 pub use super::file::{FamilySwitches, NeighborFlagSwitches};
-
-/// The most addresses of one response range that the startup announcement (gratuitous ARP,
-/// unsolicited NA) covers. The original walked whole ranges, which never ends for an IPv6 /64.
-pub const ANNOUNCE_MAX_PER_RANGE: u32 = 256;
+use crate::l2::MacAddr;
 
 /// A validated tunnel configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +33,7 @@ pub struct TunnelConfig {
     pub gateway_mac: MacAddr,
     /// Response and learning ranges, as networks (host bits cleared).
     pub ranges: Ranges,
-    /// Announce the response ranges at startup (capped, see [`TunnelConfig::announcements`]).
+    /// Announce the response ranges at startup (gratuitous ARP, unsolicited NA).
     pub gratuitous_on_startup: bool,
     /// What to install in VPP besides the memif.
     pub install: Install,
@@ -136,56 +132,10 @@ pub(crate) fn is_link_local(addr: std::net::Ipv6Addr) -> bool {
 }
 
 impl TunnelConfig {
-    /// The host routes to install at startup and delete at exit: every response range of exactly /32
-    /// (IPv4) or /128 (IPv6) whose family is switched on. Shorter prefixes are skipped, as in the original.
-    pub fn host_routes(&self) -> impl Iterator<Item = IpNet> + '_ {
-        let v4 = self
-            .ranges
-            .ipv4_response
-            .iter()
-            .filter(|n| n.prefix_len() == 32)
-            .map(|n| IpNet::V4(*n));
-        let v6 = self
-            .ranges
-            .ipv6_response
-            .iter()
-            .filter(|n| n.prefix_len() == 128)
-            .map(|n| IpNet::V6(*n));
-        v4.chain(v6)
-            .filter(|net| self.install.routes.covers(net.addr()))
-    }
-
-    /// The addresses announced at startup when [`TunnelConfig::gratuitous_on_startup`] is set: the first
-    /// [`ANNOUNCE_MAX_PER_RANGE`] addresses of each response range, in order, without wrapping.
-    pub fn announcements(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        let limit = ANNOUNCE_MAX_PER_RANGE as usize;
-        let v4 = self
-            .ranges
-            .ipv4_response
-            .iter()
-            .flat_map(move |n| all_v4(n).take(limit).map(IpAddr::V4));
-        let v6 = self
-            .ranges
-            .ipv6_response
-            .iter()
-            .flat_map(move |n| all_v6(n).take(limit).map(IpAddr::V6));
-        v4.chain(v6).filter(move |_| self.gratuitous_on_startup)
-    }
-
     /// VPP's name of the memif interface, `memif<uid>/<uid>`.
     pub fn vpp_memif_name(&self) -> String {
         format!("memif{0}/{0}", self.uid)
     }
-}
-
-/// Every address of an IPv4 network, network and broadcast included (the announcement covers them all).
-fn all_v4(net: &Ipv4Net) -> impl Iterator<Item = std::net::Ipv4Addr> + use<> {
-    (u32::from(net.network())..=u32::from(net.broadcast())).map(std::net::Ipv4Addr::from)
-}
-
-/// Every address of an IPv6 network.
-fn all_v6(net: &Ipv6Net) -> impl Iterator<Item = std::net::Ipv6Addr> + use<> {
-    (u128::from(net.network())..=u128::from(net.broadcast())).map(std::net::Ipv6Addr::from)
 }
 
 /// The memif shared secret (at most 23 bytes, no NUL). Its `Debug` form never shows it.

@@ -14,10 +14,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::Rng;
 
 use super::file::{GatewayFile, InterfaceFile};
-use super::resolved::{
-    ANNOUNCE_MAX_PER_RANGE, BRIDGE_ID_MAX, Install, InstallMethod, Ranges, SOCKET_PATH_MAX,
-};
-use super::{ConfigError, ConfigWarning, Env, MacAddr, MacPrefix, MemifSecret, TunnelConfig};
+use super::mac::parse_mac;
+use super::resolved::{BRIDGE_ID_MAX, Install, InstallMethod, Ranges, SOCKET_PATH_MAX};
+use super::{ConfigError, ConfigWarning, Env, MacPrefix, MemifSecret, TunnelConfig};
+use crate::l2::MacAddr;
 
 /// The default of `VppBridgeLoop_VppctlBinary`.
 pub const DEFAULT_VPPCTL_BINARY: &str = "vppctl";
@@ -95,7 +95,7 @@ pub fn validate(
         ipv4_learning,
         ipv6_learning,
     };
-    warn_about_ranges(&ranges, iface, if_path, &install, &mut warnings);
+    warn_about_routes(&ranges, if_path, &install, &mut warnings);
     let config = TunnelConfig {
         name: name.to_owned(),
         interface_file: if_path.to_owned(),
@@ -343,10 +343,9 @@ fn parse_gateway_mac(
             ),
         ));
     }
-    let mac: MacAddr = text
-        .parse()
+    let mac = parse_mac(text)
         .map_err(|e| ConfigError::invalid(file, "GatewayMacAddr", text, format!("{e}")))?;
-    if !mac.is_usable_unicast() {
+    if !mac.is_unicast() {
         return Err(ConfigError::invalid(
             file,
             "GatewayMacAddr",
@@ -382,14 +381,13 @@ fn derive_macs(
             ),
         ));
     }
-    check_uid(iface.uid, wg.max_uid(), if_path)?;
+    check_uid(iface.uid, &wg, if_path)?;
     let self_mac = match iface.macaddr.as_str() {
         "" => wg.derive(iface.uid),
         text => {
-            let mac: MacAddr = text
-                .parse()
+            let mac = parse_mac(text)
                 .map_err(|e| ConfigError::invalid(if_path, "Macaddr", text, format!("{e}")))?;
-            if !mac.is_usable_unicast() {
+            if !mac.is_unicast() {
                 return Err(ConfigError::invalid(
                     if_path,
                     "Macaddr",
@@ -405,7 +403,8 @@ fn derive_macs(
 
 /// The original replaced uid 0 by a random one on every start (a new MAC each time, stale static
 /// neighbours in VPP, and sometimes 0 again, which VPP rejects); that is refused here.
-fn check_uid(uid: u32, max_uid: u64, file: &Path) -> Result<(), ConfigError> {
+fn check_uid(uid: u32, prefix: &MacPrefix, file: &Path) -> Result<(), ConfigError> {
+    let max_uid = prefix.max_uid();
     if uid == 0 {
         return Err(ConfigError::invalid(
             file,
@@ -423,7 +422,8 @@ fn check_uid(uid: u32, max_uid: u64, file: &Path) -> Result<(), ConfigError> {
             "uid",
             uid.to_string(),
             format!(
-                "UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = {max_uid}"
+                "UID can't be greater than 256^(6 - {} prefix octets) - 1 = {max_uid}",
+                prefix.len()
             ),
         ));
     }
@@ -472,58 +472,40 @@ fn check_socket_path(path: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Warnings about ranges that work differently from what the operator may expect.
-fn warn_about_ranges(
+/// Scenario 3: a response range that is not a host prefix gets no route, silently in the original; a
+/// warning says so here.
+fn warn_about_routes(
     ranges: &Ranges,
-    iface: &InterfaceFile,
     file: &Path,
     install: &Install,
     warnings: &mut Vec<ConfigWarning>,
 ) {
-    let mut warn = |field: &str, message: String| {
-        warnings.push(ConfigWarning::Ignored {
-            file: file.to_owned(),
-            field: field.to_owned(),
-            message,
-        });
-    };
-    let response = ranges
+    let v4 = ranges
         .ipv4_response
         .iter()
-        .map(|n| (IpNet::V4(*n), "IPv4ArpResponseRanges"));
-    let response = response.chain(
-        ranges
-            .ipv6_response
-            .iter()
-            .map(|n| (IpNet::V6(*n), "IPv6NdpNeighAdvRanges")),
-    );
-    for (net, field) in response {
-        let host_len = if net.addr().is_ipv4() { 32 } else { 128 };
+        .map(|n| (IpNet::V4(*n), "IPv4ArpResponseRanges", 32));
+    let v6 = ranges
+        .ipv6_response
+        .iter()
+        .map(|n| (IpNet::V6(*n), "IPv6NdpNeighAdvRanges", 128));
+    for (net, field, host_len) in v4.chain(v6) {
         if install.routes.covers(net.addr()) && net.prefix_len() != host_len {
-            warn(
-                field,
-                format!(
-                    "no route is installed for {net}: routes are installed only for /{host_len} entries"
-                ),
-            );
-        }
-        let host_bits = u32::from(host_len - net.prefix_len());
-        if iface.gratuitous_arp_on_startup && host_bits > ANNOUNCE_MAX_PER_RANGE.ilog2() {
-            warn(
-                field,
-                format!(
-                    "GratuitousARPOnStartUP announces only the first {ANNOUNCE_MAX_PER_RANGE} addresses of {net}"
-                ),
-            );
+            warnings.push(ConfigWarning::Ignored {
+                file: file.to_owned(),
+                field: field.to_owned(),
+                message: format!("no route is installed for {net}: routes are installed only for /{host_len} entries"),
+            });
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy as _;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
+    use super::super::FamilySwitches;
     use super::super::fixtures::{HOME_GW, HOME_IF};
     use super::*;
 
@@ -601,219 +583,52 @@ mod tests {
             (InstallMethod::Api, "vppctl", "loop42", Some(1))
         );
         assert_eq!(i.neighbour_flags.bits(), 1);
-        // Scenario 1: routes for 172.22.77.33/32 and fe80::42:1817:1/128, none for fd28:…::33 (IPv6 off).
-        let routes: Vec<String> = c.host_routes().map(|n| n.to_string()).collect();
-        assert_eq!(routes, ["172.22.77.33/32", "fe80::42:1817:1/128"]);
-        assert_eq!(
-            c.announcements().count(),
-            0,
-            "GratuitousARPOnStartUP is off"
-        );
+        // Scenario 1: routes for IPv4 and link-local IPv6 (fe80::42:1817:1/128), none for fd28:…::33.
+        let routes = FamilySwitches {
+            ipv4: true,
+            ipv6: false,
+            ipv6_link_local: true,
+        };
+        assert_eq!(i.routes, routes);
+        assert!(!c.gratuitous_on_startup);
     }
 
     /// Every error case, with the field and the words of its message. Scenario 7 of the spec is
     /// the core of this table; the rest are the checks this reimplementation adds.
     #[test]
     fn error_cases() {
+        #[rustfmt::skip]
         let cases: &[(&str, &str, Option<&str>, &str, &str)] = &[
             // (file, key, new value, field in the error, words of the reason)
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                Some(r#""98""#),
-                "WgIfMacaddrPrefix",
-                "between 2 and 5 octets, this one has 1",
-            ),
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                Some(r#""99:D2:93""#),
-                "WgIfMacaddrPrefix",
-                "first octet (99) must be an even number",
-            ),
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                Some(r#""98:D2:193""#),
-                "WgIfMacaddrPrefix",
-                "not a hex byte",
-            ),
-            (
-                "gw",
-                "WgIfMacaddrPrefix",
-                None,
-                "WgIfMacaddrPrefix",
-                "between 2 and 5 octets",
-            ),
-            (
-                "gw",
-                "VppIfMacaddrPrefix",
-                Some(r#""A5:77:33""#),
-                "VppIfMacaddrPrefix",
-                "must be an even number",
-            ),
-            (
-                "gw",
-                "VppIfMacaddrPrefix",
-                Some(r#""A4:77""#),
-                "VppIfMacaddrPrefix",
-                "Length of WgIfMacaddrPrefix and VppIfMacaddrPrefix must be same (3 and 2 octets)",
-            ),
-            (
-                "if",
-                "uid",
-                Some("16777216"),
-                "uid",
-                "UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215",
-            ),
-            (
-                "if",
-                "uid",
-                Some("0"),
-                "uid",
-                "missing or 0: set a fixed uid from 1 to 16777215",
-            ),
+            ("gw", "WgIfMacaddrPrefix", Some(r#""98""#), "WgIfMacaddrPrefix", "between 2 and 5 octets, this one has 1"),
+            ("gw", "WgIfMacaddrPrefix", Some(r#""99:D2:93""#), "WgIfMacaddrPrefix", "first octet (99) must be an even number"),
+            ("gw", "WgIfMacaddrPrefix", Some(r#""98:D2:193""#), "WgIfMacaddrPrefix", "not a hex byte"),
+            ("gw", "WgIfMacaddrPrefix", None, "WgIfMacaddrPrefix", "between 2 and 5 octets"),
+            ("gw", "VppIfMacaddrPrefix", Some(r#""A5:77:33""#), "VppIfMacaddrPrefix", "must be an even number"),
+            ("gw", "VppIfMacaddrPrefix", Some(r#""A4:77""#), "VppIfMacaddrPrefix", "Length of WgIfMacaddrPrefix and VppIfMacaddrPrefix must be same (3 and 2 octets)"),
+            ("if", "uid", Some("16777216"), "uid", "UID can't be greater than 256^(6 - 3 prefix octets) - 1 = 16777215"),
+            ("if", "uid", Some("0"), "uid", "missing or 0: set a fixed uid from 1 to 16777215"),
             ("if", "uid", None, "uid", "missing or 0"),
-            (
-                "if",
-                "IPv4ArpResponseRanges",
-                Some(r#"["172.22.77.33"]"#),
-                "IPv4ArpResponseRanges[0]",
-                "invalid CIDR address",
-            ),
-            (
-                "if",
-                "IPv4ArpResponseRanges",
-                Some(r#"["", "172.22.77.333/32"]"#),
-                "IPv4ArpResponseRanges[1]",
-                "invalid CIDR address",
-            ),
-            (
-                "if",
-                "IPv4ArpResponseRanges",
-                Some(r#"["fd00::1/128"]"#),
-                "IPv4ArpResponseRanges[0]",
-                "Not a valid IPv4 CIDR",
-            ),
-            (
-                "if",
-                "IPv6NdpNeighAdvRanges",
-                Some(r#"["172.22.77.33/32"]"#),
-                "IPv6NdpNeighAdvRanges[0]",
-                "Not a valid IPv6 CIDR",
-            ),
-            (
-                "if",
-                "IPv6NdpNeighAdvRanges",
-                Some(r#"["fd00::1/129"]"#),
-                "IPv6NdpNeighAdvRanges[0]",
-                "invalid CIDR address",
-            ),
-            (
-                "if",
-                "IPv4ArpLearningRanges",
-                Some(r#"["::/0"]"#),
-                "IPv4ArpLearningRanges[0]",
-                "Not a valid IPv4 CIDR",
-            ),
-            (
-                "if",
-                "IPv6NdpLearningRanges",
-                Some(r#"["10.0.0.0/8"]"#),
-                "IPv6NdpLearningRanges[0]",
-                "Not a valid IPv6 CIDR",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                Some(r#""42:42:42:42:42""#),
-                "GatewayMacAddr",
-                "not a MAC address",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                None,
-                "GatewayMacAddr",
-                "missing: set the MAC address of the BVI (the VPP loopback) of bridge 4242",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                Some(r#""ff:ff:ff:ff:ff:ff""#),
-                "GatewayMacAddr",
-                "must be a unicast address",
-            ),
-            (
-                "gw",
-                "GatewayMacAddr",
-                Some(r#""00:00:00:00:00:00""#),
-                "GatewayMacAddr",
-                "must be a unicast address",
-            ),
-            (
-                "if",
-                "Macaddr",
-                Some(r#""03:00:00:00:00:01""#),
-                "Macaddr",
-                "must be a unicast address",
-            ),
-            (
-                "if",
-                "Macaddr",
-                Some(r#""zz""#),
-                "Macaddr",
-                "not a MAC address",
-            ),
-            (
-                "if",
-                "secret",
-                Some(r#""012345678901234567890123""#),
-                "secret",
-                "longer than 23 bytes",
-            ),
-            (
-                "if",
-                "secret",
-                Some(r#""a\u0000b""#),
-                "secret",
-                "contains a NUL character",
-            ),
-            (
-                "gw",
-                "VppBridgeLoop_InstallMethod",
-                Some(r#""API""#),
-                "VppBridgeLoop_InstallMethod",
-                r#"must be "api", "vppctl" or "none""#,
-            ),
-            (
-                "gw",
-                "VppBridgeLoop_InstallMethod",
-                Some(r#""netlink""#),
-                "VppBridgeLoop_InstallMethod",
-                "must be",
-            ),
-            (
-                "gw",
-                "VppBridgeLoop_SwIfName",
-                None,
-                "VppBridgeLoop_SwIfName",
-                "",
-            ),
-            (
-                "if",
-                "VppBridgeID",
-                Some("0"),
-                "VppBridgeID",
-                "bridge domain 0 is VPP's default bridge domain",
-            ),
-            (
-                "if",
-                "VppBridgeID",
-                Some("16777216"),
-                "VppBridgeID",
-                "at most 16777215",
-            ),
+            ("if", "IPv4ArpResponseRanges", Some(r#"["172.22.77.33"]"#), "IPv4ArpResponseRanges[0]", "invalid CIDR address"),
+            ("if", "IPv4ArpResponseRanges", Some(r#"["", "172.22.77.333/32"]"#), "IPv4ArpResponseRanges[1]", "invalid CIDR address"),
+            ("if", "IPv4ArpResponseRanges", Some(r#"["fd00::1/128"]"#), "IPv4ArpResponseRanges[0]", "Not a valid IPv4 CIDR"),
+            ("if", "IPv6NdpNeighAdvRanges", Some(r#"["172.22.77.33/32"]"#), "IPv6NdpNeighAdvRanges[0]", "Not a valid IPv6 CIDR"),
+            ("if", "IPv6NdpNeighAdvRanges", Some(r#"["fd00::1/129"]"#), "IPv6NdpNeighAdvRanges[0]", "invalid CIDR address"),
+            ("if", "IPv4ArpLearningRanges", Some(r#"["::/0"]"#), "IPv4ArpLearningRanges[0]", "Not a valid IPv4 CIDR"),
+            ("if", "IPv6NdpLearningRanges", Some(r#"["10.0.0.0/8"]"#), "IPv6NdpLearningRanges[0]", "Not a valid IPv6 CIDR"),
+            ("gw", "GatewayMacAddr", Some(r#""42:42:42:42:42""#), "GatewayMacAddr", "not a MAC address"),
+            ("gw", "GatewayMacAddr", None, "GatewayMacAddr", "missing: set the MAC address of the BVI (the VPP loopback) of bridge 4242"),
+            ("gw", "GatewayMacAddr", Some(r#""ff:ff:ff:ff:ff:ff""#), "GatewayMacAddr", "must be a unicast address"),
+            ("gw", "GatewayMacAddr", Some(r#""00:00:00:00:00:00""#), "GatewayMacAddr", "must be a unicast address"),
+            ("if", "Macaddr", Some(r#""03:00:00:00:00:01""#), "Macaddr", "must be a unicast address"),
+            ("if", "Macaddr", Some(r#""zz""#), "Macaddr", "not a MAC address"),
+            ("if", "secret", Some(r#""012345678901234567890123""#), "secret", "longer than 23 bytes"),
+            ("if", "secret", Some(r#""a\u0000b""#), "secret", "contains a NUL character"),
+            ("gw", "VppBridgeLoop_InstallMethod", Some(r#""API""#), "VppBridgeLoop_InstallMethod", r#"must be "api", "vppctl" or "none""#),
+            ("gw", "VppBridgeLoop_InstallMethod", Some(r#""netlink""#), "VppBridgeLoop_InstallMethod", "must be"),
+            ("gw", "VppBridgeLoop_SwIfName", None, "VppBridgeLoop_SwIfName", ""),
+            ("if", "VppBridgeID", Some("0"), "VppBridgeID", "bridge domain 0 is VPP's default bridge domain"),
+            ("if", "VppBridgeID", Some("16777216"), "VppBridgeID", "at most 16777215"),
         ];
         for (which, key, value, field, reason) in cases {
             let mut input = with(which, key, *value);
@@ -865,7 +680,7 @@ mod tests {
         let err = run(&with("if", "uid", Some("16777216"))).unwrap_err();
         assert_eq!(
             err.to_string(),
-            r#"cfg/if/home.json: uid = "16777216": UID can't be greater than 256^(6 - length of the MAC prefixes) - 1 = 16777215"#
+            r#"cfg/if/home.json: uid = "16777216": UID can't be greater than 256^(6 - 3 prefix octets) - 1 = 16777215"#
         );
     }
 
@@ -1001,7 +816,6 @@ mod tests {
                 .any(|t| t.contains("no route is installed for 172.22.77.32/30")),
             "{texts:?}"
         );
-        assert_eq!(config.host_routes().count(), 1, "only fe80::42:1817:1/128");
     }
 
     #[test]
@@ -1017,7 +831,6 @@ mod tests {
             assert_eq!(config.install.method, method, "{value}");
             if method == InstallMethod::None {
                 assert!(!config.install.routes.any() && !config.install.neighbours.any());
-                assert_eq!(config.host_routes().count(), 0);
                 assert!(
                     warnings
                         .iter()
@@ -1080,38 +893,6 @@ mod tests {
     }
 
     #[test]
-    fn announcements_are_capped_and_never_wrap() {
-        let mut input = with("if", "GratuitousARPOnStartUP", Some("true"));
-        input.interface.ipv4_arp_response_ranges =
-            vec!["172.22.77.32/30".into(), "255.255.255.254/31".into()];
-        input.interface.ipv6_ndp_neigh_adv_ranges =
-            vec!["fe80::42:1817:1/128".into(), "fd00::/64".into()];
-        let Loaded { config, warnings } = run(&input).unwrap();
-        let all: Vec<String> = config.announcements().map(|a| a.to_string()).collect();
-        // Scenario 29: .32 to .35; then the top of the IPv4 space without wrapping; then the capped /64.
-        assert_eq!(
-            all[..7],
-            [
-                "172.22.77.32",
-                "172.22.77.33",
-                "172.22.77.34",
-                "172.22.77.35",
-                "255.255.255.254",
-                "255.255.255.255",
-                "fe80::42:1817:1"
-            ]
-        );
-        assert_eq!(all.len(), 7 + ANNOUNCE_MAX_PER_RANGE as usize);
-        assert_eq!(all.last().map(String::as_str), Some("fd00::ff"));
-        assert!(
-            warnings.iter().any(|w| w
-                .to_string()
-                .contains("announces only the first 256 addresses of fd00::/64")),
-            "{warnings:?}"
-        );
-    }
-
-    #[test]
     fn socket_path_must_fit_a_unix_socket() {
         let env = Env {
             memif_socket_dir: PathBuf::from(format!("/{}", "d".repeat(100))),
@@ -1126,5 +907,125 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("VPP_MEMIF_SOCKET_DIR"), "{err}");
         assert!(err.to_string().contains("more than the 107"), "{err}");
+    }
+
+    /// Files near the fixture: each field mostly kept, else drawn from a pool of valid and invalid
+    /// values, so that both outcomes are common.
+    fn near_fixture() -> impl proptest::strategy::Strategy<Value = Files> {
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        fn or<T: Clone + std::fmt::Debug + 'static>(keep: T, pool: Vec<T>) -> BoxedStrategy<T> {
+            prop_oneof![6 => Just(keep), 1 => select(pool)].boxed()
+        }
+        let cidr = select(vec![
+            "172.22.77.33/32",
+            "10.0.0.0/8",
+            "10.1.2.3/24",
+            "fd00::1/128",
+            "fe80::/64",
+            "",
+            "x",
+        ]);
+        let cidrs =
+            || prop_oneof![6 => Just(vec![]), 1 => proptest::collection::vec(cidr.clone(), 1..3)];
+        let mac = or(
+            "42:42:42:42:42:42",
+            vec![
+                "02-00-00-00-00-01",
+                "0200.0000.0002",
+                "ff:ff:ff:ff:ff:ff",
+                "4",
+            ],
+        );
+        let prefix = |keep| or(keep, vec!["02:00:00", "02:00:00:00:01", "98", "99:00:00"]);
+        let method = or("api", vec!["", "none", "vppctl", "API"]);
+        let uid = prop_oneof![6 => Just(3u32), 1 => select(vec![0, 255, 16_777_215, 16_777_216, u32::MAX])];
+        let secret = or(
+            "s3cr3t",
+            vec!["", "random", "012345678901234567890123", "a\0b"],
+        );
+        let bridge = or(4242u32, vec![0, 1, 16_777_215, 16_777_216]);
+        (
+            (
+                uid,
+                secret,
+                cidrs(),
+                cidrs(),
+                cidrs(),
+                cidrs(),
+                any::<bool>(),
+                bridge,
+            ),
+            (
+                mac,
+                prefix("98:D2:93"),
+                prefix("A4:77:33"),
+                method,
+                or("loop42", vec![""]),
+                or(1u32, vec![0]),
+            ),
+        )
+            .prop_map(
+                |((uid, secret, a, b, c, d, garp, bridge), (mac, wg, vpp, method, name, index))| {
+                    let owned = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
+                    let mut f = files(HOME_IF, HOME_GW);
+                    f.interface.uid = uid;
+                    f.interface.secret = secret.to_owned();
+                    f.interface.ipv4_arp_response_ranges.extend(owned(a));
+                    f.interface.ipv6_ndp_neigh_adv_ranges.extend(owned(b));
+                    f.interface.ipv4_arp_learning_ranges.extend(owned(c));
+                    f.interface.ipv6_ndp_learning_ranges.extend(owned(d));
+                    f.interface.gratuitous_arp_on_startup = garp;
+                    f.interface.vpp_bridge_id = bridge;
+                    f.gateway.gateway_mac_addr = mac.to_owned();
+                    f.gateway.wg_if_macaddr_prefix = wg.to_owned();
+                    f.gateway.vpp_if_macaddr_prefix = vpp.to_owned();
+                    f.gateway.install_method = method.to_owned();
+                    f.gateway.sw_if_name = name.to_owned();
+                    f.gateway.sw_if_index = index;
+                    f
+                },
+            )
+    }
+
+    proptest::proptest! {
+        /// Any file contents validate or fail with an error, never a panic, and what validates keeps
+        /// the invariants the rest of the program relies on.
+        #[test]
+        fn validation_never_panics_and_keeps_invariants(
+            files in proptest::prop_oneof![
+                near_fixture(),
+                (super::super::file::tests::interface_file(), super::super::file::tests::gateway_file())
+                    .prop_map(|(interface, gateway)| Files { interface, interface_path: "if.json".into(), gateway, gateway_path: "gw.json".into() }),
+            ],
+            seed in 0u64..,
+        ) {
+            if let Ok(Loaded { config: c, .. }) = validate("x", &files, &Env::default(), &mut StdRng::seed_from_u64(seed)) {
+                let prefix_octets = files.gateway.wg_if_macaddr_prefix.split(':').count();
+                proptest::prop_assert!(c.uid != 0 && c.uid != u32::MAX);
+                proptest::prop_assert!(u64::from(c.uid) < 1u64 << (8 * (6 - prefix_octets)));
+                proptest::prop_assert!((1..=BRIDGE_ID_MAX).contains(&c.bridge_id));
+                proptest::prop_assert!(c.self_mac.is_unicast() && c.gateway_mac.is_unicast());
+                proptest::prop_assert!(c.secret.as_ref().is_none_or(|s| s.expose().len() <= MemifSecret::MAX_LEN));
+                proptest::prop_assert!(c.ranges.ipv4_response.iter().all(|n| *n == n.trunc()));
+                proptest::prop_assert!(c.ranges.ipv6_learning.iter().all(|n| *n == n.trunc()));
+                proptest::prop_assert!(c.install.method != InstallMethod::None || !c.install.routes.any());
+            }
+        }
+    }
+
+    #[test]
+    fn the_near_fixture_strategy_yields_both_outcomes() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = near_fixture();
+        let outcomes: Vec<bool> = (0..300)
+            .map(|_| run(&strategy.new_tree(&mut runner).unwrap().current()).is_ok())
+            .collect();
+        let valid = outcomes.iter().filter(|ok| **ok).count();
+        assert!(
+            valid > 5 && valid < 295,
+            "{valid} of 300 valid: the property would test only one side"
+        );
     }
 }

@@ -7,7 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::adapter::Adapter;
 use super::counters::{Direction, Event};
 use super::frames;
-use super::wire::MacAddr;
 
 /// One announcement frame written by [`Adapter::write_announcement`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +60,6 @@ impl Adapter {
         };
         self.counters.event(Direction::Tx, Event::Announced);
         // Both frames go to a group (broadcast, all-nodes), which the section 8 rule accepts.
-        debug_assert!(self.goes_to_gateway_or_group(MacAddr::BROADCAST));
         Some(Announcement {
             len,
             install: install.then_some(addr),

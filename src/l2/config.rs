@@ -136,3 +136,33 @@ impl Default for NeighbourSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_and_learns_look_at_the_right_family_and_ranges() {
+        let mut config = L2Config::new(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        config.arp_respond = vec!["172.22.77.32/30".parse().unwrap()];
+        config.ndp_respond = vec!["fe80::42:1817:1/128".parse().unwrap()];
+        config.arp_learn = vec!["10.127.111.0/24".parse().unwrap()];
+        config.ndp_learn = vec!["fd10:127:e00f::/64".parse().unwrap()];
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(config.claims(ip("172.22.77.35")));
+        assert!(!config.claims(ip("172.22.77.36")));
+        assert!(config.claims(ip("fe80::42:1817:1")));
+        assert!(!config.claims(ip("fe80::42:1817:2")));
+        assert!(config.learns(ip("10.127.111.255")));
+        assert!(!config.learns(ip("10.127.112.0")));
+        assert!(config.learns(ip("fd10:127:e00f::ffff")));
+        assert!(
+            !config.learns(ip("::ffff:10.127.111.1")),
+            "a mapped IPv4 address is IPv6 here"
+        );
+        assert!(
+            config.deliver_multicast,
+            "multicast is carried by default (B7)"
+        );
+    }
+}

@@ -144,3 +144,63 @@ pub fn unsolicited_advert(out: &mut [u8], self_mac: MacAddr, addr: Ipv6Addr) -> 
         &repr,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_buffers_are_refused_and_exact_ones_suffice() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let v4 = Ipv4Addr::new(192, 0, 2, 1);
+        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let mut buffer = [0u8; MAX_CONTROL_FRAME_LEN];
+        assert_eq!(
+            arp_request(
+                &mut buffer[..ARP_FRAME_LEN - 1],
+                MacAddr::BROADCAST,
+                mac,
+                v4,
+                v4
+            ),
+            None
+        );
+        assert_eq!(
+            gratuitous_arp(&mut buffer[..ARP_FRAME_LEN], mac, v4),
+            Some(ARP_FRAME_LEN)
+        );
+        assert_eq!(
+            neighbour_solicit(&mut buffer[..NDISC_FRAME_LEN - 1], mac, v6, v6, None),
+            None
+        );
+        assert_eq!(
+            unsolicited_advert(&mut buffer[..NDISC_FRAME_LEN], mac, v6),
+            Some(NDISC_FRAME_LEN)
+        );
+    }
+
+    #[test]
+    fn a_unicast_probe_goes_to_the_neighbour_and_its_address() {
+        let me = MacAddr([2, 0, 0, 0, 0, 1]);
+        let neighbour = MacAddr([2, 0, 0, 0, 0, 2]);
+        let source: Ipv6Addr = "fd28:cb8f:4c92::33".parse().unwrap();
+        let target: Ipv6Addr = "fd10:127:e00f::5".parse().unwrap();
+        let mut frame = [0u8; NDISC_FRAME_LEN];
+        neighbour_solicit(&mut frame, me, source, target, Some(neighbour)).unwrap();
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), neighbour);
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.hop_limit()),
+            (source, target, 255)
+        );
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            NdiscRepr::parse(&icmp, &source, &target).unwrap(),
+            NdiscRepr::NeighbourSolicit {
+                target_addr: target,
+                source_lladdr: Some(me)
+            }
+        );
+    }
+}

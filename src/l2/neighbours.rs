@@ -117,7 +117,8 @@ impl Entry {
 /// The neighbour cache of one address family or both (keys are `IpAddr`).
 pub(crate) struct NeighbourCache {
     settings: NeighbourSettings,
-    // INVARIANT: entries.len() <= settings.capacity, so the map never grows past its first allocation.
+    // INVARIANT: entries.len() <= settings.capacity, and the map is allocated for twice that, so that
+    // clearing the tombstones of removed entries is always done in place: it never allocates again.
     entries: HashMap<IpAddr, Entry>,
     slab: PacketSlab,
     // INVARIANT: holds at most slab.capacity() items (each slot is in one place), so it never grows.
@@ -138,6 +139,13 @@ pub(crate) struct Losses {
     pub forgotten: u64,
 }
 
+impl core::ops::AddAssign for Losses {
+    fn add_assign(&mut self, other: Losses) {
+        self.unresolved += other.unresolved;
+        self.forgotten += other.forgotten;
+    }
+}
+
 impl NeighbourCache {
     pub(crate) fn new(settings: NeighbourSettings) -> NeighbourCache {
         let capacity = settings.capacity.max(1);
@@ -147,7 +155,7 @@ impl NeighbourCache {
                 capacity,
                 ..settings
             },
-            entries: HashMap::with_capacity(capacity),
+            entries: HashMap::with_capacity(capacity.saturating_mul(2)),
             ready: VecDeque::with_capacity(slab.capacity()),
             slab,
             next_deadline: None,
@@ -171,6 +179,20 @@ impl NeighbourCache {
         now: Instant,
     ) -> (Resolution, Losses) {
         let reachable = self.settings.reachable_time;
+        // The common case first, with a single hash lookup: a known neighbour.
+        if let Some(entry) = self.entries.get_mut(&dst)
+            && let Some(mac) = entry.mac
+        {
+            entry.last_used = now;
+            let probe =
+                entry.is_stale(now, reachable) && entry.solicit_at.is_none() && entry.solicits == 0;
+            if probe {
+                entry.source = source;
+                entry.solicit_at = Some(now);
+                self.wake_at(now);
+            }
+            return (Resolution::Found(mac), Losses::default());
+        }
         let mut losses = Losses::default();
         if !self.entries.contains_key(&dst) {
             losses = self.make_room(now);
@@ -192,14 +214,6 @@ impl NeighbourCache {
             return (Resolution::NoRoom, losses);
         };
         entry.last_used = now;
-        if let Some(mac) = entry.mac {
-            if entry.is_stale(now, reachable) && entry.solicit_at.is_none() && entry.solicits == 0 {
-                entry.source = source;
-                entry.solicit_at = Some(now);
-                self.wake_at(now);
-            }
-            return (Resolution::Found(mac), losses);
-        }
         let Some(slot) = self.slab.store(packet) else {
             return (Resolution::NoRoom, losses);
         };
@@ -290,9 +304,26 @@ impl NeighbourCache {
                 losses,
             );
         }
-        if self.next_deadline.is_none_or(|at| now < at) {
-            return (None, losses);
+        // Expiring an entry is not something to send: scan again until something is due or nothing is.
+        loop {
+            if self.next_deadline.is_none_or(|at| now < at) {
+                return (None, losses);
+            }
+            let (due, expired) = self.scan(now);
+            match expired {
+                Some(ip) => {
+                    losses += self.forget(ip, now);
+                    // Other entries may be due as well: look again at once.
+                    self.next_deadline = Some(now);
+                }
+                None => return (due, losses),
+            }
         }
+    }
+
+    /// One pass over the entries: takes the first due solicitation or probe (scheduling its successor),
+    /// or names the first entry to forget; recomputes the next deadline.
+    fn scan(&mut self, now: Instant) -> (Option<Due<'static>>, Option<IpAddr>) {
         let settings = self.settings;
         let mut next_deadline: Option<Instant> = None;
         let mut due = None;
@@ -323,13 +354,8 @@ impl NeighbourCache {
                 unicast_to: entry.mac,
             });
         }
-        if let Some(ip) = expired {
-            losses = self.forget(ip, now);
-            // Another entry may be due as well: look again at once.
-            next_deadline = Some(now);
-        }
         self.next_deadline = next_deadline;
-        (due, losses)
+        (due, expired)
     }
 
     /// Releases the ready packet `poll` returned.
@@ -613,6 +639,27 @@ mod tests {
         assert_eq!(forgotten, 2);
         assert_eq!(cache.get(&idle), None);
         assert_eq!(cache.poll_at(), None, "nothing left to wait for");
+    }
+
+    #[test]
+    fn an_expiry_does_not_hide_another_due_solicitation() {
+        // A gives up at t0+3 while B's second solicitation is due at the same moment: one poll loop
+        // must both forget A and send B's, whatever the map's iteration order.
+        for _ in 0..20 {
+            let t0 = Instant::now();
+            let mut cache = NeighbourCache::new(settings());
+            cache.resolve(ip("10.0.0.1"), source(), &[1], t0);
+            for second in 0..3 {
+                drain(&mut cache, t0 + Duration::from_secs(second));
+            }
+            cache.resolve(ip("10.0.0.2"), source(), &[2], t0 + Duration::from_secs(2));
+            drain(&mut cache, t0 + Duration::from_secs(2));
+            assert_eq!(
+                drain(&mut cache, t0 + Duration::from_secs(3)),
+                ["solicit 10.0.0.2"]
+            );
+            assert_eq!(cache.entries(t0).count(), 1);
+        }
     }
 
     #[test]

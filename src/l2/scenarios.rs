@@ -1,6 +1,13 @@
 //! The frame-level acceptance scenarios of the spec (section 12, numbers 12 to 29) on the spec's common
 //! fixture, as tables. A name ending in `_deviation_bN` marks an intended difference from the original,
 //! fixed as section 11's entry BN asks.
+//!
+//! The rows of the decision tables (spec 6.2 and 6.3) map onto them as follows: A1 `s12b`, A2 `s12`,
+//! A3 `s13`, A4 `s16_broadcast_gratuitous_arp_reply`, A5 `s21_ipv4_broadcast`, B1
+//! `s19_ns_for_a_learned_neighbour`, B2 `s17`, B3 `s19_ns_for_unclaimed_target`, B4 the other `s19`
+//! cases, C1 `s16_unicast_arp_reply`, C2 `s12_unicast_arp_request`, C3 `s20`, C4 `s21`/`s22` (data,
+//! unicast NS, VLAN, padding), C5 `s22_runt`, D `s21_ipv4_data_to_another_mac`; TX: `s24` (gateway and
+//! multicast), `s25` (learning-range miss), `s26`/`s27` (learned).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -249,6 +256,8 @@ fn rx_cases() -> Vec<RxCase> {
         17,
         b"hello over the tunnel",
     );
+    // Reassembled by memif from a chain of 2048-byte buffers (scenario 23).
+    let big_v6 = ipv6_packet("fd10:127:e00f::1", "fd28:cb8f:4c92::33", 17, &[0x5a; 4000]);
     let na_20 = na(
         SELF,
         NEIGHBOUR_B,
@@ -493,6 +502,20 @@ fn rx_cases() -> Vec<RxCase> {
             ),
             Dropped(DropReason::InvalidNeighbourDiscovery),
         ),
+        RxCase {
+            known: &[("fd10:127:e00f::1", GATEWAY)],
+            ..case(
+                "s19_ns_for_a_learned_neighbour_is_not_answered_deviation_b4",
+                ns(
+                    MacAddr([0x33, 0x33, 0xff, 0, 0, 1]),
+                    "fd10:127:e00f::9",
+                    "ff02::1:ff00:1",
+                    "fd10:127:e00f::1",
+                    Some(GATEWAY),
+                ),
+                Dropped(DropReason::NotClaimed),
+            )
+        },
         case(
             "s19_ns_for_unclaimed_target_is_ignored",
             ns(
@@ -721,6 +744,11 @@ fn rx_cases() -> Vec<RxCase> {
                 0,
             ),
             Dropped(DropReason::MalformedIp),
+        ),
+        case(
+            "s23_frame_larger_than_a_memif_buffer_is_delivered_whole",
+            ethernet(SELF, GATEWAY, EtherType::Ipv6, &big_v6, 0),
+            Deliver(big_v6.clone()),
         ),
         case(
             "s22_ipv6_data_to_self_is_delivered_unchanged",

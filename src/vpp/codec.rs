@@ -193,21 +193,27 @@ impl<'a> Encoder<'a> {
         Self { out, message }
     }
 
+    /// Appends a `u8`.
     pub fn u8(&mut self, v: u8) {
         self.out.push(v);
     }
+    /// Appends a `bool` as one byte (0 or 1).
     pub fn bool(&mut self, v: bool) {
         self.out.push(u8::from(v));
     }
+    /// Appends a big-endian `u16`.
     pub fn u16(&mut self, v: u16) {
         self.out.extend_from_slice(&v.to_be_bytes());
     }
+    /// Appends a big-endian `u32`.
     pub fn u32(&mut self, v: u32) {
         self.out.extend_from_slice(&v.to_be_bytes());
     }
+    /// Appends a big-endian `i32`.
     pub fn i32(&mut self, v: i32) {
         self.out.extend_from_slice(&v.to_be_bytes());
     }
+    /// Appends raw bytes (MAC and IP addresses).
     pub fn bytes(&mut self, v: &[u8]) {
         self.out.extend_from_slice(v);
     }
@@ -329,6 +335,7 @@ impl<'a> Decoder<'a> {
         Ok(a)
     }
 
+    /// Reads a `u8`.
     pub fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         Ok(self.array::<1>(field)?[0])
     }
@@ -336,12 +343,15 @@ impl<'a> Decoder<'a> {
     pub fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
         Ok(self.u8(field)? != 0)
     }
+    /// Reads a big-endian `u16`.
     pub fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         Ok(u16::from_be_bytes(self.array(field)?))
     }
+    /// Reads a big-endian `u32`.
     pub fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_be_bytes(self.array(field)?))
     }
+    /// Reads a big-endian `i32`.
     pub fn i32(&mut self, field: &'static str) -> Result<i32, DecodeError> {
         Ok(i32::from_be_bytes(self.array(field)?))
     }

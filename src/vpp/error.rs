@@ -148,12 +148,19 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// -2: no interface with that sw_if_index.
     pub const INVALID_SW_IF_INDEX: Self = Self { retval: -2 };
+    /// -6: the entry to delete does not exist.
     pub const NO_SUCH_ENTRY: Self = Self { retval: -6 };
+    /// -68: the memif id already exists on that socket (or the socket is used by the other role).
     pub const SUBIF_ALREADY_EXISTS: Self = Self { retval: -68 };
+    /// -73: e.g. memif socket id 0, an unknown socket id, a ring size not a power of two.
     pub const INVALID_ARGUMENT: Self = Self { retval: -73 };
+    /// -74: deleting a memif socket id that an interface still uses.
     pub const UNEXPECTED_INTF_STATE: Self = Self { retval: -74 };
+    /// -105: the address overlaps one already configured.
     pub const ADDRESS_IN_USE: Self = Self { retval: -105 };
+    /// -116: the memif socket id is registered with another filename.
     pub const ENTRY_ALREADY_EXISTS: Self = Self { retval: -116 };
 
     /// VPP's name for the value, e.g. `ADDRESS_IN_USE` for -105.

@@ -113,6 +113,15 @@ mod tests {
         assert!(matches!(check(&frame), Err(VppError::FrameTooLarge { .. })));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn check_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            if let Ok(Some(total)) = check(&bytes) {
+                proptest::prop_assert!(total <= bytes.len());
+            }
+        }
+    }
+
     #[tokio::test]
     async fn reads_frames_split_and_merged_across_reads() {
         let mut bytes = Vec::new();

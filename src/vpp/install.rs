@@ -206,8 +206,11 @@ impl Installer {
 /// Which response-range families get host routes (`VppBridgeLoop_InstallRoutes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RouteFamilies {
+    /// `"IPv4"`: /32 entries.
     pub ipv4: bool,
+    /// `"IPv6"`: /128 entries outside fe80::/10.
     pub ipv6: bool,
+    /// `"IPv6 link-local"`: /128 entries inside fe80::/10.
     pub ipv6_link_local: bool,
 }
 

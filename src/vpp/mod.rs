@@ -3,10 +3,11 @@
 //! entry, neighbour entries), by the API or by vppctl.
 //!
 //! - [`codec`], [`types`], [`messages`]: the wire encoding and the typed messages, each with its `name_crc`.
-//! - [`frame`], [`client`]: the socket framing and the asynchronous [`Client`] (handshake, CRC check at
-//!   connect, request/reply by context, dumps, events, timeouts, reconnect).
+//! - [`frame`], `session`, [`client`]: the socket framing, one registered connection (handshake, CRC check
+//!   at connect, request/reply by context, dumps, events), and the asynchronous [`Client`] over it
+//!   (timeouts, reconnect).
 //! - [`install`], [`vppctl`]: the `api`, `vppctl` and `none` install methods, and the BVI lookup by exact name.
-//! - [`setup`], [`undo`]: [`setup()`] as a transaction recording [`Undo`] entries, the stale-object sweep, and
+//! - [`mod@setup`], [`undo`]: [`setup()`] as a transaction recording [`Undo`] entries, the stale-object sweep, and
 //!   [`undo_all`].
 //! - [`neighbour`]: neighbour installs off the packet path.
 //!
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod install;
 pub mod messages;
 pub mod neighbour;
+mod session;
 pub mod setup;
 pub mod types;
 pub mod undo;

@@ -24,6 +24,8 @@ use super::undo::Undo;
 const MAX_ATTEMPTS: u32 = 5;
 /// Delay before the first retry; doubled for each later one.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// How often the task looks for a reconnect (a new client generation).
+const RECONNECT_CHECK: Duration = Duration::from_millis(500);
 
 /// Counters of the installer (monotonic).
 #[derive(Debug, Default)]
@@ -167,6 +169,8 @@ impl Worker {
         mut rx: mpsc::Receiver<(IpAddr, MacAddress)>,
         mut stop: oneshot::Receiver<()>,
     ) -> Vec<Undo> {
+        // Notices a reconnect to a restarted VPP even when no request comes in.
+        let mut reconnect_check = tokio::time::interval(RECONNECT_CHECK);
         loop {
             let next_retry = self.retry.values().map(|r| r.at).min();
             tokio::select! {
@@ -176,6 +180,11 @@ impl Worker {
                     None => break,
                 },
                 () = sleep_until(next_retry) => self.retry_due().await,
+                _ = reconnect_check.tick() => {
+                    if self.notice_reconnect() {
+                        self.retry_due().await;
+                    }
+                }
             }
         }
         let (installer, flags) = (self.installer, self.flags);
@@ -203,11 +212,12 @@ impl Worker {
         self.attempt(ip, mac, 0).await;
     }
 
-    /// After a reconnect VPP may have restarted and lost every entry: install them all again.
-    fn notice_reconnect(&mut self) {
+    /// After a reconnect VPP may have restarted and lost every entry: install them all again. Returns
+    /// true when there was a reconnect.
+    fn notice_reconnect(&mut self) -> bool {
         let generation = self.client.generation();
         if generation == self.generation {
-            return;
+            return false;
         }
         self.generation = generation;
         let now = Instant::now();
@@ -221,6 +231,12 @@ impl Worker {
                 },
             );
         }
+        tracing::info!(
+            generation,
+            entries = self.retry.len(),
+            "VPP reconnected, re-installing neighbours"
+        );
+        true
     }
 
     async fn retry_due(&mut self) {

@@ -26,7 +26,7 @@ pub const MAX_BRIDGE_ID: u32 = (1 << 24) - 1;
 pub const MAX_SECRET_LEN: usize = 23;
 
 /// What setting up a tunnel in VPP needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TunnelSetup {
     /// The tunnel's uid: memif socket id and interface id (VPP names the interface `memif<uid>/<uid>`).
     pub uid: u32,
@@ -52,6 +52,35 @@ pub struct TunnelSetup {
     pub buffer_size: u16,
     /// Copy mode (the original's choice); false lets VPP share its buffers (zero-copy).
     pub no_zero_copy: bool,
+}
+
+/// Shows everything but the memif secret.
+impl std::fmt::Debug for TunnelSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelSetup")
+            .field("uid", &self.uid)
+            .field("socket_path", &self.socket_path)
+            .field("secret", &redacted(&self.secret))
+            .field("bridge_id", &self.bridge_id)
+            .field("vpp_memif_mac", &self.vpp_memif_mac)
+            .field("bvi", &self.bvi)
+            .field("host_routes", &self.host_routes)
+            .field("installs_neighbours", &self.installs_neighbours)
+            .field("install", &self.install)
+            .field("ring_size", &self.ring_size)
+            .field("buffer_size", &self.buffer_size)
+            .field("no_zero_copy", &self.no_zero_copy)
+            .finish()
+    }
+}
+
+/// How a secret shows in `Debug` output: whether it is set, never its value.
+pub(crate) fn redacted(secret: &str) -> &'static str {
+    if secret.is_empty() {
+        "(none)"
+    } else {
+        "(redacted)"
+    }
 }
 
 impl TunnelSetup {
@@ -90,8 +119,14 @@ impl TunnelSetup {
                 ),
             );
         }
-        if self.socket_path.is_empty() {
-            return invalid("socket_path", "the memif socket path is empty".to_owned());
+        if self.socket_path.is_empty() || self.socket_path.contains('\0') {
+            return invalid(
+                "socket_path",
+                format!("{:?} is empty or contains a NUL byte", self.socket_path),
+            );
+        }
+        if self.secret.contains('\0') {
+            return invalid("secret", "the memif secret contains a NUL byte".to_owned());
         }
         if self.secret.len() > MAX_SECRET_LEN {
             return invalid(
@@ -145,6 +180,11 @@ pub enum SetupError {
     /// The BVI could not be resolved.
     #[error(transparent)]
     Bvi(#[from] BviError),
+    /// Our memif socket id is registered in VPP for another socket file: two tunnels share a uid.
+    #[error(
+        "memif socket id {uid} is registered in VPP for {filename}, not for this tunnel: is uid {uid} used by another tunnel on this VPP? Give each tunnel its own uid"
+    )]
+    UidInUse { uid: u32, filename: String },
     /// A step failed.
     #[error("VPP setup failed at \"{step}\": {source}{}", undo_note(.undo_failures))]
     Step {
@@ -173,6 +213,8 @@ pub struct VppTunnel {
     pub bridge_id: u32,
     /// How routes and neighbours are installed (shared with the neighbour installer).
     pub installer: Installer,
+    /// The client generation the objects were created under ([`Client::generation`]).
+    pub generation: u64,
     undo: Vec<Undo>,
 }
 
@@ -208,59 +250,89 @@ impl VppTunnel {
         &self.undo
     }
 
-    /// Removes every recorded object, newest first; returns what could not be removed.
+    /// Removes every recorded object, newest first; returns what could not be removed. After a reconnect
+    /// (another client generation) VPP has restarted and the objects are already gone: nothing is sent.
     pub async fn teardown(self, client: &Client) -> Vec<UndoFailure> {
+        if client.generation() != self.generation {
+            tracing::info!(
+                objects = self.undo.len(),
+                "VPP restarted since setup: its objects are already gone, nothing to remove"
+            );
+            return Vec::new();
+        }
         undo_all(client, self.undo).await
     }
 }
 
-/// Removes what a crashed earlier run with socket id `uid` left behind: every memif on that socket id,
-/// then the socket id itself. Returns what was removed.
-pub async fn sweep_stale(client: &Client, uid: u32) -> Result<Vec<Undo>, VppError> {
+/// Removes what a crashed earlier run of this tunnel left behind: the memifs on socket id `uid`, then the
+/// socket id itself. Only when that socket id is registered for our own `socket_path` (or not at all): a
+/// different file means another tunnel uses the same uid, and nothing is touched. Returns what was removed.
+pub async fn sweep_stale(
+    client: &Client,
+    uid: u32,
+    socket_path: &str,
+) -> Result<Vec<Undo>, SetupError> {
+    let failed = |source| SetupError::Step {
+        step: "look for leftovers of an earlier run".to_owned(),
+        source: Box::new(source),
+        undo_failures: Vec::new(),
+    };
+    let sockets = client
+        .dump(&MemifSocketFilenameDump)
+        .await
+        .map_err(failed)?;
+    let Some(stale_socket) = sockets.into_iter().find(|s| s.socket_id == uid) else {
+        return Ok(Vec::new());
+    };
+    if stale_socket.socket_filename != socket_path {
+        return Err(SetupError::UidInUse {
+            uid,
+            filename: stale_socket.socket_filename,
+        });
+    }
     let mut removed = Vec::new();
-    for memif in client.dump(&MemifDump).await? {
+    for memif in client.dump(&MemifDump).await.map_err(failed)? {
         if memif.socket_id == uid {
             tracing::warn!(interface = %memif.if_name, sw_if_index = memif.sw_if_index, "removing a stale memif from an earlier run");
             client
                 .request(&MemifDelete {
                     sw_if_index: memif.sw_if_index,
                 })
-                .await?;
+                .await
+                .map_err(failed)?;
             removed.push(Undo::Memif {
                 sw_if_index: memif.sw_if_index,
             });
         }
     }
-    for socket in client.dump(&MemifSocketFilenameDump).await? {
-        if socket.socket_id == uid {
-            tracing::warn!(socket_id = uid, filename = %socket.socket_filename, "removing a stale memif socket id from an earlier run");
-            let undo = Undo::MemifSocket {
-                socket_id: uid,
-                filename: socket.socket_filename,
-            };
-            undo.apply(client).await?;
-            removed.push(undo);
-        }
-    }
+    tracing::warn!(
+        socket_id = uid,
+        filename = socket_path,
+        "removing a stale memif socket id from an earlier run"
+    );
+    let undo = Undo::MemifSocket {
+        socket_id: uid,
+        filename: stale_socket.socket_filename,
+    };
+    undo.apply(client).await.map_err(failed)?;
+    removed.push(undo);
     Ok(removed)
 }
 
 /// Creates the tunnel's objects in VPP: sweep, memif socket, memif, admin up, bridge port, host routes.
 /// On failure, everything created so far is removed again, in reverse order.
 pub async fn setup(client: &Client, params: &TunnelSetup) -> Result<VppTunnel, SetupError> {
+    let generation = client.generation();
     params.validate()?;
     let needs_bvi = !params.host_routes.is_empty() || params.installs_neighbours;
     let installer = Installer::resolve(client, &params.install, &params.bvi, needs_bvi).await?;
+
+    sweep_stale(client, params.uid, &params.socket_path).await?;
 
     let mut tx = Transaction {
         client,
         undo: Vec::new(),
     };
-    tx.step(
-        "remove leftovers of an earlier run",
-        sweep_stale(client, params.uid),
-    )
-    .await?;
 
     let socket = MemifSocketFilenameAddDelV2 {
         is_add: true,
@@ -322,6 +394,7 @@ pub async fn setup(client: &Client, params: &TunnelSetup) -> Result<VppTunnel, S
         memif_sw_if_index: sw_if_index,
         bridge_id: params.bridge_id,
         installer,
+        generation,
         undo: tx.undo,
     })
 }
@@ -351,5 +424,30 @@ impl Transaction<'_> {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_secret() {
+        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddress::default());
+        setup.secret = "s3cr3t".into();
+        let text = format!("{setup:?} {:?}", setup.memif_create());
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("(redacted)"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddress::default());
+        setup.ring_size = 1000;
+        let err = setup.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid ring_size: 1000 is not a power of two"
+        );
     }
 }

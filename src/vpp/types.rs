@@ -275,18 +275,26 @@ impl Serialize for AddressUnion {
 /// `fib_mpls_label` (7 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct FibMplsLabel {
+    /// 1 for the uniform mode (TTL and EXP copied from the inner header), 0 for pipe.
     pub is_uniform: u8,
+    /// The 20-bit label value.
     pub label: u32,
+    /// Time to live.
     pub ttl: u8,
+    /// Experimental (traffic class) bits.
     pub exp: u8,
 }
 
 /// `fib_path_nh` (28 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct FibPathNh {
+    /// The next-hop address; `FibPath::proto` says which family.
     pub address: AddressUnion,
+    /// For MPLS next hops.
     pub via_label: u32,
+    /// A VPP object (e.g. a UDP encap) for paths of that type.
     pub obj_id: u32,
+    /// For classify paths.
     pub classify_table_index: u32,
 }
 
@@ -296,17 +304,28 @@ pub const FIB_PATH_LABELS: usize = 16;
 /// `fib_path` (167 bytes, whatever `n_labels` says: the 16 labels are always encoded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct FibPath {
+    /// The outgoing interface (~0 for a recursive path).
     pub sw_if_index: u32,
+    /// The table in which to resolve the next hop.
     pub table_id: u32,
+    /// RPF id for paths that pop to multicast (0 or ~0 when unused).
     pub rpf_id: u32,
+    /// Weight among the route's paths (UCMP).
     pub weight: u8,
+    /// Lower is preferred.
     pub preference: u8,
+    /// `type` in VPP.
     #[serde(rename = "type")]
     pub path_type: FibPathType,
+    /// `fib_path_flags` bits (RESOLVE_VIA_ATTACHED = 1, RESOLVE_VIA_HOST = 2, POP_PW_CW = 4).
     pub flags: u32,
+    /// The family of `nh.address`.
     pub proto: FibPathNhProto,
+    /// The next hop.
     pub nh: FibPathNh,
+    /// How many of `label_stack` are used.
     pub n_labels: u8,
+    /// Always all 16 on the wire.
     pub label_stack: [FibMplsLabel; FIB_PATH_LABELS],
 }
 
@@ -405,8 +424,11 @@ impl FibPath {
 /// `ip_route` (27 bytes plus 167 per path).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IpRoute {
+    /// The VRF (0 = default).
     pub table_id: u32,
+    /// Set by VPP in replies; 0 in requests.
     pub stats_index: u32,
+    /// The destination.
     pub prefix: Prefix,
     /// The paths; `n_paths` on the wire is their number.
     pub paths: Vec<FibPath>,
@@ -459,9 +481,13 @@ impl Serialize for IpRoute {
 /// `ip_neighbor` (28 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct IpNeighbor {
+    /// The interface the neighbour is on (the BVI).
     pub sw_if_index: u32,
+    /// STATIC and/or NO_FIB_ENTRY.
     pub flags: IpNeighborFlags,
+    /// The neighbour's MAC.
     pub mac_address: MacAddress,
+    /// The neighbour's address.
     pub ip_address: IpAddr,
 }
 
@@ -495,6 +521,15 @@ mod tests {
         assert!("a4:77:33:00:00".parse::<MacAddress>().is_err());
         assert!("a4:77:33:00:00:03:01".parse::<MacAddress>().is_err());
         assert!("a4:77:33:00:00:0g".parse::<MacAddress>().is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn mac_parsing_never_panics_and_round_trips(text in ".{0,24}", bytes in proptest::prelude::any::<[u8; 6]>()) {
+            let _ = text.parse::<MacAddress>();
+            let mac = MacAddress(bytes);
+            proptest::prop_assert_eq!(mac.to_string().parse::<MacAddress>(), Ok(mac));
+        }
     }
 
     #[test]

@@ -129,7 +129,10 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfFile, ConfFileError> {
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(error(format!("{line:?} is not Key = Value")));
+            return Err(error(
+                "this line is not `Key = Value` (it is not repeated here: it may hold a key)"
+                    .to_owned(),
+            ));
         };
         let field = key.to_ascii_lowercase();
         match (&section, peer.as_mut()) {
@@ -374,6 +377,17 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
                 source,
             })?;
         let file = parse(path, &text)?;
+        self.apply_conf(&file)
+            .await
+            .map_err(|source| ConfFileError::Refused {
+                path: path.to_owned(),
+                source,
+            })
+    }
+
+    /// Applies a parsed wg(8) config as a diff: resolves its endpoints, then changes only what
+    /// differs from the current configuration.
+    pub async fn apply_conf(&self, file: &ConfFile) -> Result<ApplyReport, UapiError> {
         let mut report = ApplyReport::default();
         let mut resolved = HashMap::new();
         for peer in &file.peers {
@@ -395,17 +409,13 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
         let mut planned = 0;
         let result = self
             .set_planned(|current| {
-                let commands = plan(current, &file, &resolved);
+                let commands = plan(current, file, &resolved);
                 planned = commands.len();
                 commands
             })
             .await;
         report.commands = planned;
-        result.map_err(|source| ConfFileError::Refused {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(report)
+        result.map(|()| report)
     }
 }
 
@@ -536,6 +546,19 @@ mod tests {
             plan(&config, &smaller, &HashMap::new()),
             vec![Command::Peer(key(PEER_B)), Command::Remove]
         );
+    }
+
+    #[tokio::test]
+    async fn endpoints_resolve_literals_and_names() {
+        assert_eq!(
+            resolve_endpoint("[fd00::1]:7").await,
+            Ok("[fd00::1]:7".parse().expect("literal"))
+        );
+        let local = resolve_endpoint("localhost:51820")
+            .await
+            .expect("localhost resolves");
+        assert!(local.ip().is_loopback() && local.port() == 51820, "{local}");
+        assert!(resolve_endpoint("no-such-host.invalid:1").await.is_err());
     }
 
     proptest! {

@@ -52,6 +52,9 @@ pub struct DeviceConfig {
     // INVARIANT: every value's `.1.public_key` equals its map key; orders are unique.
     peers: HashMap<Key, (u64, PeerConfig)>,
     next_order: u64,
+    // INVARIANT: `owners[net] == key` exactly when `net` is in the allowed IPs of peer `key`, so
+    // moving an allowed IP between peers costs a lookup, not a scan of every peer.
+    owners: HashMap<IpNet, Key>,
 }
 
 impl DeviceConfig {
@@ -84,7 +87,50 @@ impl DeviceConfig {
     }
 
     fn remove_peer(&mut self, public_key: &Key) {
+        self.clear_allowed_ips(public_key);
         self.peers.remove(public_key);
+    }
+
+    fn clear_peers(&mut self) {
+        self.peers.clear();
+        self.owners.clear();
+    }
+
+    /// Gives `net` to `peer`, taking it from whichever peer had it (an allowed IP has one owner).
+    fn add_allowed_ip(&mut self, peer: Key, net: IpNet) {
+        if self.peer(&peer).is_none() {
+            return;
+        }
+        match self.owners.insert(net, peer) {
+            Some(previous) if previous == peer => return,
+            Some(previous) => {
+                if let Some(other) = self.peer_mut(&previous) {
+                    other.allowed_ips.retain(|n| *n != net);
+                }
+            }
+            None => {}
+        }
+        if let Some(peer) = self.peer_mut(&peer) {
+            peer.allowed_ips.push(net);
+        }
+    }
+
+    fn remove_allowed_ip(&mut self, peer: Key, net: IpNet) {
+        if self.owners.get(&net) == Some(&peer) {
+            self.owners.remove(&net);
+            if let Some(peer) = self.peer_mut(&peer) {
+                peer.allowed_ips.retain(|n| *n != net);
+            }
+        }
+    }
+
+    fn clear_allowed_ips(&mut self, peer: &Key) {
+        let Some((_, config)) = self.peers.get_mut(peer) else {
+            return;
+        };
+        for net in config.allowed_ips.drain(..) {
+            self.owners.remove(&net);
+        }
     }
 
     fn own_public_key(&self) -> Option<Key> {
@@ -138,7 +184,7 @@ impl ConfigEdit {
             }
             Command::ListenPort(port) => config.listen_port = *port,
             Command::Fwmark(mark) => config.fwmark = *mark,
-            Command::ReplacePeers => config.peers.clear(),
+            Command::ReplacePeers => config.clear_peers(),
             Command::Peer(public_key) => self.open_peer(config, *public_key),
             Command::UpdateOnly => {
                 if let Section::Peer {
@@ -158,19 +204,18 @@ impl ConfigEdit {
                 self.section = Section::Ignored;
             }
             Command::AllowedIp(net) => {
-                let Section::Peer { public_key, .. } = self.section else {
-                    return;
-                };
-                // An allowed IP belongs to one peer only: adding it here takes it from any other.
-                for (_, other) in config.peers.values_mut() {
-                    if other.public_key != public_key {
-                        other.allowed_ips.retain(|n| n != net);
-                    }
+                if let Section::Peer { public_key, .. } = self.section {
+                    config.add_allowed_ip(public_key, *net);
                 }
-                if let Some(peer) = config.peer_mut(&public_key)
-                    && !peer.allowed_ips.contains(net)
-                {
-                    peer.allowed_ips.push(*net);
+            }
+            Command::RemoveAllowedIp(net) => {
+                if let Section::Peer { public_key, .. } = self.section {
+                    config.remove_allowed_ip(public_key, *net);
+                }
+            }
+            Command::ReplaceAllowedIps => {
+                if let Section::Peer { public_key, .. } = self.section {
+                    config.clear_allowed_ips(&public_key);
                 }
             }
             Command::ProtocolVersion => {}
@@ -188,8 +233,6 @@ impl ConfigEdit {
                         self.explicit_endpoints.insert(public_key);
                     }
                     Command::PersistentKeepalive(seconds) => peer.persistent_keepalive = *seconds,
-                    Command::ReplaceAllowedIps => peer.allowed_ips.clear(),
-                    Command::RemoveAllowedIp(net) => peer.allowed_ips.retain(|n| n != net),
                     _ => {}
                 }
             }
@@ -345,6 +388,38 @@ mod tests {
         assert_eq!(
             config.peer(&A).map(|p| p.allowed_ips.clone()),
             Some(vec![net("10.9.0.0/16")])
+        );
+    }
+
+    #[test]
+    fn allowed_ips_move_between_many_peers() {
+        // 20,000 peers with two prefixes each, then every first prefix moved to the next peer
+        // (an owner index keeps this linear; a scan of all peers per line would take minutes).
+        let mut config = DeviceConfig::default();
+        let key = |i: u32| {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&i.to_be_bytes());
+            Key(bytes)
+        };
+        let prefix = |i: u32| IpNet::from(std::net::IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        let mut commands = Vec::new();
+        for i in 0..20_000 {
+            commands.extend([
+                Command::Peer(key(i)),
+                Command::AllowedIp(prefix(2 * i)),
+                Command::AllowedIp(prefix(2 * i + 1)),
+            ]);
+        }
+        for i in 0..20_000 {
+            commands.extend([
+                Command::Peer(key((i + 1) % 20_000)),
+                Command::AllowedIp(prefix(2 * i)),
+            ]);
+        }
+        apply(&mut config, &commands);
+        assert_eq!(
+            config.peer(&key(1)).map(|p| p.allowed_ips.clone()),
+            Some(vec![prefix(3), prefix(0)])
         );
     }
 

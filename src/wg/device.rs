@@ -12,15 +12,14 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gotatun::device::{Device, Peer};
+use gotatun::device::Device;
 use gotatun::tun::{IpRecv, IpSend};
-use gotatun::x25519::{PublicKey, StaticSecret};
-use ipnet::IpNet;
-use ipnetwork::IpNetwork;
 use tokio::sync::Mutex;
 
-use crate::wg::config::{ConfigEdit, DeviceConfig, PeerConfig};
+use crate::wg::config::{ConfigEdit, DeviceConfig};
 use crate::wg::key::Key;
+use crate::wg::live;
+use crate::wg::status::{HandshakeClock, PeerStatus};
 use crate::wg::uapi::{Command, EADDRINUSE, EIO, UapiError};
 use crate::wg::udp::{SocketFactory, SocketSlot};
 
@@ -73,21 +72,6 @@ pub enum DeviceError {
     Configure { name: String, source: UapiError },
 }
 
-/// A peer's live state, for status and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    /// The peer's public key.
-    pub public_key: Key,
-    /// Where packets to the peer go now (the configured endpoint, or where it roamed to).
-    pub endpoint: Option<SocketAddr>,
-    /// Bytes received from the peer.
-    pub rx_bytes: u64,
-    /// Bytes sent to the peer.
-    pub tx_bytes: u64,
-    /// Wall-clock time of the last completed handshake.
-    pub last_handshake: Option<SystemTime>,
-}
-
 type Engine<Tx, Rx> = Device<(SocketFactory, Tx, Rx)>;
 
 /// A WireGuard device whose IP side is `Tx`/`Rx` (memif in production, channels in tests).
@@ -99,47 +83,6 @@ pub struct WgDevice<Tx: IpSend, Rx: IpRecv> {
     // private key), with the same preshared keys, keepalives and allowed IPs.
     config: Mutex<DeviceConfig>,
     handshakes: HandshakeClock,
-}
-
-/// Turns gotatun's "time since the last handshake" into a stable wall-clock time.
-///
-/// The age is measured against a clock sampled a moment apart from ours, so `now - age` jitters
-/// by microseconds from one read to the next. A value within [`Self::TOLERANCE`] of the one
-/// reported before is the same handshake and is reported unchanged, so `get` and the status stay
-/// exact across reads.
-#[derive(Default)]
-struct HandshakeClock {
-    reported: std::sync::Mutex<HashMap<Key, SystemTime>>,
-}
-
-impl HandshakeClock {
-    const TOLERANCE: Duration = Duration::from_millis(50);
-
-    fn wall_clock(&self, peer: Key, now: SystemTime, age: Option<Duration>) -> Option<SystemTime> {
-        let mut reported = self
-            .reported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(at) = age.and_then(|age| now.checked_sub(age)) else {
-            reported.remove(&peer);
-            return None;
-        };
-        let previous = reported.get(&peer).copied();
-        let same = previous.is_some_and(|p| {
-            let gap = at
-                .duration_since(p)
-                .or_else(|_| p.duration_since(at))
-                .unwrap_or_default();
-            gap < Self::TOLERANCE
-        });
-        match previous {
-            Some(previous) if same => Some(previous),
-            _ => {
-                reported.insert(peer, at);
-                Some(at)
-            }
-        }
-    }
 }
 
 impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
@@ -275,53 +218,13 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
         desired: &DeviceConfig,
         explicit_endpoints: &HashSet<Key>,
     ) -> Result<(), gotatun::device::Error> {
-        let port = self.socket.port();
-        self.engine
-            .write(async |live| {
-                let Some(private_key) = desired.private_key else {
-                    // Without a key there are no live peers: nothing is sent, nothing accepted.
-                    for stats in live.peers().await {
-                        live.remove_peer(&stats.peer.public_key).await;
-                    }
-                    return;
-                };
-                // A no-op (and no reconnect) when the key is unchanged.
-                live.set_private_key(StaticSecret::from(private_key.0))
-                    .await;
-                let current: HashMap<Key, Peer> = live
-                    .peers()
-                    .await
-                    .into_iter()
-                    .map(|stats| (Key(stats.peer.public_key.to_bytes()), stats.peer))
-                    .collect();
-                for key in current.keys() {
-                    if desired.peer(key).is_none() {
-                        live.remove_peer(&PublicKey::from(key.0)).await;
-                    }
-                }
-                for want in desired.peers() {
-                    let public_key = PublicKey::from(want.public_key.0);
-                    let set_endpoint = explicit_endpoints.contains(&want.public_key);
-                    match current.get(&want.public_key) {
-                        None => {
-                            live.add_peer(new_peer(want));
-                        }
-                        Some(have) => {
-                            let change = PeerChange::between(have, want, set_endpoint);
-                            if change.is_some() {
-                                live.modify_peer(&public_key, |peer| change.apply(want, peer))
-                                    .await;
-                            }
-                        }
-                    }
-                }
-                // Moves the live connection onto a socket bound by `rebind` (gotatun's "bind" hands
-                // out the socket in the slot, so this never binds anything itself).
-                if live.private_key().is_some() && live.listen_port() != port {
-                    live.set_listen_port(port);
-                }
-            })
-            .await
+        live::bring_in_line(
+            &self.engine,
+            desired,
+            explicit_endpoints,
+            self.socket.port(),
+        )
+        .await
     }
 
     /// The live state of every configured peer, in configuration order.
@@ -350,6 +253,8 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
                 )
             })
             .collect();
+        self.handshakes
+            .forget_all_but(|key| config.peer(key).is_some());
         config
             .peers()
             .into_iter()
@@ -422,71 +327,6 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
     }
 }
 
-fn new_peer(config: &PeerConfig) -> Peer {
-    let mut peer = Peer::new(PublicKey::from(config.public_key.0));
-    peer.endpoint = config.endpoint;
-    peer.allowed_ips = config.allowed_ips.iter().map(to_ipnetwork).collect();
-    peer.preshared_key = config.preshared_key.map(|k| k.0);
-    peer.keepalive = keepalive(config.persistent_keepalive);
-    peer
-}
-
-fn keepalive(seconds: u16) -> Option<u16> {
-    (seconds != 0).then_some(seconds)
-}
-
-fn to_ipnetwork(net: &IpNet) -> IpNetwork {
-    // An IpNet's prefix length is always valid for its family, which is all `new` checks.
-    IpNetwork::new(net.addr(), net.prefix_len()).expect("IpNet prefix lengths are valid")
-}
-
-fn sorted_networks(nets: impl IntoIterator<Item = IpNetwork>) -> Vec<IpNetwork> {
-    let mut nets: Vec<IpNetwork> = nets.into_iter().collect();
-    nets.sort_by_key(|n| (n.ip(), n.prefix()));
-    nets
-}
-
-/// What differs between a live peer and its desired configuration.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct PeerChange {
-    preshared_key: bool,
-    keepalive: bool,
-    allowed_ips: bool,
-    endpoint: bool,
-}
-
-impl PeerChange {
-    fn between(live: &Peer, want: &PeerConfig, set_endpoint: bool) -> PeerChange {
-        let want_ips = sorted_networks(want.allowed_ips.iter().map(to_ipnetwork));
-        PeerChange {
-            preshared_key: live.preshared_key != want.preshared_key.map(|k| k.0),
-            keepalive: live.keepalive.filter(|&s| s != 0) != keepalive(want.persistent_keepalive),
-            allowed_ips: sorted_networks(live.allowed_ips.iter().copied()) != want_ips,
-            endpoint: set_endpoint && want.endpoint.is_some() && live.endpoint != want.endpoint,
-        }
-    }
-
-    fn is_some(&self) -> bool {
-        *self != PeerChange::default()
-    }
-
-    fn apply(&self, want: &PeerConfig, peer: &mut gotatun::device::configure::PeerMut) {
-        if self.preshared_key {
-            peer.set_preshared_key(want.preshared_key.map(|k| k.0));
-        }
-        if self.keepalive {
-            peer.set_keepalive(keepalive(want.persistent_keepalive));
-        }
-        if self.allowed_ips {
-            peer.clear_allowed_ips();
-            peer.add_allowed_ips(want.allowed_ips.iter().map(to_ipnetwork));
-        }
-        if self.endpoint {
-            peer.set_endpoint(want.endpoint);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Two devices joined over loopback UDP, each with a channel IP side driven by the test.
@@ -528,7 +368,7 @@ mod tests {
             Command::Peer(of.key.public_key()),
             Command::Endpoint(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
             Command::ReplaceAllowedIps,
-            Command::AllowedIp(IpNet::from(std::net::IpAddr::V4(of.address))),
+            Command::AllowedIp(ipnet::IpNet::from(std::net::IpAddr::V4(of.address))),
         ]
     }
 

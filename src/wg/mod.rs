@@ -7,20 +7,31 @@
 //! - `config`: the configuration as `wg` sees it and how UAPI commands edit it (pure).
 //! - [`uapi`]: the protocol, the connection loop and the socket file.
 //! - [`conf_file`]: wg(8) config files (`wg setconf` syntax) applied as a diff.
+//! - `live`: brings gotatun's device in line with the configuration; `status`: per-peer state.
 //! - `udp`: the UDP socket, rebound without ever leaving the device without one.
 //! - [`channel`]: an IP side made of channels, for tests and benchmarks.
 //! - [`key`]: keys in hex and base64, never printed.
 //!
 //! It knows nothing of memif, l2, VPP or the tunnel's own config files.
+//!
+//! The IP side, as the device uses it: `IpRecv::recv` returns a burst of whole IPv4/IPv6 packets
+//! (trimmed to their IP length; anything else is dropped by gotatun), and `mtu()` the tunnel MTU,
+//! up to which packets are padded before encryption; `IpSend::send` receives each decrypted packet
+//! whose source address belongs to the peer that sent it. An error from either ends the device's
+//! packet tasks, so the IP side should absorb transient conditions (a memif reconnect) itself.
+//! [`channel`] is a complete example.
 
 pub mod channel;
 pub mod conf_file;
 mod config;
 mod device;
 pub mod key;
+mod live;
+mod status;
 pub mod uapi;
 mod udp;
 
 pub use config::{ConfigEdit, DeviceConfig, PeerConfig};
-pub use device::{DeviceError, DeviceSettings, PeerStatus, WgDevice};
+pub use device::{DeviceError, DeviceSettings, WgDevice};
 pub use key::Key;
+pub use status::PeerStatus;

@@ -15,6 +15,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use gotatun::udp::socket::{SockOpt, UdpSocket};
 use gotatun::udp::{UdpRecv, UdpSend, UdpTransportFactory, UdpTransportFactoryParams};
 
+/// Socket buffer size asked for on both directions (as wireguard-go); the kernel caps it at
+/// `net.core.rmem_max` / `wmem_max`. Bursts of a fast link then queue instead of being dropped.
+const SOCKET_BUFFER_BYTES: usize = 7 << 20;
+
 /// The socket currently in use and its fwmark, shared between the device and [`SocketFactory`].
 #[derive(Clone)]
 pub(crate) struct SocketSlot {
@@ -97,6 +101,8 @@ impl UdpTransportFactory for SocketFactory {
 fn bind_dual_stack(port: u16, fwmark: u32) -> io::Result<(UdpSocket, u16)> {
     let mut opts = SockOpt {
         only_v6: Some(false),
+        recv_buffer_size: Some(SOCKET_BUFFER_BYTES),
+        send_buffer_size: Some(SOCKET_BUFFER_BYTES),
         ..SockOpt::default()
     };
     if fwmark != 0 {

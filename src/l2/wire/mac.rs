@@ -96,7 +96,8 @@ impl FromStr for MacAddr {
         let mut parts = text.split(':');
         for octet in &mut octets {
             let part = parts.next().ok_or_else(error)?;
-            if part.len() != 2 {
+            // from_str_radix alone would take a sign ("+f").
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(error());
             }
             *octet = u8::from_str_radix(part, 16).map_err(|_| error())?;
@@ -124,8 +125,18 @@ mod tests {
             "98:d2:93:00:00:0g",
             "98-d2-93-00-00-03",
             "9:d2:93:00:00:003",
+            "+1:d2:93:00:00:03",
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_without_panic_and_printing_round_trips(text in ".{0,24}", octets in proptest::prelude::any::<[u8; 6]>()) {
+            let _ = text.parse::<MacAddr>();
+            let mac = MacAddr(octets);
+            proptest::prop_assert_eq!(mac.to_string().parse::<MacAddr>(), Ok(mac));
         }
     }
 

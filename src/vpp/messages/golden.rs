@@ -320,3 +320,118 @@ proptest! {
         prop_assert_eq!(decode_message::<IpNeighborAddDel>(&out).unwrap().1, msg);
     }
 }
+
+fn fib_path() -> impl Strategy<Value = FibPath> {
+    (
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+            any::<u8>(),
+            0u32..12,
+            any::<u32>(),
+            0u32..6,
+        ),
+        (
+            any::<[u8; 16]>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+        ),
+        proptest::collection::vec((any::<u8>(), any::<u32>(), any::<u8>(), any::<u8>()), 16),
+    )
+        .prop_map(
+            |(
+                (sw, table, rpf, weight, pref, ty, flags, proto),
+                (nh, via, obj, cls, n_labels),
+                labels,
+            )| {
+                let mut label_stack = [FibMplsLabel::default(); FIB_PATH_LABELS];
+                for (slot, (is_uniform, label, ttl, exp)) in label_stack.iter_mut().zip(labels) {
+                    *slot = FibMplsLabel {
+                        is_uniform,
+                        label,
+                        ttl,
+                        exp,
+                    };
+                }
+                FibPath {
+                    sw_if_index: sw,
+                    table_id: table,
+                    rpf_id: rpf,
+                    weight,
+                    preference: pref,
+                    path_type: ty.into(),
+                    flags,
+                    proto: proto.into(),
+                    nh: FibPathNh {
+                        address: AddressUnion(nh),
+                        via_label: via,
+                        obj_id: obj,
+                        classify_table_index: cls,
+                    },
+                    n_labels,
+                    label_stack,
+                }
+            },
+        )
+}
+
+fn round_trip<M: Message + PartialEq + std::fmt::Debug>(msg: &M) -> Result<(), TestCaseError> {
+    let header = Header {
+        msg_id: 7,
+        client_index: 9,
+        context: 11,
+    };
+    let mut out = Vec::new();
+    encode_message(header, msg, &mut out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let (decoded_header, decoded) =
+        decode_message::<M>(&out).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&decoded, msg);
+    prop_assert_eq!(decoded_header.msg_id, 7);
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn routes_round_trip(
+        paths in proptest::collection::vec(fib_path(), 0..4),
+        v6 in any::<[u8; 16]>(),
+        len in any::<u8>(),
+        flags in any::<(bool, bool, u32, u32)>(),
+    ) {
+        let (is_add, is_multipath, table_id, stats_index) = flags;
+        let prefix = Prefix { address: IpAddr::from(v6), len };
+        round_trip(&IpRouteAddDel { is_add, is_multipath, route: IpRoute { table_id, stats_index, prefix, paths } })?;
+    }
+
+    #[test]
+    fn strings_round_trip(
+        name in "[ -~]{0,63}",
+        tag in "[ -~]{0,63}",
+        filename in "[ -~]{0,300}",
+        secret in "[ -~]{0,23}",
+    ) {
+        let mut details = SwInterfaceDetails::named(5, &name);
+        details.tag = tag;
+        round_trip(&details)?;
+        round_trip(&MemifSocketFilenameAddDelV2 { is_add: true, socket_id: 5, socket_filename: filename.clone() })?;
+        round_trip(&SwInterfaceDump::by_name(&filename))?;
+        round_trip(&MemifCreateV2 {
+            role: MemifRole::Slave,
+            mode: MemifMode::Ip,
+            rx_queues: 2,
+            tx_queues: 3,
+            id: 5,
+            socket_id: 6,
+            ring_size: 2048,
+            buffer_size: 4096,
+            no_zero_copy: false,
+            use_dma: true,
+            hw_addr: MacAddress([2, 0, 0, 0, 0, 5]),
+            secret,
+        })?;
+    }
+}

@@ -70,7 +70,8 @@ impl Reply for MemifSocketFilenameAddDelV2Reply {
 }
 
 /// `memif_create_v2`: create VPP's memif interface, named `memif<socket_id>/<id>`; it starts admin-down.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Its `Debug` output hides the secret.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct MemifCreateV2 {
     pub role: MemifRole,
     pub mode: MemifMode,
@@ -88,6 +89,25 @@ pub struct MemifCreateV2 {
     pub hw_addr: MacAddress,
     /// At most 23 bytes.
     pub secret: String,
+}
+
+impl std::fmt::Debug for MemifCreateV2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemifCreateV2")
+            .field("role", &self.role)
+            .field("mode", &self.mode)
+            .field("rx_queues", &self.rx_queues)
+            .field("tx_queues", &self.tx_queues)
+            .field("id", &self.id)
+            .field("socket_id", &self.socket_id)
+            .field("ring_size", &self.ring_size)
+            .field("buffer_size", &self.buffer_size)
+            .field("no_zero_copy", &self.no_zero_copy)
+            .field("use_dma", &self.use_dma)
+            .field("hw_addr", &self.hw_addr)
+            .field("secret", &crate::vpp::setup::redacted(&self.secret))
+            .finish()
+    }
 }
 
 impl Message for MemifCreateV2 {

@@ -89,9 +89,10 @@ impl SetParser {
             return Err(UapiError::invalid("line is not UTF-8"));
         };
         let Some((key, value)) = line.split_once('=') else {
+            // The line is not echoed: it might be a mangled key.
             return Err(UapiError::new(
                 EPROTO,
-                format!("line without '=': {:?}", truncated(line)),
+                format!("a line of {} bytes without '='", line.len()),
             ));
         };
         if key == "public_key" {
@@ -125,7 +126,7 @@ fn parse_peer_line(key: &str, value: &str) -> Result<Command, UapiError> {
         "update_only" => parse_true(key, value).map(|()| Command::UpdateOnly),
         "remove" => parse_true(key, value).map(|()| Command::Remove),
         "preshared_key" => Ok(Command::PresharedKey(non_zero(parse_key(key, value)?))),
-        "endpoint" => value.parse().map(Command::Endpoint).map_err(|_| {
+        "endpoint" => parse_endpoint(value).map(Command::Endpoint).ok_or_else(|| {
             UapiError::invalid(format!("endpoint {:?} is not IP:port", truncated(value)))
         }),
         "persistent_keepalive_interval" => {
@@ -146,6 +147,42 @@ fn parse_peer_line(key: &str, value: &str) -> Result<Command, UapiError> {
             truncated(key)
         ))),
     }
+}
+
+/// `IPv4:port`, `[IPv6]:port`, or `[IPv6%zone]:port` with a numeric zone or an interface name (a
+/// link-local endpoint, as `wg` sends it for DN42-style peerings over a LAN).
+pub fn parse_endpoint(value: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = value.parse() {
+        return Some(addr);
+    }
+    let (host, port) = value.strip_prefix('[')?.split_once("]:")?;
+    let (ip, zone) = host.split_once('%')?;
+    let ip: std::net::Ipv6Addr = ip.parse().ok()?;
+    let port: u16 = port.parse().ok()?;
+    let scope_id = match zone.parse::<u32>() {
+        Ok(index) => index,
+        Err(_) => interface_index(zone)?,
+    };
+    Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+        ip, port, 0, scope_id,
+    )))
+}
+
+/// The index of a network interface, read from sysfs (no FFI needed).
+fn interface_index(name: &str) -> Option<u32> {
+    let safe = !name.is_empty()
+        && name.len() <= 15
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !safe || name.starts_with('.') {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn parse_key(name: &str, value: &str) -> Result<Key, UapiError> {
@@ -277,6 +314,16 @@ mod tests {
             let last = results.last().expect("one line at least");
             assert_eq!(errno(last), *expected, "{lines:?}");
         }
+    }
+
+    #[test]
+    fn link_local_endpoints_keep_their_zone() {
+        let by_index = parse_endpoint("[fe80::1%1]:51820").expect("numeric zone");
+        let by_name = parse_endpoint("[fe80::1%lo]:51820").expect("interface name");
+        assert_eq!(by_index, by_name, "lo is interface 1");
+        assert_eq!(by_index.to_string(), "[fe80::1%1]:51820");
+        assert_eq!(parse_endpoint("[fe80::1%../x]:1"), None);
+        assert_eq!(parse_endpoint("[fe80::1%nosuchif0]:1"), None);
     }
 
     #[test]

@@ -15,6 +15,10 @@ use gotatun::tun::{IpRecv, IpSend};
 /// Longest line accepted; `wg` never sends more than about 100 bytes.
 pub const MAX_LINE: usize = 4096;
 
+/// Most lines in one `set` request: room for 65,536 peers with several allowed IPs each, while a
+/// runaway client cannot make the server hold unbounded memory.
+pub const MAX_SET_LINES: usize = 1 << 21;
+
 enum Line {
     /// A whole line, without its newline.
     Text,
@@ -94,6 +98,12 @@ where
         match read_line(reader, line).await {
             Ok(Line::Text) if line.is_empty() => break,
             Ok(Line::Text) => {
+                if parse_error.is_none() && commands.len() == MAX_SET_LINES {
+                    parse_error = Some(UapiError::new(
+                        EINVAL,
+                        format!("more than {MAX_SET_LINES} lines in one set request"),
+                    ));
+                }
                 if parse_error.is_none() {
                     match parser.parse_line(line) {
                         Ok(command) => commands.push(command),

@@ -10,5 +10,5 @@ mod connection;
 mod server;
 
 pub use command::{Command, EADDRINUSE, EINVAL, EIO, EPROTO, SetParser, UapiError};
-pub use connection::{MAX_LINE, serve_connection};
+pub use connection::{MAX_LINE, MAX_SET_LINES, serve_connection};
 pub use server::{DEFAULT_SOCKET_DIR, MAX_NAME_LEN, ServeEnd, ServerError, UapiListener};

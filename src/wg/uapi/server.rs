@@ -410,3 +410,84 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+    use crate::wg::channel::ip_channel;
+    use crate::wg::device::DeviceSettings;
+    use crate::wg::key::Key;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Collects everything logged while it is the default subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keys_never_reach_the_log() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let private = Key([0x5a; 32]);
+        let psk = Key([0x6b; 32]);
+        runtime.block_on(async {
+            let (tx, rx, _ends) = ip_channel(16, 1420);
+            let settings = DeviceSettings { name: "logtest".into(), private_key: Some(private), ..DeviceSettings::default() };
+            let device = WgDevice::new(settings, tx, rx).await.expect("device");
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let request = format!(
+                "set=1\nprivate_key={}\npublic_key={}\npreshared_key={}\nbogus={}\n\nset=1\nprivate_key{}\n\n",
+                private.to_hex(),
+                Key([1; 32]).to_hex(),
+                psk.to_hex(),
+                psk.to_hex(),
+                private.to_hex()
+            );
+            let talk = async {
+                client.write_all(request.as_bytes()).await.expect("write");
+                client.shutdown().await.expect("shutdown");
+                let mut reply = String::new();
+                client.read_to_string(&mut reply).await.expect("read");
+                reply
+            };
+            let ((), reply) = tokio::join!(serve_connection(server, &device), talk);
+            assert_eq!(reply, "errno=-22\n\nerrno=-71\n\n");
+        });
+        let log =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("text");
+        assert!(
+            log.contains("UAPI set refused"),
+            "the refusals were logged: {log}"
+        );
+        for secret in [
+            private.to_hex(),
+            psk.to_hex(),
+            private.to_base64(),
+            psk.to_base64(),
+        ] {
+            assert!(!log.contains(&secret), "a key reached the log:\n{log}");
+        }
+    }
+}
