@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -313,7 +313,7 @@ impl TunnelRuntime for RecordingRuntime {
         Ok(())
     }
 
-    fn state(&self, name: &str) -> Option<TunnelState> {
+    async fn state(&self, name: &str) -> Option<TunnelState> {
         let running = self.running.lock().expect("lock");
         let tunnel = running.get(name)?;
         Some(TunnelState {
@@ -335,7 +335,7 @@ impl TunnelRuntime for RecordingRuntime {
                     tx_bytes: 2000,
                 })
                 .collect(),
-            counters: BTreeMap::new(),
+            counters: Vec::new(),
         })
     }
 }

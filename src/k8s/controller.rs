@@ -326,7 +326,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             }
         };
         if let Some(running) = &running_now {
-            observed.state = self.runtime.state(running.name());
+            observed.state = self.runtime.state(running.name()).await;
         }
         {
             let mut tunnels = self.lock_tunnels();
@@ -584,19 +584,24 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
 }
 
 impl<R: TunnelRuntime, S: SecretStore> Endpoints for Context<R, S> {
-    fn metrics_text(&self) -> String {
-        let tunnels = self.lock_tunnels();
-        let states: Vec<(String, _, &BTreeMap<String, String>)> = tunnels
+    async fn metrics_text(&self) -> String {
+        // Copied out first: the tunnel table's lock is not held across the runtime's awaits.
+        let running: Vec<(String, BTreeMap<String, String>)> = self
+            .lock_tunnels()
             .values()
             .filter_map(|r| {
-                let running = r.running.as_ref()?;
                 Some((
-                    running.name().to_string(),
-                    self.runtime.state(running.name())?,
-                    &r.allowed_ips,
+                    r.running.as_ref()?.name().to_string(),
+                    r.allowed_ips.clone(),
                 ))
             })
             .collect();
+        let mut states = Vec::with_capacity(running.len());
+        for (name, allowed_ips) in running {
+            if let Some(state) = self.runtime.state(&name).await {
+                states.push((name, state, allowed_ips));
+            }
+        }
         let views: Vec<TunnelMetrics<'_>> = states
             .iter()
             .map(|(interface, state, allowed_ips)| TunnelMetrics {

@@ -288,7 +288,7 @@ mod tests {
                     tx_bytes: 0,
                 },
             ],
-            counters: Default::default(),
+            counters: Vec::new(),
         }
     }
 
