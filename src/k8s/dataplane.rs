@@ -1,34 +1,23 @@
 //! The real [`TunnelRuntime`]: every tunnel a [`Tunnel`] in this process, as the CLI runs one.
-//!
-//! `state` is synchronous, so each tunnel has a small task that refreshes a snapshot of its state
-//! (phase, VPP objects, per-peer counters, packet-path counters) every [`REFRESH`] and on every phase
-//! change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use super::render::WireGuardConfig;
-use super::runtime::{PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState};
+use super::runtime::{
+    CounterSample, PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
+};
 use crate::tunnel::dataplane::Link;
-use crate::tunnel::{self, RunOptions, Tunnel, TunnelStatus, VppAccess};
+use crate::tunnel::{self, MemifDevice, RunOptions, Tunnel, TunnelStatus, VppAccess};
 use crate::wg::conf_file;
-
-/// How often a running tunnel's snapshot is refreshed.
-pub const REFRESH: Duration = Duration::from_secs(2);
 
 /// Tunnels run in this process.
 pub struct LocalTunnels {
     uapi_dir: PathBuf,
     vpp_api: bool,
-    running: Mutex<HashMap<String, Running>>,
-}
-
-struct Running {
-    tunnel: Tunnel,
-    snapshot: Arc<Mutex<TunnelState>>,
-    refresher: tokio::task::JoinHandle<()>,
+    running: Mutex<HashMap<String, Tunnel>>,
 }
 
 impl LocalTunnels {
@@ -42,13 +31,26 @@ impl LocalTunnels {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tunnel>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn device_of(&self, name: &str) -> Option<Arc<tunnel::MemifDevice>> {
-        self.lock().get(name).map(|r| Arc::clone(r.tunnel.device()))
+    fn parts(&self, name: &str) -> Option<Parts> {
+        self.lock().get(name).map(|t| Parts {
+            device: Arc::clone(t.device()),
+            link: Arc::clone(t.link()),
+            status: t.status().borrow().clone(),
+            memif_socket: t.memif_socket().display().to_string(),
+        })
     }
+}
+
+/// What a state report reads, taken out of the lock before awaiting.
+struct Parts {
+    device: Arc<MemifDevice>,
+    link: Arc<Link>,
+    status: TunnelStatus,
+    memif_socket: String,
 }
 
 impl TunnelRuntime for LocalTunnels {
@@ -62,7 +64,6 @@ impl TunnelRuntime for LocalTunnels {
         if !self.vpp_api {
             options.vpp = VppAccess::Off;
         }
-        let memif_socket = spec.config.memif_socket.display().to_string();
         let tunnel = Tunnel::start(spec.config, options)
             .await
             .map_err(|e| RuntimeError {
@@ -70,22 +71,7 @@ impl TunnelRuntime for LocalTunnels {
                 message: e.to_string(),
             })?;
         apply_wireguard(tunnel.device(), &name, &spec.wireguard).await?;
-        let snapshot = Arc::new(Mutex::new(initial_state(&tunnel)));
-        let refresher = tokio::spawn(refresh(
-            tunnel.status(),
-            Arc::clone(tunnel.device()),
-            Arc::clone(tunnel.link()),
-            memif_socket,
-            Arc::clone(&snapshot),
-        ));
-        self.lock().insert(
-            name,
-            Running {
-                tunnel,
-                snapshot,
-                refresher,
-            },
-        );
+        self.lock().insert(name, tunnel);
         Ok(())
     }
 
@@ -94,80 +80,27 @@ impl TunnelRuntime for LocalTunnels {
         name: &str,
         wireguard: WireGuardConfig,
     ) -> Result<(), RuntimeError> {
-        let device = self.device_of(name).ok_or_else(|| RuntimeError {
+        let parts = self.parts(name).ok_or_else(|| RuntimeError {
             reason: "NotRunning",
             message: format!("tunnel {name} does not run"),
         })?;
-        apply_wireguard(&device, name, &wireguard).await
+        apply_wireguard(&parts.device, name, &wireguard).await
     }
 
     async fn stop(&self, name: &str) -> Result<(), RuntimeError> {
-        let Some(running) = self.lock().remove(name) else {
+        let Some(tunnel) = self.lock().remove(name) else {
             return Ok(());
         };
-        running.refresher.abort();
-        running.tunnel.stop().await.map_err(|e| RuntimeError {
+        tunnel.stop().await.map_err(|e| RuntimeError {
             reason: "StopFailed",
             message: e.to_string(),
         })
     }
 
-    fn state(&self, name: &str) -> Option<TunnelState> {
-        let running = self.lock();
-        let snapshot = running
-            .get(name)?
-            .snapshot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Some(snapshot.clone())
-    }
-}
-
-/// Applies the resource's WireGuard configuration as a diff (sessions of unchanged peers survive).
-async fn apply_wireguard(
-    device: &tunnel::MemifDevice,
-    name: &str,
-    wireguard: &WireGuardConfig,
-) -> Result<(), RuntimeError> {
-    let origin = Path::new(name);
-    let file = conf_file::parse(origin, &wireguard.to_wg_conf()).map_err(|e| RuntimeError {
-        reason: "WireGuardConfigInvalid",
-        message: e.to_string(),
-    })?;
-    let report = device.apply_conf(&file).await.map_err(|e| RuntimeError {
-        reason: "WireGuardConfigRefused",
-        message: e.to_string(),
-    })?;
-    for (_, endpoint, error) in report.unresolved {
-        tracing::warn!(tunnel = name, %endpoint, %error, "peer endpoint does not resolve yet");
-    }
-    Ok(())
-}
-
-fn initial_state(tunnel: &Tunnel) -> TunnelState {
-    let status = tunnel.status().borrow().clone();
-    TunnelState {
-        phase: Phase::Setup,
-        vpp_configured: false,
-        sw_if_index: None,
-        memif_socket: String::new(),
-        listen_port: Some(status.listen_port),
-        error: None,
-        peers: Vec::new(),
-        counters: BTreeMap::new(),
-    }
-}
-
-async fn refresh(
-    mut status: tokio::sync::watch::Receiver<TunnelStatus>,
-    device: Arc<tunnel::MemifDevice>,
-    link: Arc<Link>,
-    memif_socket: String,
-    snapshot: Arc<Mutex<TunnelState>>,
-) {
-    loop {
-        let current = status.borrow_and_update().clone();
-        let peers = device
+    async fn state(&self, name: &str) -> Option<TunnelState> {
+        let parts = self.parts(name)?;
+        let peers = parts
+            .device
             .peer_status()
             .await
             .into_iter()
@@ -179,22 +112,38 @@ async fn refresh(
                 tx_bytes: p.tx_bytes,
             })
             .collect();
-        let state = TunnelState {
-            phase: phase_of(&current),
-            vpp_configured: current.memif_sw_if_index.is_some(),
-            sw_if_index: current.memif_sw_if_index,
-            memif_socket: memif_socket.clone(),
-            listen_port: Some(device.listen_port()),
-            error: current.error.clone(),
+        Some(TunnelState {
+            phase: phase_of(&parts.status),
+            vpp_configured: parts.status.memif_sw_if_index.is_some(),
+            sw_if_index: parts.status.memif_sw_if_index,
+            memif_socket: parts.memif_socket,
+            listen_port: Some(parts.device.listen_port()),
+            error: parts.status.error.clone(),
             peers,
-            counters: link.counter_map(),
-        };
-        *snapshot.lock().unwrap_or_else(PoisonError::into_inner) = state;
-        if current.phase == tunnel::Phase::Stopped {
-            return;
-        }
-        let _ = tokio::time::timeout(REFRESH, status.changed()).await;
+            counters: counters(&parts.link),
+        })
     }
+}
+
+/// Applies the resource's WireGuard configuration as a diff (sessions of unchanged peers survive).
+async fn apply_wireguard(
+    device: &MemifDevice,
+    name: &str,
+    wireguard: &WireGuardConfig,
+) -> Result<(), RuntimeError> {
+    let file =
+        conf_file::parse(Path::new(name), &wireguard.to_wg_conf()).map_err(|e| RuntimeError {
+            reason: "WireGuardConfigInvalid",
+            message: e.to_string(),
+        })?;
+    let report = device.apply_conf(&file).await.map_err(|e| RuntimeError {
+        reason: "WireGuardConfigRefused",
+        message: e.to_string(),
+    })?;
+    for (_, endpoint, error) in report.unresolved {
+        tracing::warn!(tunnel = name, %endpoint, %error, "peer endpoint does not resolve yet");
+    }
+    Ok(())
 }
 
 fn phase_of(status: &TunnelStatus) -> Phase {
@@ -205,4 +154,49 @@ fn phase_of(status: &TunnelStatus) -> Phase {
         tunnel::Phase::Reconnecting | tunnel::Phase::TearingDown => Phase::Reconnecting,
         tunnel::Phase::Stopped => Phase::Failed,
     }
+}
+
+/// The packet path's counters as metric samples: memif queues, the adapter's events and drops by
+/// reason, and the link's own drops.
+fn counters(link: &Link) -> Vec<CounterSample> {
+    let sample = |family, label, value| CounterSample {
+        family,
+        label,
+        value,
+    };
+    let mut out = Vec::new();
+    if let Some(memif) = link.memif_counters() {
+        for (direction, stats) in [("rx", memif.rx.snapshot()), ("tx", memif.tx.snapshot())] {
+            let label = Some(("direction", direction));
+            out.push(sample("memif_packets", label, stats.packets));
+            out.push(sample("memif_bytes", label, stats.bytes));
+            out.push(sample("memif_chained", label, stats.chained));
+            out.push(sample("memif_ring_full", label, stats.ring_full));
+            out.push(sample(
+                "memif_bad_descriptors",
+                label,
+                stats.bad_descriptors,
+            ));
+        }
+    }
+    let l2 = link.adapter().counters();
+    for (event, count) in l2.events() {
+        out.push(sample("l2_events", Some(("event", event.name())), count));
+    }
+    for (reason, count) in l2.drops() {
+        out.push(sample("l2_dropped", Some(("reason", reason.name())), count));
+    }
+    let own = link.counters();
+    for (reason, counter) in [
+        ("link_down", &own.tx_dropped),
+        ("too_big", &own.tx_too_big),
+        ("not_ip", &own.rx_not_ip),
+    ] {
+        out.push(sample(
+            "dataplane_dropped",
+            Some(("reason", reason)),
+            counter.load(Ordering::Relaxed),
+        ));
+    }
+    out
 }

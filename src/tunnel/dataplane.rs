@@ -17,7 +17,6 @@
 //! Per packet nothing is allocated: frames land in buffers reused from burst to burst, packets for the
 //! device come from gotatun's pool, and frames to send are assembled in a reused scratch buffer.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,39 +126,6 @@ impl Link {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    /// Every counter of the packet path by a stable name, for metrics: the memif queues of the current
-    /// connection, the adapter's events and drop reasons, and the link's own drops.
-    pub fn counter_map(&self) -> BTreeMap<&'static str, u64> {
-        let mut map = BTreeMap::new();
-        if let Some(memif) = self.memif_counters() {
-            let (rx, tx) = (memif.rx.snapshot(), memif.tx.snapshot());
-            map.insert("memif_rx_packets", rx.packets);
-            map.insert("memif_rx_bytes", rx.bytes);
-            map.insert("memif_rx_chained", rx.chained);
-            map.insert("memif_rx_bad_descriptors", rx.bad_descriptors);
-            map.insert("memif_rx_too_long", rx.too_long);
-            map.insert("memif_tx_packets", tx.packets);
-            map.insert("memif_tx_bytes", tx.bytes);
-            map.insert("memif_tx_chained", tx.chained);
-            map.insert("memif_tx_ring_full", tx.ring_full);
-        }
-        let l2 = self.adapter.counters();
-        for (event, count) in l2.events() {
-            map.insert(event.name(), count);
-        }
-        for (reason, count) in l2.drops() {
-            map.insert(reason.name(), count);
-        }
-        let own = &self.counters;
-        map.insert(
-            "tx_dropped_link_down",
-            own.tx_dropped.load(Ordering::Relaxed),
-        );
-        map.insert("tx_too_big", own.tx_too_big.load(Ordering::Relaxed));
-        map.insert("rx_not_ip", own.rx_not_ip.load(Ordering::Relaxed));
-        map
     }
 
     /// Drops the TX queue of a connection that went down.

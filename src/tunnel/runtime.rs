@@ -72,6 +72,7 @@ impl RunOptions {
 /// leaves VPP objects behind.
 pub struct Tunnel {
     name: String,
+    memif_socket: PathBuf,
     device: Arc<MemifDevice>,
     link: Arc<Link>,
     status: watch::Receiver<TunnelStatus>,
@@ -96,6 +97,7 @@ impl Tunnel {
         });
         let (stop, stopped) = oneshot::channel();
         let name = cfg.name.clone();
+        let memif_socket = cfg.memif_socket.clone();
         let lifecycle = Lifecycle {
             cfg,
             options,
@@ -108,6 +110,7 @@ impl Tunnel {
         }));
         Ok(Tunnel {
             name,
+            memif_socket,
             device,
             link,
             status,
@@ -119,6 +122,11 @@ impl Tunnel {
     /// The tunnel's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The memif socket VPP connects to.
+    pub fn memif_socket(&self) -> &Path {
+        &self.memif_socket
     }
 
     /// The WireGuard device (peers, statistics, configuration as a diff).
