@@ -11,7 +11,7 @@
 //! cargo run --release --example k8s_scale -- 200
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -55,7 +55,7 @@ impl TunnelRuntime for InstantRuntime {
         Ok(())
     }
 
-    fn state(&self, name: &str) -> Option<TunnelState> {
+    async fn state(&self, name: &str) -> Option<TunnelState> {
         let port = *self.running.lock().ok()?.get(name)?;
         Some(TunnelState {
             phase: Phase::Running,
@@ -65,7 +65,7 @@ impl TunnelRuntime for InstantRuntime {
             listen_port: Some(port),
             error: None,
             peers: Vec::new(),
-            counters: BTreeMap::new(),
+            counters: Vec::new(),
         })
     }
 }

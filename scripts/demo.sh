@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/install-deps.sh
+./scripts/install-deps.sh demo
 cargo build --release --locked --bin wireguard-vpp
 BIN=${CARGO_TARGET_DIR:-target}/release/wireguard-vpp
 

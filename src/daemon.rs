@@ -120,7 +120,7 @@ fn is_socket(path: &Path) -> bool {
 }
 
 /// `LOG_LEVEL` as in the original (debug/verbose, error, silent); `RUST_LOG` overrides it when set.
-fn init_logging(env: &Env) {
+pub fn init_logging(env: &Env) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::default().add_directive(env.log_level.level_filter().into())

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -313,7 +313,7 @@ impl TunnelRuntime for RecordingRuntime {
         Ok(())
     }
 
-    fn state(&self, name: &str) -> Option<TunnelState> {
+    async fn state(&self, name: &str) -> Option<TunnelState> {
         let running = self.running.lock().expect("lock");
         let tunnel = running.get(name)?;
         Some(TunnelState {
@@ -335,7 +335,7 @@ impl TunnelRuntime for RecordingRuntime {
                     tx_bytes: 2000,
                 })
                 .collect(),
-            counters: BTreeMap::new(),
+            counters: Vec::new(),
         })
     }
 }
@@ -1184,6 +1184,37 @@ async fn config_errors_are_reported_and_concurrent_uids_stay_unique() {
         !message.contains("a-secret-of-more"),
         "the secret leaked into the status: {message}"
     );
+    // A running tunnel whose edit stops rendering (a preshared key Secret that does not exist) keeps
+    // running its last valid configuration; the status says why and that it still runs.
+    let mut broken = tunnel(
+        "a",
+        serde_json::json!({
+            "arp": {"respond": ["172.22.77.1/32"]},
+            "wireguard": {"privateKeySecretRef": {"name": "a-key", "key": "privateKey"}, "listenPort": 51820}
+        }),
+    );
+    broken["spec"]["wireguard"]["peers"] = serde_json::json!([{
+        "publicKey": PEER_KEY, "allowedIPs": ["0.0.0.0/0"],
+        "presharedKeySecretRef": {"name": "absent-psk", "key": "psk"}
+    }]);
+    apply(&api, &broken).await.expect("edited");
+    let kept = wait_for(&api, "a", "ConfigValid=False", |t| {
+        condition(t, "ConfigValid").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&kept, "ConfigValid").expect("condition");
+    assert_eq!(reason, "SecretMissing");
+    assert!(
+        message.contains("absent-psk")
+            && message.contains("keeps running its last valid configuration"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&kept, "MemifConnected").map(|c| c.0),
+        Some("True".into())
+    );
+    assert!(!runtime.calls().contains(&Call::Stop { name: "a".into() }));
+
     let started: Vec<String> = runtime
         .calls()
         .into_iter()

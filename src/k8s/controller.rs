@@ -306,7 +306,15 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             .or_default()
             .running
             .clone();
-        let runnable = rendered.filter(|_| observed.conflict.is_none());
+        // A spec (or Secret, or gateway file) that stops rendering does not take a running tunnel
+        // down: it keeps its last valid configuration, and the status says so. A conflict does stop it.
+        let runnable = match (&rendered, &mut observed.config_error) {
+            (None, Some((_, message))) if previous_running.is_some() => {
+                message.push_str(" (the tunnel keeps running its last valid configuration)");
+                previous_running.clone()
+            }
+            _ => rendered.filter(|_| observed.conflict.is_none()),
+        };
         let outcome = self
             .converge(previous_running.as_ref(), runnable.as_ref())
             .await;
@@ -318,7 +326,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             }
         };
         if let Some(running) = &running_now {
-            observed.state = self.runtime.state(running.name());
+            observed.state = self.runtime.state(running.name()).await;
         }
         {
             let mut tunnels = self.lock_tunnels();
@@ -376,7 +384,14 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             return Ok(None);
         };
         observed.uid = Some(uid);
-        let secrets = self.secret_values(tunnel, namespace).await?;
+        let secrets = match self.secret_values(tunnel, namespace).await {
+            Ok(secrets) => secrets,
+            Err(Error::Secret(error)) => {
+                observed.config_error = Some(("SecretUnavailable", error.to_string()));
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         let spec = render(tunnel, uid, &secrets, Some(&gateway))
             .and_then(|rendered| rendered.to_spec(&self.options.env));
         match spec {
@@ -569,19 +584,24 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
 }
 
 impl<R: TunnelRuntime, S: SecretStore> Endpoints for Context<R, S> {
-    fn metrics_text(&self) -> String {
-        let tunnels = self.lock_tunnels();
-        let states: Vec<(String, _, &BTreeMap<String, String>)> = tunnels
+    async fn metrics_text(&self) -> String {
+        // Copied out first: the tunnel table's lock is not held across the runtime's awaits.
+        let running: Vec<(String, BTreeMap<String, String>)> = self
+            .lock_tunnels()
             .values()
             .filter_map(|r| {
-                let running = r.running.as_ref()?;
                 Some((
-                    running.name().to_string(),
-                    self.runtime.state(running.name())?,
-                    &r.allowed_ips,
+                    r.running.as_ref()?.name().to_string(),
+                    r.allowed_ips.clone(),
                 ))
             })
             .collect();
+        let mut states = Vec::with_capacity(running.len());
+        for (name, allowed_ips) in running {
+            if let Some(state) = self.runtime.state(&name).await {
+                states.push((name, state, allowed_ips));
+            }
+        }
         let views: Vec<TunnelMetrics<'_>> = states
             .iter()
             .map(|(interface, state, allowed_ips)| TunnelMetrics {

@@ -153,28 +153,28 @@ impl Metrics {
                 up,
             );
         }
-        let mut counter_names: Vec<&'static str> = tunnels
+        let mut families: Vec<&'static str> = tunnels
             .iter()
-            .flat_map(|t| t.state.counters.keys().copied())
+            .flat_map(|t| t.state.counters.iter().map(|c| c.family))
             .collect();
-        counter_names.sort_unstable();
-        counter_names.dedup();
-        for name in counter_names {
+        families.sort_unstable();
+        families.dedup();
+        for name in families {
             let metric = format!("wireguard_vpp_{}_total", sanitize(name));
-            family(
-                &mut out,
-                &metric,
-                "counter",
-                "Data-plane counter (memif, ARP/NDP) reported by the tunnel.",
-            );
+            let help = "Data-plane counter (memif, ARP/NDP) reported by the tunnel.";
+            family(&mut out, &metric, "counter", help);
             for t in tunnels {
-                if let Some(value) = t.state.counters.get(name) {
-                    sample(
-                        &mut out,
-                        &metric,
-                        &[("interface", t.interface)],
-                        *value as f64,
-                    );
+                for counter in t.state.counters.iter().filter(|c| c.family == name) {
+                    let value = counter.value as f64;
+                    match counter.label {
+                        Some(label) => sample(
+                            &mut out,
+                            &metric,
+                            &[("interface", t.interface), label],
+                            value,
+                        ),
+                        None => sample(&mut out, &metric, &[("interface", t.interface)], value),
+                    }
                 }
             }
         }
@@ -291,7 +291,7 @@ fn sanitize(name: &str) -> String {
 /// `ready` says so.
 pub trait Endpoints: Send + Sync + 'static {
     /// The metrics text.
-    fn metrics_text(&self) -> String;
+    fn metrics_text(&self) -> impl Future<Output = String> + Send;
     /// Readiness.
     fn ready(&self) -> bool;
 }
@@ -319,7 +319,7 @@ pub async fn serve<E: Endpoints>(
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                 let endpoints = endpoints.clone();
-                async move { Ok::<_, Infallible>(answer(&*endpoints, request.uri().path())) }
+                async move { Ok::<_, Infallible>(answer(&*endpoints, request.uri().path()).await) }
             });
             if let Err(err) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -331,12 +331,12 @@ pub async fn serve<E: Endpoints>(
     }
 }
 
-fn answer<E: Endpoints>(endpoints: &E, path: &str) -> Response<Full<Bytes>> {
+async fn answer<E: Endpoints>(endpoints: &E, path: &str) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            endpoints.metrics_text(),
+            endpoints.metrics_text().await,
         ),
         "/healthz" | "/livez" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" if endpoints.ready() => (StatusCode::OK, "text/plain", "ok\n".to_string()),
@@ -364,7 +364,7 @@ fn answer<E: Endpoints>(endpoints: &E, path: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::runtime::PeerStats;
+    use crate::k8s::runtime::{CounterSample, PeerStats};
 
     #[test]
     fn exposition_has_exporter_names_and_labels() {
@@ -382,7 +382,11 @@ mod tests {
                 rx_bytes: 7,
                 tx_bytes: 9,
             }],
-            counters: [("arp_replies", 3)].into(),
+            counters: vec![CounterSample {
+                family: "l2_events",
+                label: Some(("event", "arp_reply")),
+                value: 3,
+            }],
         };
         let allowed = [("K=".to_string(), "0.0.0.0/0,::/0".to_string())].into();
         let metrics = Metrics::default();
@@ -408,7 +412,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("wireguard_vpp_arp_replies_total{interface=\"home\"} 3\n"),
+            text.contains(
+                "wireguard_vpp_l2_events_total{interface=\"home\",event=\"arp_reply\"} 3\n"
+            ),
             "{text}"
         );
         assert!(

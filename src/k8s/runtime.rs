@@ -4,7 +4,6 @@
 //! provides the real implementation; the controller knows nothing of VPP, memif or WireGuard beyond this
 //! trait.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::SystemTime;
 
@@ -65,9 +64,20 @@ pub struct TunnelState {
     pub error: Option<String>,
     /// Per-peer counters, in any order.
     pub peers: Vec<PeerStats>,
-    /// Data-plane counters by name (memif, ARP/NDP), exported as metrics. Names are static so the
-    /// label set stays bounded.
-    pub counters: BTreeMap<&'static str, u64>,
+    /// Data-plane counters (memif, ARP/NDP), exported as metrics.
+    pub counters: Vec<CounterSample>,
+}
+
+/// One data-plane counter, exported as `wireguard_vpp_<family>_total{interface, <label>}`. Every name
+/// is static, so the set of metrics and labels stays bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterSample {
+    /// The metric family, e.g. `l2_dropped`.
+    pub family: &'static str,
+    /// One label, e.g. `("reason", "runt_frame")`.
+    pub label: Option<(&'static str, &'static str)>,
+    /// The count.
+    pub value: u64,
 }
 
 /// One peer's counters.
@@ -118,5 +128,5 @@ pub trait TunnelRuntime: Send + Sync + 'static {
     fn stop(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
     /// The tunnel's current state, or `None` when it does not run.
-    fn state(&self, name: &str) -> Option<TunnelState>;
+    fn state(&self, name: &str) -> impl Future<Output = Option<TunnelState>> + Send;
 }

@@ -100,15 +100,11 @@ pub fn build(
         )
     };
     let state = observed.state.as_ref();
-    let vpp = if observed.config_error.is_some() {
-        not_started("see ConfigValid")
-    } else if observed.conflict.is_some() {
-        not_started("see NoConflict")
-    } else if let Some(error) = &observed.runtime_error {
+    let vpp = if let Some(error) = &observed.runtime_error {
         verdict("False", error.reason, error.message.clone())
     } else {
         match state {
-            None => not_started("the runtime does not report it yet"),
+            // A tunnel that keeps running its last valid configuration still reports its VPP state.
             Some(s) if s.vpp_configured => verdict(
                 "True",
                 "Configured",
@@ -120,6 +116,9 @@ pub fn build(
                 s.error.clone().unwrap_or_else(|| "set up failed".into()),
             ),
             Some(_) => verdict("False", "InProgress", "creating the VPP objects"),
+            None if observed.config_error.is_some() => not_started("see ConfigValid"),
+            None if observed.conflict.is_some() => not_started("see NoConflict"),
+            None => not_started("the runtime does not report it yet"),
         }
     };
     let socket = observed.memif_socket.clone().unwrap_or_default();
@@ -289,7 +288,7 @@ mod tests {
                     tx_bytes: 0,
                 },
             ],
-            counters: Default::default(),
+            counters: Vec::new(),
         }
     }
 

@@ -27,8 +27,8 @@ use gotatun::packet::{Ip, Packet, PacketBufPool};
 use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
 use tokio::sync::mpsc;
 
-use crate::l2::{Adapter, NeighbourInstall, RxAction, TxAction};
-use crate::memif::{Frame, Interrupt, RxQueue, TxQueue};
+use crate::l2::{Adapter, RxAction, TxAction};
+use crate::memif::{Frame, Interrupt, QueueCounters, RxQueue, TxQueue};
 use crate::vpp;
 
 /// Frames moved per memif burst.
@@ -46,7 +46,17 @@ pub struct Link {
     tx: Mutex<Option<TxQueue>>,
     rx_handover: mpsc::Sender<RxQueue>,
     neighbours: Mutex<Option<vpp::NeighbourHandle>>,
+    memif: Mutex<Option<MemifCounters>>,
     counters: LinkCounters,
+}
+
+/// The live counters of the current memif connection's queues.
+#[derive(Debug, Clone)]
+pub struct MemifCounters {
+    /// Frames from VPP.
+    pub rx: Arc<QueueCounters>,
+    /// Frames to VPP.
+    pub tx: Arc<QueueCounters>,
 }
 
 /// Counters of the packet path that neither memif nor the adapter keep.
@@ -71,6 +81,7 @@ impl Link {
             tx: Mutex::new(None),
             rx_handover,
             neighbours: Mutex::new(None),
+            memif: Mutex::new(None),
             counters: LinkCounters::default(),
         });
         let send = MemifIpSend {
@@ -100,9 +111,21 @@ impl Link {
 
     /// Takes the queues of a new memif connection into service (the first queue pair is used).
     pub async fn attach(&self, rx: RxQueue, tx: TxQueue) {
+        *self.memif.lock().unwrap_or_else(PoisonError::into_inner) = Some(MemifCounters {
+            rx: rx.counters(),
+            tx: tx.counters(),
+        });
         *self.lock_tx() = Some(tx);
         // The receiver only goes away with the device, when nothing is left to receive.
         let _ = self.rx_handover.send(rx).await;
+    }
+
+    /// The counters of the current (or last) memif connection's queues.
+    pub fn memif_counters(&self) -> Option<MemifCounters> {
+        self.memif
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Drops the TX queue of a connection that went down.
@@ -145,7 +168,7 @@ impl Link {
         for addr in self.adapter.announcements() {
             if let Some(announcement) = self.adapter.write_announcement(addr, &mut frame) {
                 sent += usize::from(self.transmit(&frame[..announcement.len]));
-                if installs(&self.adapter.config().install, addr) {
+                if let Some(addr) = announcement.install {
                     self.install_neighbour(addr);
                 }
             }
@@ -165,15 +188,6 @@ impl Link {
 
     fn lock_tx(&self) -> std::sync::MutexGuard<'_, Option<TxQueue>> {
         self.tx.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Whether the configuration installs a VPP neighbour for our address `addr` (IPv6 split at fe80::/10).
-fn installs(install: &NeighbourInstall, addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(_) => install.ipv4,
-        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => install.ipv6_link_local,
-        IpAddr::V6(_) => install.ipv6,
     }
 }
 
