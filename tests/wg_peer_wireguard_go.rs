@@ -695,3 +695,41 @@ async fn bursts_of_full_size_packets_reach_the_peer_intact() {
         "{replies} of {sent} echo replies came back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preshared_key_on_both_sides_gives_a_working_session() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    // Before any traffic: the first handshake mixes in the key. Had either side ignored it, the
+    // handshake would fail (the key enters the key derivation on both ends).
+    let (psk, _) = genkey();
+    let ours = psk;
+    link.device
+        .set(&[
+            Command::Peer(link.peer_public),
+            Command::PresharedKey(Some(ours)),
+        ])
+        .await
+        .expect("our psk");
+    let psk_file = key_file(link.temp.path(), "psk", &psk);
+    run_ok(
+        "wg",
+        &[
+            "set",
+            &link.peer_name,
+            "peer",
+            &link.our_public.to_base64(),
+            "preshared-key",
+            psk_file.to_str().expect("utf-8"),
+        ],
+    );
+    link.ping_from_us(false, 1).await;
+    link.ping_from_peer(true).await;
+    let shown = run_ok("wg", &["show", &link.peer_name, "preshared-keys"]);
+    assert!(
+        shown.contains(&psk.to_base64()),
+        "wireguard-go uses the key: {shown}"
+    );
+}
