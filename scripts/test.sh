@@ -9,3 +9,5 @@ cargo fmt --all --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo nextest run --locked --no-fail-fast "$@"
 cargo test --locked --doc
+# The container image: built and checked when a Docker engine answers; otherwise it says it skipped.
+./scripts/image-check.sh

@@ -8,8 +8,10 @@
 //! - [`l2`]: Ethernet, ARP and NDP between memif frames and IP packets; pure code, no I/O.
 //! - [`wg`]: the WireGuard device (gotatun) with packet I/O from the l2 side, and the UAPI server.
 //! - [`tunnel`]: one tunnel's whole life, shared by the CLI and the controller.
+//! - [`k8s`]: the `WireGuardVppTunnel` custom resource and the in-pod controller.
 
 pub mod config;
+pub mod k8s;
 pub mod l2;
 pub mod memif;
 pub mod tunnel;

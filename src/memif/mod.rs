@@ -1,1 +1,47 @@
-//! placeholder: filled by the memif work.
+//! memif, the shared-memory packet interface of VPP, DPDK and libmemif (protocol version 2.0, Ethernet
+//! mode), in both roles. Self-contained: it knows nothing of the rest of the program.
+//!
+//! - Server (master): [`Listener::bind`] then [`Listener::accept`]: maps the regions the client sends.
+//! - Client (slave): [`Connection::connect`] / [`Connection::connect_with_retry`]: builds the memory.
+//!
+//! Either gives a [`Connection`]; [`Connection::split`] yields the [`Control`] (await
+//! [`Control::closed`], or [`Control::disconnect`] with a reason) and the queues: [`RxQueue::rx_burst`]
+//! and [`TxQueue::tx_burst`] copy whole frames (chained as needed) between the rings and buffers the
+//! caller owns, without allocating. Interrupts: [`RxQueue::set_interrupt_mode`] and
+//! [`RxQueue::interrupt`] (a tokio waiter on the ring's eventfd).
+//!
+//! The parts: [`msg`] (control messages), `socket` (SEQPACKET and fd passing), `region` (mappings;
+//! the only place that touches shared memory), `ring` (ring header and descriptors), `queue` (bursts),
+//! `server` and `client` (the two handshakes), `connection` (the connected state). The peer is never
+//! trusted: bad messages are refused with a DISCONNECT naming the reason, and no descriptor can make
+//! this code read or write outside a mapped region.
+#![allow(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod client;
+mod connection;
+mod error;
+mod eventfd;
+pub mod msg;
+mod queue;
+mod region;
+mod ring;
+mod server;
+mod socket;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::{ClientConfig, Retry};
+pub use connection::{Connection, ConnectionInfo, Control, Disconnected, Role};
+pub use error::{Error, ProtocolError};
+pub use eventfd::Interrupt;
+pub use queue::{
+    DEFAULT_FRAME_CAPACITY, Frame, QueueCounters, QueueStats, RxBuffer, RxQueue, TxQueue,
+};
+pub use ring::{MAX_LOG2_RING_SIZE, RingError};
+pub use server::{Listener, ServerConfig};
+pub use socket::SocketAddr;
+
+/// The most descriptors worth moving in one burst; bursts of 32 to 256 are typical.
+pub const MAX_BURST: usize = 256;

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The local stand-in for VPP's bridge side, built from real parts, shared by scripts/demo.sh and the
+# end-to-end test:
+#
+#   <P>-lan namespace                  <P>-wg namespace               <P>-peer namespace
+#   kernel IP stack on TAP <P>t        wireguard-vpp (memif server)   wireguard-go <P>w
+#   (MAC = the gateway MAC,  <-io->    UDP 10.99.77.1:51820  <--veth-->  10.99.77.2:51821
+#    172.22.77.1/24,         testpmd   WireGuard + ARP/NDP            inner 172.22.77.33,
+#    fd28:cb8f:4c92::1/64)   memif     (the memif socket file)        fd28:cb8f:4c92::33
+#
+# testpmd runs in the LAN namespace as the memif client, forwarding (io mode) between its net_memif port and
+# a net_tap port whose TAP device lives in that namespace; so the Linux stack there is the real neighbour that
+# answers ARP and NDP, ping and TCP, as VPP's BVI would.
+#
+# Usage: topology.sh up P DIR      namespaces, veth, the wireguard-go peer, config files under DIR
+#        topology.sh testpmd P DIR start testpmd (the daemon P must listen on DIR/run/P.sock first)
+#        topology.sh down P DIR    kill every process started here (by PID) and delete the namespaces
+# P is a short unique prefix (at most 6 characters, interface names are limited to 15).
+set -euo pipefail
+
+cmd=${1:?usage: topology.sh up|testpmd|down PREFIX DIR}
+P=${2:?prefix}
+DIR=${3:?directory}
+GW_MAC=42:42:42:42:42:42
+LAN=$P-lan
+WGNS=$P-wg
+PEER=$P-peer
+
+pidfile() { echo "$DIR/$1.pid"; }
+
+kill_pidfile() {
+  local f
+  f=$(pidfile "$1")
+  if [ -f "$f" ]; then
+    kill -INT "$(cat "$f")" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$(cat "$f")" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$(cat "$f")" 2>/dev/null || true
+    rm -f "$f"
+  fi
+}
+
+up() {
+  mkdir -p "$DIR/keys" "$DIR/etc/if" "$DIR/etc/gw" "$DIR/run"
+  (cd "$DIR/keys" && umask 077 && for n in ours peer; do
+     [ -f $n.key ] || wg genkey > $n.key; wg pubkey < $n.key > $n.pub; done)
+
+  for ns in "$LAN" "$WGNS" "$PEER"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+  ip link add "$P-a" type veth peer name "$P-b"
+  ip link set "$P-a" netns "$WGNS"; ip link set "$P-b" netns "$PEER"
+  ip -n "$WGNS" addr add 10.99.77.1/24 dev "$P-a"; ip -n "$WGNS" link set "$P-a" up
+  ip -n "$PEER" addr add 10.99.77.2/24 dev "$P-b"; ip -n "$PEER" link set "$P-b" up
+
+  # The wireguard-go peer: the far end of the tunnel, owning 172.22.77.33 and fd28:cb8f:4c92::33.
+  ip netns exec "$PEER" env WG_PROCESS_FOREGROUND=1 wireguard-go -f "$P-w" > "$DIR/peer.log" 2>&1 &
+  echo $! > "$(pidfile peer)"
+  for _ in $(seq 100); do [ -S "/var/run/wireguard/$P-w.sock" ] && break; sleep 0.05; done
+  wg set "$P-w" listen-port 51821 private-key "$DIR/keys/peer.key" \
+    peer "$(cat "$DIR/keys/ours.pub")" endpoint 10.99.77.1:51820 persistent-keepalive 25 \
+    allowed-ips 172.22.77.0/24,fd28:cb8f:4c92::/64,224.0.0.0/4,ff00::/8
+  ip -n "$PEER" addr add 172.22.77.33/32 dev "$P-w"
+  ip -n "$PEER" addr add fd28:cb8f:4c92::33/128 dev "$P-w"
+  ip -n "$PEER" link set "$P-w" mtu 1420 up
+  ip -n "$PEER" route add 172.22.77.0/24 dev "$P-w"
+  ip -n "$PEER" route add fd28:cb8f:4c92::/64 dev "$P-w"
+
+  # Our side's configuration, in the original's file format.
+  cat > "$DIR/etc/if/$P.json" <<JSON
+{"uid": 3, "secret": "demo-secret",
+ "IPv4ArpResponseRanges": ["172.22.77.33/32"],
+ "IPv6NdpNeighAdvRanges": ["fd28:cb8f:4c92::33/128"],
+ "IPv4ArpLearningRanges": ["172.22.77.0/24"],
+ "IPv6NdpLearningRanges": ["fd28:cb8f:4c92::/64"],
+ "VppBridgeID": 4242}
+JSON
+  cat > "$DIR/etc/gw/4242.json" <<JSON
+{"GatewayMacAddr": "$GW_MAC", "WgIfMacaddrPrefix": "98:D2:93", "VppIfMacaddrPrefix": "A4:77:33",
+ "VppBridgeLoop_InstallMethod": "none"}
+JSON
+  cat > "$DIR/ours.conf" <<CONF
+[Interface]
+PrivateKey = $(cat "$DIR/keys/ours.key")
+ListenPort = 51820
+
+[Peer]
+PublicKey = $(cat "$DIR/keys/peer.pub")
+Endpoint = 10.99.77.2:51821
+AllowedIPs = 172.22.77.33/32, fd28:cb8f:4c92::33/128, 224.0.0.0/4, ff00::/8
+CONF
+}
+
+start_testpmd() {
+  # The LAN namespace's TAP device comes from testpmd itself (net_tap), created inside that namespace.
+  ip netns exec "$LAN" dpdk-testpmd --lcores='0@0,1@0' --no-huge -m 1024 --no-pci --file-prefix="$P" \
+    --vdev="net_tap0,iface=$P-t" \
+    --vdev="net_memif0,role=client,socket=$DIR/run/$P.sock,socket-abstract=no,id=3,secret=demo-secret" \
+    -- --forward-mode=io --auto-start --no-flush-rx --stats-period=60 --total-num-mbufs=8192 \
+    > "$DIR/testpmd.log" 2>&1 &
+  echo $! > "$(pidfile testpmd)"
+  for _ in $(seq 200); do ip -n "$LAN" link show "$P-t" > /dev/null 2>&1 && break; sleep 0.05; done
+  ip -n "$LAN" link set "$P-t" address "$GW_MAC" up
+  ip -n "$LAN" addr replace 172.22.77.1/24 dev "$P-t"
+  ip -n "$LAN" addr replace fd28:cb8f:4c92::1/64 dev "$P-t" nodad
+  ip -n "$LAN" route replace 224.0.0.0/4 dev "$P-t"
+}
+
+down() {
+  kill_pidfile testpmd
+  kill_pidfile daemon
+  kill_pidfile peer
+  for ns in "$LAN" "$WGNS" "$PEER"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/var/run/dpdk/$P"
+  rm -f "/var/run/wireguard/$P-w.sock"
+}
+
+case "$cmd" in
+  up) up ;;
+  testpmd) start_testpmd ;;
+  down) down ;;
+  *) echo "unknown command $cmd" >&2; exit 2 ;;
+esac

@@ -1,0 +1,383 @@
+//! The environment variables of the original (spec 2.3), parsed once into [`Env`], with the same
+//! defaults. An empty value counts as unset, as in the original.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{ConfigError, ConfigWarning};
+
+/// Default of `VPP_API_SOCKET_PATH`: the VPP binary-API socket (`socksvr default`).
+pub const DEFAULT_VPP_API_SOCKET: &str = "/run/vpp/api.sock";
+/// Default of `VPP_MEMIF_SOCKET_DIR`: where `<name>.sock`, the memif control socket, is created.
+pub const DEFAULT_MEMIF_SOCKET_DIR: &str = "/var/run/wggo-vpp";
+/// Default of `VPP_MEMIF_CONFIG_DIR`: the config root holding `if/` and `gw/`.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/wggo-vpp";
+
+/// The variables the program reads (besides `PATH`).
+pub const VARIABLES: [&str; 8] = [
+    "VPP_API_SOCKET_PATH",
+    "VPP_MEMIF_SOCKET_DIR",
+    "VPP_MEMIF_CONFIG_DIR",
+    "WGGO_RECONF_INTERVAL",
+    "WGGO_RECONF_PATH",
+    "LOG_LEVEL",
+    "WG_UAPI_FD",
+    "WG_TUN_FD",
+];
+
+/// The process environment as the program uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Env {
+    /// `VPP_API_SOCKET_PATH`.
+    pub vpp_api_socket: PathBuf,
+    /// `VPP_MEMIF_SOCKET_DIR`.
+    pub memif_socket_dir: PathBuf,
+    /// `VPP_MEMIF_CONFIG_DIR`.
+    pub config_dir: PathBuf,
+    /// `WGGO_RECONF_INTERVAL` and `WGGO_RECONF_PATH`, when both are set and the interval is above 0.
+    pub reconf: Option<Reconf>,
+    /// `LOG_LEVEL`.
+    pub log_level: LogLevel,
+    /// `WG_UAPI_FD`: an inherited, listening UAPI socket to use instead of creating one.
+    pub uapi_fd: Option<i32>,
+    /// What was noticed while parsing; to be logged once logging is set up (it depends on `LOG_LEVEL`).
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Periodic `wg setconf <name> <path>` (spec section 10).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconf {
+    /// `WGGO_RECONF_INTERVAL`, above zero.
+    pub interval: Duration,
+    /// `WGGO_RECONF_PATH`: an existing file, not a folder.
+    pub path: PathBuf,
+}
+
+/// `LOG_LEVEL` as the original mapped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogLevel {
+    /// `debug` or `verbose`.
+    Debug,
+    /// `error`, unset, or any other value.
+    #[default]
+    Error,
+    /// `silent`: nothing is logged.
+    Silent,
+}
+
+impl LogLevel {
+    /// The original's mapping; `None` for a value it did not know (it then used `error`).
+    pub fn parse(value: &str) -> Option<LogLevel> {
+        match value {
+            "debug" | "verbose" => Some(LogLevel::Debug),
+            "error" => Some(LogLevel::Error),
+            "silent" => Some(LogLevel::Silent),
+            _ => None,
+        }
+    }
+
+    /// The `tracing` filter for this level.
+    pub fn level_filter(self) -> tracing::level_filters::LevelFilter {
+        use tracing::level_filters::LevelFilter;
+        match self {
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Error => LevelFilter::ERROR,
+            LogLevel::Silent => LevelFilter::OFF,
+        }
+    }
+}
+
+impl Default for Env {
+    /// Every variable unset.
+    fn default() -> Env {
+        Env {
+            vpp_api_socket: PathBuf::from(DEFAULT_VPP_API_SOCKET),
+            memif_socket_dir: PathBuf::from(DEFAULT_MEMIF_SOCKET_DIR),
+            config_dir: PathBuf::from(DEFAULT_CONFIG_DIR),
+            reconf: None,
+            log_level: LogLevel::Error,
+            uapi_fd: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Env {
+    /// Reads the variables of this process.
+    pub fn from_process() -> Result<Env, ConfigError> {
+        for var in VARIABLES {
+            if let Some(value) = std::env::var_os(var)
+                && value.to_str().is_none()
+            {
+                return Err(ConfigError::Env {
+                    var,
+                    value: value.to_string_lossy().into_owned(),
+                    reason: "not valid UTF-8".into(),
+                });
+            }
+        }
+        Env::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads the variables through `lookup` (a map in tests). Checks `WGGO_RECONF_PATH` on disk.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Env, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|value| !value.is_empty());
+        let mut env = Env::default();
+        if let Some(path) = get("VPP_API_SOCKET_PATH") {
+            env.vpp_api_socket = PathBuf::from(path);
+        }
+        if let Some(dir) = get("VPP_MEMIF_SOCKET_DIR") {
+            env.memif_socket_dir = PathBuf::from(dir);
+        }
+        if let Some(dir) = get("VPP_MEMIF_CONFIG_DIR") {
+            env.config_dir = PathBuf::from(dir);
+        }
+        if let Some(value) = get("LOG_LEVEL") {
+            env.log_level = LogLevel::parse(&value).unwrap_or_else(|| {
+                env.warnings.push(ConfigWarning::Env {
+                    var: "LOG_LEVEL",
+                    value: value.clone(),
+                    message: "not one of debug, verbose, error, silent; using error".into(),
+                });
+                LogLevel::Error
+            });
+        }
+        if let Some(value) = get("WG_TUN_FD") {
+            return Err(ConfigError::Env {
+                var: "WG_TUN_FD",
+                value,
+                reason: "not supported: there is no TUN device (the tunnel attaches to VPP over memif); unset it".into(),
+            });
+        }
+        if let Some(value) = get("WG_UAPI_FD") {
+            env.uapi_fd = Some(value.parse::<i32>().ok().filter(|fd| *fd >= 0).ok_or_else(
+                || ConfigError::Env {
+                    var: "WG_UAPI_FD",
+                    value: value.clone(),
+                    reason: "not a file descriptor number".into(),
+                },
+            )?);
+        }
+        let interval = get("WGGO_RECONF_INTERVAL")
+            .map(|value| parse_interval(&value).map(|d| (value, d)))
+            .transpose()?;
+        let path = get("WGGO_RECONF_PATH")
+            .map(|value| check_reconf_path(&value).map(|()| value))
+            .transpose()?;
+        match (interval, path) {
+            (Some((_, interval)), Some(path)) if !interval.is_zero() => {
+                env.reconf = Some(Reconf {
+                    interval,
+                    path: PathBuf::from(path),
+                });
+            }
+            (Some((value, interval)), None) if !interval.is_zero() => {
+                env.warnings.push(ConfigWarning::Env {
+                    var: "WGGO_RECONF_INTERVAL",
+                    value,
+                    message: "has no effect without WGGO_RECONF_PATH".into(),
+                })
+            }
+            (_, Some(path)) => env.warnings.push(ConfigWarning::Env {
+                var: "WGGO_RECONF_PATH",
+                value: path,
+                message: "has no effect without a WGGO_RECONF_INTERVAL above 0".into(),
+            }),
+            _ => {}
+        }
+        Ok(env)
+    }
+
+    /// `<VPP_MEMIF_SOCKET_DIR>/<name>.sock`, the memif control socket of interface `name`.
+    pub fn memif_socket_path(&self, name: &str) -> PathBuf {
+        self.memif_socket_dir.join(format!("{name}.sock"))
+    }
+}
+
+/// Seconds as a decimal number (`600`, `0.5`, `1e3`); 0 disables. The original exited on a value it
+/// could not parse and silently disabled reconfiguration for a negative one; both are errors here.
+fn parse_interval(value: &str) -> Result<Duration, ConfigError> {
+    let bad = |reason: &str| ConfigError::Env {
+        var: "WGGO_RECONF_INTERVAL",
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let seconds: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| bad("not a number of seconds (e.g. 600 or 0.5)"))?;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(bad(
+            "must be a finite number of seconds, 0 or more (0 disables)",
+        ));
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad("too large a number of seconds"))
+}
+
+fn check_reconf_path(value: &str) -> Result<(), ConfigError> {
+    let bad = |reason: String| ConfigError::Env {
+        var: "WGGO_RECONF_PATH",
+        value: value.to_owned(),
+        reason,
+    };
+    match std::fs::metadata(Path::new(value)) {
+        Ok(meta) if meta.is_dir() => Err(bad(
+            "is a folder; give the path of a wg(8) config file".into()
+        )),
+        Ok(_) => Ok(()),
+        Err(err) => Err(bad(format!("cannot use this wg(8) config file: {err}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Env, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Env::from_lookup(|var| map.get(var).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let e = env(&[]).unwrap();
+        assert_eq!(e, Env::default());
+        assert_eq!(e.vpp_api_socket, Path::new("/run/vpp/api.sock"));
+        assert_eq!(e.memif_socket_dir, Path::new("/var/run/wggo-vpp"));
+        assert_eq!(e.config_dir, Path::new("/etc/wggo-vpp"));
+        assert_eq!(
+            (&e.reconf, e.log_level, e.uapi_fd),
+            (&None, LogLevel::Error, None)
+        );
+        assert_eq!(
+            e.memif_socket_path("home"),
+            Path::new("/var/run/wggo-vpp/home.sock")
+        );
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let vars: Vec<(&str, &str)> = VARIABLES.iter().map(|v| (*v, "")).collect();
+        assert_eq!(env(&vars).unwrap(), Env::default());
+    }
+
+    #[test]
+    fn paths_are_taken_as_given() {
+        let e = env(&[
+            ("VPP_API_SOCKET_PATH", "/run/vpp/api2.sock"),
+            ("VPP_MEMIF_SOCKET_DIR", "/run/m"),
+            ("VPP_MEMIF_CONFIG_DIR", "cfg"),
+            ("WG_UAPI_FD", "4"),
+        ])
+        .unwrap();
+        assert_eq!(e.vpp_api_socket, Path::new("/run/vpp/api2.sock"));
+        assert_eq!(e.memif_socket_path("x"), Path::new("/run/m/x.sock"));
+        assert_eq!(e.config_dir, Path::new("cfg"));
+        assert_eq!(e.uapi_fd, Some(4));
+    }
+
+    #[test]
+    fn log_level_mapping() {
+        use tracing::level_filters::LevelFilter;
+        let cases = [
+            ("debug", LogLevel::Debug, LevelFilter::DEBUG, false),
+            ("verbose", LogLevel::Debug, LevelFilter::DEBUG, false),
+            ("error", LogLevel::Error, LevelFilter::ERROR, false),
+            ("silent", LogLevel::Silent, LevelFilter::OFF, false),
+            ("DEBUG", LogLevel::Error, LevelFilter::ERROR, true),
+            ("info", LogLevel::Error, LevelFilter::ERROR, true),
+        ];
+        for (value, level, filter, warned) in cases {
+            let e = env(&[("LOG_LEVEL", value)]).unwrap();
+            assert_eq!(
+                (e.log_level, e.log_level.level_filter()),
+                (level, filter),
+                "{value}"
+            );
+            assert_eq!(!e.warnings.is_empty(), warned, "{value}");
+        }
+    }
+
+    #[test]
+    fn reconf_needs_both_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("home.conf");
+        std::fs::write(&conf, "[Interface]\n").unwrap();
+        let conf = conf.to_str().unwrap();
+
+        let e = env(&[("WGGO_RECONF_INTERVAL", "600"), ("WGGO_RECONF_PATH", conf)]).unwrap();
+        assert_eq!(
+            e.reconf,
+            Some(Reconf {
+                interval: Duration::from_secs(600),
+                path: conf.into()
+            })
+        );
+        let e = env(&[("WGGO_RECONF_INTERVAL", "0.5"), ("WGGO_RECONF_PATH", conf)]).unwrap();
+        assert_eq!(
+            e.reconf.map(|r| r.interval),
+            Some(Duration::from_millis(500))
+        );
+
+        let e = env(&[("WGGO_RECONF_INTERVAL", "0"), ("WGGO_RECONF_PATH", conf)]).unwrap();
+        assert_eq!(e.reconf, None);
+        assert!(
+            e.warnings[0].to_string().contains("WGGO_RECONF_PATH"),
+            "{:?}",
+            e.warnings
+        );
+        let e = env(&[("WGGO_RECONF_INTERVAL", "600")]).unwrap();
+        assert_eq!(e.reconf, None);
+        assert!(
+            e.warnings[0]
+                .to_string()
+                .contains("no effect without WGGO_RECONF_PATH")
+        );
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_str().unwrap();
+        let missing = dir.path().join("missing.conf");
+        let missing = missing.to_str().unwrap();
+        let cases: &[(&str, &str, &str)] = &[
+            ("WGGO_RECONF_INTERVAL", "ten", "not a number of seconds"),
+            ("WGGO_RECONF_INTERVAL", "-1", "0 or more"),
+            ("WGGO_RECONF_INTERVAL", "NaN", "finite"),
+            ("WGGO_RECONF_INTERVAL", "inf", "finite"),
+            ("WGGO_RECONF_INTERVAL", "1e300", "too large"),
+            ("WGGO_RECONF_PATH", folder, "is a folder"),
+            (
+                "WGGO_RECONF_PATH",
+                missing,
+                "cannot use this wg(8) config file",
+            ),
+            ("WG_TUN_FD", "3", "not supported"),
+            ("WG_UAPI_FD", "x", "not a file descriptor"),
+            ("WG_UAPI_FD", "-1", "not a file descriptor"),
+        ];
+        for (var, value, reason) in cases {
+            let err = env(&[(var, value)]).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("environment variable {var}={value:?}: ")),
+                "{text}"
+            );
+            assert!(text.contains(reason), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_values_parse_or_fail_without_panic(values in proptest::collection::vec(".{0,16}", 8)) {
+            let vars: Vec<(&str, &str)> = VARIABLES.iter().copied().zip(values.iter().map(String::as_str)).collect();
+            let _ = env(&vars);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! `wireguard-vpp [-f] NAME`: logging, background mode, and the tunnel run with its exit code.
+//!
+//! Background mode (no `-f`) really detaches, unlike the original's: the process starts itself again in
+//! the foreground (in its own process group, with `WG_PROCESS_FOREGROUND=1`), waits until the child's
+//! UAPI socket exists, so that `wg setconf` and `wg-quick` can follow at once, and exits 0. If the child
+//! fails first, its exit code is passed on.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use wireguard_vpp::config::{self, Env};
+use wireguard_vpp::tunnel;
+
+/// How long the background launcher waits for the foreground child's UAPI socket.
+const BACKGROUND_READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn main(raw_name: &str, foreground_flag: bool, vpp_api: bool) -> ExitCode {
+    let env = match Env::from_process() {
+        Ok(env) => env,
+        Err(err) => {
+            eprintln!("wireguard-vpp: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = match config::sanitize_name(raw_name) {
+        Ok(name) => name,
+        Err(err) => {
+            eprintln!("wireguard-vpp: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&env);
+    let foreground =
+        foreground_flag || std::env::var("WG_PROCESS_FOREGROUND").as_deref() == Ok("1");
+    if foreground {
+        return run_foreground(&name, env, vpp_api);
+    }
+    run_background(&name, vpp_api)
+}
+
+fn run_foreground(name: &str, env: Env, vpp_api: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("wireguard-vpp: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(tunnel::daemon::run_named(name, env, vpp_api)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(tunnel = name, "{err}");
+            eprintln!("wireguard-vpp: {name}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_background(name: &str, vpp_api: bool) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!("wireguard-vpp: cannot find its own executable to detach: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let socket = tunnel::uapi_socket_path(name);
+    let mut command = Command::new(exe);
+    command.arg("--foreground");
+    if !vpp_api {
+        command.arg("--no-vpp-api");
+    }
+    let mut child = match command
+        .arg(name)
+        .env("WG_PROCESS_FOREGROUND", "1")
+        .stdin(Stdio::null())
+        .process_group(0)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(err) => {
+            eprintln!("wireguard-vpp: cannot start the background process: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let deadline = Instant::now() + BACKGROUND_READY_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let code = status.code().unwrap_or(1).clamp(1, 255) as u8;
+                return ExitCode::from(code);
+            }
+            Ok(None) if is_socket(&socket) => return ExitCode::SUCCESS,
+            Ok(None) if Instant::now() >= deadline => {
+                eprintln!(
+                    "wireguard-vpp: {name} did not come up within {} s; it keeps running as pid {} \
+                     (its log says why)",
+                    BACKGROUND_READY_TIMEOUT.as_secs(),
+                    child.id()
+                );
+                return ExitCode::FAILURE;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(err) => {
+                eprintln!("wireguard-vpp: cannot watch the background process: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+}
+
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+/// `LOG_LEVEL` as in the original (debug/verbose, error, silent); `RUST_LOG` overrides it when set.
+pub fn init_logging(env: &Env) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::default().add_directive(env.log_level.level_filter().into())
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,995 @@
+//! A `WireGuardVppTunnel` rendered into the original's configuration model: the interface file
+//! (`if/<name>.json`), the bridge's gateway file (`gw/<id>.json`) and a wg(8) configuration, using the
+//! config module's types so that a resource and a pair of files mean exactly the same tunnel.
+//!
+//! [`render`] is pure; [`RenderedTunnel::to_spec`] validates the files with [`config::validate()`] into
+//! the [`TunnelSpec`] the runtime runs; `wireguard-vpp render` ([`run`]) writes the files so the mapping
+//! can be read and tested offline.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::crd::{SecretKeyRef, WireGuardVppTunnel};
+use super::gateway::{Gateway, GatewayError};
+use super::keys::{Key, KeyError};
+use super::runtime::TunnelSpec;
+use crate::config::{self, ConfigError, Env, InterfaceFile};
+
+/// Bytes of the memif secret that VPP and the memif protocol keep (a 24-byte field with its NUL).
+pub const MAX_MEMIF_SECRET_LEN: usize = config::MemifSecret::MAX_LEN;
+
+/// The longest interface name `wg` accepts (IFNAMSIZ - 1).
+pub const MAX_INTERFACE_NAME_LEN: usize = 15;
+
+/// The WireGuard side of a tunnel, as a wg(8) configuration says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireGuardConfig {
+    /// The private key; `None` only when rendering offline without the Secret.
+    pub private_key: Option<Key>,
+    /// The UDP listen port.
+    pub listen_port: u16,
+    /// The peers, in spec order.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// One peer of a [`WireGuardConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The peer's public key.
+    pub public_key: Key,
+    /// The preshared key, if any.
+    pub preshared_key: Option<Key>,
+    /// `host:port`, resolved by the runtime.
+    pub endpoint: Option<String>,
+    /// Allowed source and destination networks.
+    pub allowed_ips: Vec<IpNet>,
+    /// Keepalive interval in seconds.
+    pub persistent_keepalive: Option<u16>,
+}
+
+impl WireGuardConfig {
+    /// The wg(8) configuration text (`wg setconf` reads it). It holds keys: write it owner-only.
+    pub fn to_wg_conf(&self) -> String {
+        let mut out = String::from("[Interface]\n");
+        match &self.private_key {
+            Some(key) => out.push_str(&format!("PrivateKey = {}\n", key.to_base64())),
+            None => out.push_str("# PrivateKey: not rendered (its Secret was not in the input)\n"),
+        }
+        out.push_str(&format!("ListenPort = {}\n", self.listen_port));
+        for peer in &self.peers {
+            out.push_str(&format!(
+                "\n[Peer]\nPublicKey = {}\n",
+                peer.public_key.to_base64()
+            ));
+            if let Some(psk) = &peer.preshared_key {
+                out.push_str(&format!("PresharedKey = {}\n", psk.to_base64()));
+            }
+            if let Some(endpoint) = &peer.endpoint {
+                out.push_str(&format!("Endpoint = {endpoint}\n"));
+            }
+            if !peer.allowed_ips.is_empty() {
+                let ips: Vec<String> = peer.allowed_ips.iter().map(ToString::to_string).collect();
+                out.push_str(&format!("AllowedIPs = {}\n", ips.join(", ")));
+            }
+            if let Some(keepalive) = peer.persistent_keepalive {
+                out.push_str(&format!("PersistentKeepalive = {keepalive}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// A tunnel resource in the original's model: its files and its wg(8) configuration.
+#[derive(Clone, PartialEq)]
+pub struct RenderedTunnel {
+    /// The interface name (UAPI socket, memif socket file, log prefix).
+    pub name: String,
+    /// `namespace/name` of the resource; named as the source in validation errors.
+    pub source: String,
+    /// `if/<name>.json`.
+    pub interface: InterfaceFile,
+    /// `gw/<bridgeID>.json`; `None` only when rendering offline without a gateway directory.
+    pub gateway: Option<Gateway>,
+    /// The wg(8) side.
+    pub wireguard: WireGuardConfig,
+}
+
+impl std::fmt::Debug for RenderedTunnel {
+    // The derived form would print the memif secret; keys are redacted by `Key` itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedTunnel")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .field("uid", &self.interface.uid)
+            .field("bridge_id", &self.interface.vpp_bridge_id)
+            .field("gateway", &self.gateway.as_ref().map(|g| &g.path))
+            .field("wireguard", &self.wireguard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RenderedTunnel {
+    /// Validates the files with the config module, exactly as the CLI validates files on disk, into
+    /// what the runtime runs. Needs the gateway file and the private key.
+    pub fn to_spec(&self, env: &Env) -> Result<TunnelSpec, RenderError> {
+        let gateway = self.gateway.as_ref().ok_or(RenderError::NoGateway)?;
+        if self.wireguard.private_key.is_none() {
+            return Err(RenderError::NoPrivateKey);
+        }
+        let files = config::Files {
+            interface: self.interface.clone(),
+            interface_path: PathBuf::from(format!("WireGuardVppTunnel {}", self.source)),
+            gateway: gateway.file.clone(),
+            gateway_path: gateway.path.clone(),
+        };
+        // The rng only serves a "random" memif secret, which `render` refuses for resources.
+        let loaded = config::validate(&self.name, &files, env, &mut rand::rng())?;
+        Ok(TunnelSpec {
+            config: loaded.config,
+            wireguard: self.wireguard.clone(),
+        })
+    }
+}
+
+/// The Secret values a tunnel refers to, fetched beforehand (so [`render`] stays pure).
+#[derive(Default, Clone)]
+pub struct SecretValues {
+    values: BTreeMap<SecretKeyRef, Vec<u8>>,
+}
+
+impl SecretValues {
+    /// Records the value of `reference`.
+    pub fn insert(&mut self, reference: SecretKeyRef, value: Vec<u8>) {
+        self.values.insert(reference, value);
+    }
+
+    /// The value of `reference`, if known.
+    pub fn get(&self, reference: &SecretKeyRef) -> Option<&[u8]> {
+        self.values.get(reference).map(Vec::as_slice)
+    }
+}
+
+impl std::fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+/// Why a tunnel cannot be rendered. Each variant names the field and says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// The interface name is unusable.
+    #[error("{reason}: set spec.interfaceName to 1 to 15 characters of [A-Za-z0-9_-]")]
+    InterfaceName {
+        /// What is wrong.
+        reason: String,
+    },
+    /// No uid in the spec and none allocated.
+    #[error(
+        "spec.uid is not set and no uid was allocated (status.uid): set spec.uid to render offline"
+    )]
+    NoUid,
+    /// A CIDR in the spec is invalid.
+    #[error("{field}: {value:?} is not {expected}")]
+    Cidr {
+        /// The field, e.g. `spec.arp.respond[0]`.
+        field: String,
+        /// The value.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A Secret or key is missing.
+    #[error("{field}: Secret {secret:?} has no key {key:?} (create it, or fix the reference)")]
+    MissingSecret {
+        /// The spec field holding the reference.
+        field: String,
+        /// The Secret.
+        secret: String,
+        /// The key.
+        key: String,
+    },
+    /// A key in a Secret is not a WireGuard key.
+    #[error("{field} (Secret {secret:?} key {key:?}): {source}")]
+    BadSecretKey {
+        /// The spec field.
+        field: String,
+        /// The Secret.
+        secret: String,
+        /// The key.
+        key: String,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
+    /// A peer's public key is not a WireGuard key.
+    #[error("{field}: {source}")]
+    BadPublicKey {
+        /// The spec field.
+        field: String,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
+    /// The memif secret is unusable.
+    #[error("spec.memifSecretRef (Secret {secret:?} key {key:?}): {reason}")]
+    MemifSecret {
+        /// The Secret.
+        secret: String,
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The gateway file is unreadable.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// Validation of the rendered files failed (the same checks as for files on disk).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Validation needs the gateway file.
+    #[error("the gateway file of the bridge is needed to validate the tunnel")]
+    NoGateway,
+    /// Running a tunnel needs its private key.
+    #[error("spec.wireguard.privateKeySecretRef: the private key is missing")]
+    NoPrivateKey,
+    /// The input file of `render` is unusable.
+    #[error("{}: {reason}", .path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Writing an output file failed.
+    #[error("writing {}: {source}", .path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RenderError {
+    /// A short, bounded name for metric labels and condition reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RenderError::InterfaceName { .. } => "InvalidInterfaceName",
+            RenderError::NoUid => "NoUid",
+            RenderError::Cidr { .. } => "InvalidCIDR",
+            RenderError::MissingSecret { .. } | RenderError::NoPrivateKey => "SecretMissing",
+            RenderError::BadSecretKey { .. } | RenderError::BadPublicKey { .. } => "InvalidKey",
+            RenderError::MemifSecret { .. } => "InvalidMemifSecret",
+            RenderError::Gateway(_) | RenderError::NoGateway => "GatewayFileInvalid",
+            RenderError::Config(_) => "ConfigInvalid",
+            RenderError::Input { .. } => "InvalidInput",
+            RenderError::Write { .. } => "WriteFailed",
+        }
+    }
+}
+
+/// The interface name of a tunnel: `spec.interfaceName`, else the resource name.
+pub fn interface_name(tunnel: &WireGuardVppTunnel) -> Result<String, RenderError> {
+    let name = match &tunnel.spec.interface_name {
+        Some(name) => name.clone(),
+        None => tunnel.metadata.name.clone().unwrap_or_default(),
+    };
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if name.is_empty() || name.len() > MAX_INTERFACE_NAME_LEN || !valid_chars {
+        return Err(RenderError::InterfaceName {
+            reason: format!(
+                "the interface name {name:?} is not usable (wg accepts at most 15 characters)"
+            ),
+        });
+    }
+    Ok(name)
+}
+
+/// Which networks a CIDR list may hold.
+#[derive(Clone, Copy)]
+enum Family {
+    V4,
+    V6,
+    Any,
+}
+
+/// Parses a CIDR list, naming the failing item.
+fn cidrs(field: &str, values: &[String], family: Family) -> Result<Vec<IpNet>, RenderError> {
+    let expected = match family {
+        Family::V4 => "an IPv4 CIDR such as 172.22.77.33/32",
+        Family::V6 => "an IPv6 CIDR such as fd28:cb8f:4c92::33/128",
+        Family::Any => "a CIDR such as 0.0.0.0/0",
+    };
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let error = || RenderError::Cidr {
+                field: format!("{field}[{i}]"),
+                value: value.clone(),
+                expected,
+            };
+            let net: IpNet = value.parse().map_err(|_| error())?;
+            match (family, net) {
+                (Family::V4, IpNet::V6(_)) | (Family::V6, IpNet::V4(_)) => Err(error()),
+                _ => Ok(net),
+            }
+        })
+        .collect()
+}
+
+/// The response ranges of a tunnel as networks (host bits cleared), for the overlap check.
+pub fn response_ranges(tunnel: &WireGuardVppTunnel) -> Result<Vec<IpNet>, RenderError> {
+    let mut ranges = cidrs("spec.arp.respond", &tunnel.spec.arp.respond, Family::V4)?;
+    ranges.extend(cidrs(
+        "spec.ndp.respond",
+        &tunnel.spec.ndp.respond,
+        Family::V6,
+    )?);
+    Ok(ranges.iter().map(IpNet::trunc).collect())
+}
+
+fn secret_key(
+    secrets: &SecretValues,
+    field: &str,
+    reference: &SecretKeyRef,
+) -> Result<Option<Key>, RenderError> {
+    let Some(bytes) = secrets.get(reference) else {
+        return Ok(None);
+    };
+    Key::from_base64(bytes)
+        .map(Some)
+        .map_err(|source| RenderError::BadSecretKey {
+            field: field.to_string(),
+            secret: reference.name.clone(),
+            key: reference.key.clone(),
+            source,
+        })
+}
+
+fn missing(field: &str, reference: &SecretKeyRef) -> RenderError {
+    RenderError::MissingSecret {
+        field: field.to_string(),
+        secret: reference.name.clone(),
+        key: reference.key.clone(),
+    }
+}
+
+fn memif_secret(secrets: &SecretValues, reference: &SecretKeyRef) -> Result<String, RenderError> {
+    let bytes = secrets
+        .get(reference)
+        .ok_or_else(|| missing("spec.memifSecretRef", reference))?;
+    let error = |reason: String| RenderError::MemifSecret {
+        secret: reference.name.clone(),
+        key: reference.key.clone(),
+        reason,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| error("not UTF-8 text".into()))?;
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.len() > MAX_MEMIF_SECRET_LEN {
+        return Err(error(format!(
+            "{} bytes long; memif keeps at most {MAX_MEMIF_SECRET_LEN}, use a shorter secret",
+            text.len()
+        )));
+    }
+    if text == config::RANDOM_SECRET {
+        return Err(error(format!(
+            "{:?} asks the CLI for a new random secret at each start; a resource needs a stable one: put the secret itself in the Secret",
+            config::RANDOM_SECRET
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// Renders `tunnel` with memif id `uid` (the spec's, or the allocated one), its Secret values and its
+/// bridge's gateway file. A missing private key is allowed here (offline rendering) and refused by
+/// [`RenderedTunnel::to_spec`]; every other referenced Secret value must be present.
+pub fn render(
+    tunnel: &WireGuardVppTunnel,
+    uid: u32,
+    secrets: &SecretValues,
+    gateway: Option<&Gateway>,
+) -> Result<RenderedTunnel, RenderError> {
+    let spec = &tunnel.spec;
+    let name = interface_name(tunnel)?;
+    let secret = match &spec.memif_secret_ref {
+        None => String::new(),
+        Some(reference) => memif_secret(secrets, reference)?,
+    };
+    // The CIDRs are checked here to name the resource's fields; the files keep the spec's text, and
+    // validation turns them into networks exactly as it does for files on disk.
+    cidrs("spec.arp.respond", &spec.arp.respond, Family::V4)?;
+    cidrs("spec.ndp.respond", &spec.ndp.respond, Family::V6)?;
+    cidrs("spec.arp.learn", &spec.arp.learn, Family::V4)?;
+    cidrs("spec.ndp.learn", &spec.ndp.learn, Family::V6)?;
+    let interface = InterfaceFile {
+        uid,
+        secret,
+        macaddr: String::new(),
+        ipv4_arp_response_ranges: spec.arp.respond.clone(),
+        ipv6_ndp_neigh_adv_ranges: spec.ndp.respond.clone(),
+        ipv4_arp_learning_ranges: spec.arp.learn.clone(),
+        ipv6_ndp_learning_ranges: spec.ndp.learn.clone(),
+        gratuitous_arp_on_startup: spec.arp.announce_on_startup || spec.ndp.announce_on_startup,
+        vpp_bridge_id: spec.bridge_id,
+    };
+
+    let wg = &spec.wireguard;
+    let private_key = secret_key(
+        secrets,
+        "spec.wireguard.privateKeySecretRef",
+        &wg.private_key_secret_ref,
+    )?;
+    let mut peers = Vec::with_capacity(wg.peers.len());
+    for (i, peer) in wg.peers.iter().enumerate() {
+        let field = format!("spec.wireguard.peers[{i}]");
+        let public_key = Key::from_base64(peer.public_key.as_bytes()).map_err(|source| {
+            RenderError::BadPublicKey {
+                field: format!("{field}.publicKey"),
+                source,
+            }
+        })?;
+        let preshared_key = match &peer.preshared_key_secret_ref {
+            None => None,
+            Some(reference) => {
+                let psk_field = format!("{field}.presharedKeySecretRef");
+                Some(
+                    secret_key(secrets, &psk_field, reference)?
+                        .ok_or_else(|| missing(&psk_field, reference))?,
+                )
+            }
+        };
+        peers.push(PeerConfig {
+            public_key,
+            preshared_key,
+            endpoint: peer.endpoint.clone(),
+            allowed_ips: cidrs(
+                &format!("{field}.allowedIPs"),
+                &peer.allowed_ips,
+                Family::Any,
+            )?,
+            persistent_keepalive: peer.persistent_keepalive,
+        });
+    }
+    let source = format!(
+        "{}/{}",
+        tunnel.metadata.namespace.as_deref().unwrap_or("default"),
+        tunnel.metadata.name.as_deref().unwrap_or_default()
+    );
+    Ok(RenderedTunnel {
+        name,
+        source,
+        interface,
+        gateway: gateway.cloned(),
+        wireguard: WireGuardConfig {
+            private_key,
+            listen_port: wg.listen_port,
+            peers,
+        },
+    })
+}
+
+/// The arguments of `wireguard-vpp render`.
+#[derive(Debug, Clone)]
+pub struct RenderArgs {
+    /// A YAML file with one or more `WireGuardVppTunnel` documents and, optionally, the `v1` Secrets
+    /// they refer to (`data` or `stringData`).
+    pub file: PathBuf,
+    /// The directory of gateway files (`<bridgeID>.json`); with it the tunnel is also validated as the
+    /// CLI would validate the files, and `gw/<id>.json` is written.
+    pub gateway_dir: Option<PathBuf>,
+    /// Where to write `if/<name>.json`, `gw/<id>.json` and `<name>.conf`.
+    pub out: PathBuf,
+}
+
+/// `wireguard-vpp render`: writes each tunnel of `args.file` in the original's layout under `args.out`,
+/// and returns the paths written. Files holding keys or the memif secret are written owner-only.
+/// Nothing is written unless every tunnel renders.
+pub fn run(args: &RenderArgs) -> Result<Vec<PathBuf>, RenderError> {
+    let input_error = |reason: String| RenderError::Input {
+        path: args.file.clone(),
+        reason,
+    };
+    let text = std::fs::read_to_string(&args.file).map_err(|err| input_error(err.to_string()))?;
+    let mut tunnels = Vec::new();
+    let mut secrets = BTreeMap::<String, SecretValues>::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let value = serde_yaml::Value::deserialize(document)
+            .map_err(|err| input_error(format!("document {}: {err}", index + 1)))?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value
+            .get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or_default();
+        match kind {
+            "WireGuardVppTunnel" => {
+                let tunnel: WireGuardVppTunnel = serde_yaml::from_value(value)
+                    .map_err(|err| input_error(format!("document {}: {err}", index + 1)))?;
+                tunnels.push(tunnel);
+            }
+            "Secret" => {
+                let secret = secret_document(&value).map_err(|reason| {
+                    input_error(format!("document {} (Secret): {reason}", index + 1))
+                })?;
+                let values = secrets.entry(secret.namespace).or_default();
+                for (key, bytes) in secret.data {
+                    values.insert(
+                        SecretKeyRef {
+                            name: secret.name.clone(),
+                            key,
+                        },
+                        bytes,
+                    );
+                }
+            }
+            other => {
+                return Err(input_error(format!(
+                    "document {}: unexpected kind {other:?}",
+                    index + 1
+                )));
+            }
+        }
+    }
+    if tunnels.is_empty() {
+        return Err(input_error("no WireGuardVppTunnel document".into()));
+    }
+    let mut rendered = Vec::with_capacity(tunnels.len());
+    for tunnel in &tunnels {
+        let namespace = tunnel.metadata.namespace.as_deref().unwrap_or("default");
+        let values = secrets.get(namespace).cloned().unwrap_or_default();
+        let uid = tunnel
+            .spec
+            .uid
+            .or_else(|| tunnel.status.as_ref().and_then(|s| s.uid))
+            .ok_or(RenderError::NoUid)?;
+        let gateway = match &args.gateway_dir {
+            Some(dir) => Some(Gateway::load(dir, tunnel.spec.bridge_id)?),
+            None => None,
+        };
+        let tunnel = render(tunnel, uid, &values, gateway.as_ref())?;
+        if tunnel.gateway.is_some() {
+            // The same checks as the CLI runs on files; offline a missing private key is fine.
+            let mut with_key = tunnel.clone();
+            with_key
+                .wireguard
+                .private_key
+                .get_or_insert_with(Key::generate_private);
+            with_key.to_spec(&Env::default())?;
+        }
+        rendered.push(tunnel);
+    }
+    let mut written = Vec::new();
+    for tunnel in &rendered {
+        written.extend(write_files(tunnel, &args.out)?);
+    }
+    Ok(written)
+}
+
+/// A `v1` Secret document of the `render` input.
+struct SecretDocument {
+    namespace: String,
+    name: String,
+    /// Key and decoded value.
+    data: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads a `v1` Secret document (`data` in base64, `stringData` as text).
+fn secret_document(value: &serde_yaml::Value) -> Result<SecretDocument, String> {
+    use base64::Engine;
+    let metadata = value.get("metadata").ok_or("no metadata")?;
+    let name = metadata
+        .get("name")
+        .and_then(serde_yaml::Value::as_str)
+        .ok_or("no metadata.name")?;
+    let namespace = metadata
+        .get("namespace")
+        .and_then(serde_yaml::Value::as_str)
+        .unwrap_or("default");
+    let mut data = Vec::new();
+    if let Some(map) = value.get("data").and_then(serde_yaml::Value::as_mapping) {
+        for (key, encoded) in map {
+            let key = key.as_str().ok_or("a data key is not a string")?;
+            let encoded = encoded
+                .as_str()
+                .ok_or_else(|| format!("data.{key} is not a string"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| format!("data.{key} is not base64"))?;
+            data.push((key.to_string(), bytes));
+        }
+    }
+    if let Some(map) = value
+        .get("stringData")
+        .and_then(serde_yaml::Value::as_mapping)
+    {
+        for (key, text) in map {
+            let key = key.as_str().ok_or("a stringData key is not a string")?;
+            let text = text
+                .as_str()
+                .ok_or_else(|| format!("stringData.{key} is not a string"))?;
+            data.push((key.to_string(), text.as_bytes().to_vec()));
+        }
+    }
+    Ok(SecretDocument {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        data,
+    })
+}
+
+/// Writes `if/<name>.json`, `gw/<id>.json` (when the gateway is known) and `<name>.conf` under `out`.
+pub fn write_files(rendered: &RenderedTunnel, out: &Path) -> Result<Vec<PathBuf>, RenderError> {
+    let mut written = Vec::new();
+    let if_path = out.join("if").join(format!("{}.json", rendered.name));
+    write_file(&if_path, &rendered.interface.to_json(), 0o600)?;
+    written.push(if_path);
+    if let Some(gateway) = &rendered.gateway {
+        let gw_path = out
+            .join("gw")
+            .join(format!("{}.json", rendered.interface.vpp_bridge_id));
+        write_file(&gw_path, &gateway.file.to_json(), 0o644)?;
+        written.push(gw_path);
+    }
+    let conf_path = out.join(format!("{}.conf", rendered.name));
+    write_file(&conf_path, &rendered.wireguard.to_wg_conf(), 0o600)?;
+    written.push(conf_path);
+    Ok(written)
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), RenderError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let write_error = |source| RenderError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(write_error)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(write_error)?;
+    // An existing file keeps its old mode on open; set it explicitly.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(write_error)?;
+    file.write_all(contents.as_bytes()).map_err(write_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::crd::WireGuardVppTunnelSpec;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/k8s/tunnel.yaml");
+    const GATEWAYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/k8s/gateways");
+
+    fn example_tunnel() -> WireGuardVppTunnel {
+        let text = std::fs::read_to_string(EXAMPLE).expect("example file");
+        let first = serde_yaml::Deserializer::from_str(&text)
+            .next()
+            .expect("a document");
+        WireGuardVppTunnel::deserialize(first).expect("the example tunnel parses")
+    }
+
+    fn secrets() -> SecretValues {
+        let mut values = SecretValues::default();
+        let put = |values: &mut SecretValues, name: &str, key: &str, value: &str| {
+            values.insert(
+                SecretKeyRef {
+                    name: name.into(),
+                    key: key.into(),
+                },
+                value.as_bytes().to_vec(),
+            );
+        };
+        put(&mut values, "home-memif", "secret", "s3cr3t\n");
+        put(
+            &mut values,
+            "home-key",
+            "privateKey",
+            "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n",
+        );
+        put(
+            &mut values,
+            "home-psk",
+            "psk",
+            "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE=",
+        );
+        values
+    }
+
+    fn gateway() -> Gateway {
+        Gateway::load(Path::new(GATEWAYS), 4242).expect("example gateway")
+    }
+
+    #[test]
+    fn interface_file_has_the_original_keys_and_values() {
+        let rendered = render(&example_tunnel(), 3, &secrets(), Some(&gateway())).expect("renders");
+        let json = serde_json::to_value(&rendered.interface).expect("serialises");
+        let expected = serde_json::json!({
+            "uid": 3, "secret": "s3cr3t",
+            "IPv4ArpResponseRanges": ["172.22.77.33/32"],
+            "IPv6NdpNeighAdvRanges": ["fd28:cb8f:4c92::33/128", "fe80::42:1817:1/128"],
+            "IPv4ArpLearningRanges": ["10.127.111.0/24"],
+            "IPv6NdpLearningRanges": ["fd10:127:e00f::/64"],
+            "GratuitousARPOnStartUP": false,
+            "VppBridgeID": 4242
+        });
+        assert_eq!(json, expected);
+        assert_eq!(rendered.name, "home");
+    }
+
+    #[test]
+    fn wg_config_lists_keys_and_peers() {
+        let rendered = render(&example_tunnel(), 3, &secrets(), Some(&gateway())).expect("renders");
+        let conf = rendered.wireguard.to_wg_conf();
+        assert_eq!(
+            conf,
+            "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nListenPort = 51820\n\n\
+             [Peer]\nPublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n\
+             PresharedKey = FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE=\nEndpoint = peer.example.net:51820\n\
+             AllowedIPs = 0.0.0.0/0, ::/0\nPersistentKeepalive = 25\n"
+        );
+        // wg(8)'s example key pair: the public key of the example private key.
+        let public = rendered
+            .wireguard
+            .private_key
+            .as_ref()
+            .map(|k| k.public_key().to_base64());
+        assert_eq!(
+            public.as_deref(),
+            Some("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
+        );
+    }
+
+    #[test]
+    fn validation_gives_the_config_model_with_networks_and_macs() {
+        let mut tunnel = example_tunnel();
+        tunnel.spec.arp.respond = vec!["172.22.77.33/30".into()];
+        let rendered = render(&tunnel, 3, &secrets(), Some(&gateway())).expect("renders");
+        // The file keeps the spec's text, as a hand-written file would; validation masks the host bits.
+        assert_eq!(
+            rendered.interface.ipv4_arp_response_ranges,
+            ["172.22.77.33/30"]
+        );
+        let spec = rendered.to_spec(&Env::default()).expect("valid");
+        let config = &spec.config;
+        assert_eq!(
+            config.ranges.ipv4_response,
+            ["172.22.77.32/30".parse().expect("net")]
+        );
+        assert_eq!(config.self_mac.to_string(), "98:d2:93:00:00:03");
+        assert_eq!(config.vpp_memif_mac.to_string(), "a4:77:33:00:00:03");
+        assert_eq!(
+            config.memif_socket,
+            Path::new("/var/run/wggo-vpp/home.sock")
+        );
+        assert_eq!(config.secret.as_ref().map(|s| s.expose()), Some("s3cr3t"));
+        assert_eq!(spec.name(), "home");
+    }
+
+    #[test]
+    fn errors_name_the_field_and_the_fix() {
+        type Edit = fn(&mut WireGuardVppTunnelSpec);
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                |s| s.arp.respond = vec!["fd00::/8".into()],
+                "spec.arp.respond[0]: \"fd00::/8\" is not an IPv4 CIDR",
+            ),
+            (
+                |s| s.ndp.learn = vec!["10.0.0.0/8".into()],
+                "spec.ndp.learn[0]",
+            ),
+            (
+                |s| s.wireguard.peers[0].public_key = "AAAA".into(),
+                "spec.wireguard.peers[0].publicKey",
+            ),
+            (
+                |s| s.wireguard.peers[0].allowed_ips = vec!["nope".into()],
+                "spec.wireguard.peers[0].allowedIPs[0]",
+            ),
+            (
+                |s| s.interface_name = Some("much-too-long-name".into()),
+                "set spec.interfaceName",
+            ),
+            (
+                |s| {
+                    s.memif_secret_ref = Some(SecretKeyRef {
+                        name: "absent".into(),
+                        key: "k".into(),
+                    })
+                },
+                "spec.memifSecretRef: Secret \"absent\" has no key \"k\"",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let mut tunnel = example_tunnel();
+            edit(&mut tunnel.spec);
+            let error = render(&tunnel, 3, &secrets(), None).expect_err(expected);
+            assert!(
+                error.to_string().contains(expected),
+                "{error} lacks {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn uid_beyond_the_mac_prefix_is_refused_by_validation() {
+        let rendered =
+            render(&example_tunnel(), 1 << 24, &secrets(), Some(&gateway())).expect("renders");
+        let error = rendered.to_spec(&Env::default()).expect_err("too large");
+        assert!(matches!(error, RenderError::Config(_)), "{error}");
+        assert!(
+            error.to_string().contains("WireGuardVppTunnel dn42/home"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("uid"), "{error}");
+    }
+
+    #[test]
+    fn random_memif_secret_is_refused_for_resources() {
+        let mut values = secrets();
+        values.insert(
+            SecretKeyRef {
+                name: "home-memif".into(),
+                key: "secret".into(),
+            },
+            b"random".to_vec(),
+        );
+        let error = render(&example_tunnel(), 3, &values, None).expect_err("random");
+        assert!(error.to_string().contains("stable"), "{error}");
+    }
+
+    #[test]
+    fn long_memif_secret_is_refused_not_truncated() {
+        let mut values = secrets();
+        values.insert(
+            SecretKeyRef {
+                name: "home-memif".into(),
+                key: "secret".into(),
+            },
+            vec![b'x'; 24],
+        );
+        let error = render(&example_tunnel(), 3, &values, None).expect_err("too long");
+        assert!(error.to_string().contains("at most 23"), "{error}");
+    }
+
+    #[test]
+    fn missing_private_key_renders_offline_but_does_not_run() {
+        let mut values = SecretValues::default();
+        for (name, key, value) in [
+            ("home-memif", "secret", "s"),
+            (
+                "home-psk",
+                "psk",
+                "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE=",
+            ),
+        ] {
+            values.insert(
+                SecretKeyRef {
+                    name: name.into(),
+                    key: key.into(),
+                },
+                value.into(),
+            );
+        }
+        let offline =
+            render(&example_tunnel(), 3, &values, Some(&gateway())).expect("renders offline");
+        assert!(matches!(
+            offline.to_spec(&Env::default()),
+            Err(RenderError::NoPrivateKey)
+        ));
+        assert!(
+            offline
+                .wireguard
+                .to_wg_conf()
+                .contains("# PrivateKey: not rendered")
+        );
+    }
+
+    #[test]
+    fn peer_edit_does_not_need_a_restart_but_a_range_edit_does() {
+        let spec = |tunnel: &WireGuardVppTunnel| {
+            render(tunnel, 3, &secrets(), Some(&gateway()))
+                .and_then(|r| r.to_spec(&Env::default()))
+                .expect("valid")
+        };
+        let old = spec(&example_tunnel());
+        let mut tunnel = example_tunnel();
+        tunnel.spec.wireguard.peers[0].endpoint = Some("192.0.2.7:51820".into());
+        let peer_edit = spec(&tunnel);
+        assert!(!old.needs_restart(&peer_edit));
+        assert_ne!(old, peer_edit);
+        tunnel.spec.arp.respond.push("172.22.77.40/32".into());
+        assert!(old.needs_restart(&spec(&tunnel)));
+    }
+
+    #[test]
+    fn run_writes_the_original_layout_with_tight_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let out = tempfile::tempdir().expect("tempdir");
+        let args = RenderArgs {
+            file: EXAMPLE.into(),
+            gateway_dir: Some(GATEWAYS.into()),
+            out: out.path().into(),
+        };
+        let written = run(&args).expect("render runs");
+        let names: Vec<_> = written
+            .iter()
+            .map(|p| p.strip_prefix(out.path()).expect("under out"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                Path::new("if/home.json"),
+                Path::new("gw/4242.json"),
+                Path::new("home.conf")
+            ]
+        );
+        let mode = |p: &str| {
+            std::fs::metadata(out.path().join(p))
+                .expect("written")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(
+            (
+                mode("if/home.json"),
+                mode("home.conf"),
+                mode("gw/4242.json")
+            ),
+            (0o600, 0o600, 0o644)
+        );
+        let gw: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("gw/4242.json")).expect("gw"))
+                .expect("json");
+        assert_eq!(gw["VppBridgeLoop_SwIfName"], "loop42");
+        let conf = std::fs::read_to_string(out.path().join("home.conf")).expect("conf");
+        assert!(conf.contains("PresharedKey = FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="));
+    }
+
+    #[test]
+    fn run_refuses_bad_input_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("t.yaml");
+        std::fs::write(&input, "kind: ConfigMap\n").expect("write");
+        let out = dir.path().join("out");
+        let args = RenderArgs {
+            file: input.clone(),
+            gateway_dir: None,
+            out: out.clone(),
+        };
+        let error = run(&args).expect_err("wrong kind");
+        assert!(
+            error.to_string().contains("t.yaml") && error.to_string().contains("ConfigMap"),
+            "{error}"
+        );
+        assert!(!out.exists());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn run_never_panics_on_hostile_yaml(text in "\\PC{0,300}") {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let input = dir.path().join("t.yaml");
+            std::fs::write(&input, &text).expect("write");
+            let args = RenderArgs { file: input, gateway_dir: None, out: dir.path().join("out") };
+            let _ = run(&args);
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The status of a tunnel from what the controller observed: the five conditions with reasons and
+//! messages a person can act on, keys and ports, and per-peer counters. Pure: the time is an argument.
+//!
+//! A condition keeps its `lastTransitionTime` while its status does not change, and
+//! [`stats_only_change`] tells a change that must be written at once from a counter update, which the
+//! controller rate-limits.
+
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::conflict::Conflict;
+use super::crd::{MemifStatus, PeerStatus, WireGuardVppTunnelStatus};
+use super::runtime::{Phase, RuntimeError, TunnelState};
+
+/// A peer counts as up in `peersSummary` when its latest handshake is this recent (WireGuard rekeys
+/// every two minutes while traffic flows).
+pub const RECENT_HANDSHAKE: Duration = Duration::from_secs(180);
+
+/// Condition types, in the order they are written.
+pub const CONDITION_TYPES: [&str; 5] = [
+    "ConfigValid",
+    "NoConflict",
+    "VppConfigured",
+    "MemifConnected",
+    "Ready",
+];
+
+/// What one reconcile found.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// `metadata.generation` of the resource.
+    pub generation: Option<i64>,
+    /// Why the spec could not be rendered: (reason, message).
+    pub config_error: Option<(&'static str, String)>,
+    /// The conflict that keeps the tunnel from starting.
+    pub conflict: Option<Conflict>,
+    /// An error starting or reconfiguring the tunnel.
+    pub runtime_error: Option<RuntimeError>,
+    /// The runtime's state, when the tunnel runs.
+    pub state: Option<TunnelState>,
+    /// The uid in use.
+    pub uid: Option<u32>,
+    /// The public key.
+    pub public_key: Option<String>,
+    /// The memif socket path.
+    pub memif_socket: Option<String>,
+    /// The listen port from the spec.
+    pub listen_port: Option<u16>,
+}
+
+/// One condition's status, reason and message.
+struct Verdict {
+    status: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+fn verdict(status: &'static str, reason: &'static str, message: impl Into<String>) -> Verdict {
+    Verdict {
+        status,
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Builds the status from `observed`, keeping transition times from `previous`.
+pub fn build(
+    previous: Option<&WireGuardVppTunnelStatus>,
+    observed: &Observation,
+    now: SystemTime,
+) -> WireGuardVppTunnelStatus {
+    let config = match &observed.config_error {
+        None => verdict(
+            "True",
+            "Rendered",
+            "the spec and its Secrets render into a valid configuration",
+        ),
+        Some((reason, message)) => verdict("False", reason, message.clone()),
+    };
+    let no_conflict = match (&observed.config_error, &observed.conflict) {
+        (Some(_), _) => verdict(
+            "Unknown",
+            "ConfigInvalid",
+            "not checked: the configuration is invalid",
+        ),
+        (None, Some(conflict)) => verdict("False", "Conflict", conflict.message.clone()),
+        (None, None) => verdict(
+            "True",
+            "NoConflict",
+            "no other tunnel on this node claims the same resources",
+        ),
+    };
+    let not_started = |why: &str| {
+        verdict(
+            "False",
+            "NotStarted",
+            format!("the tunnel is not started: {why}"),
+        )
+    };
+    let state = observed.state.as_ref();
+    let vpp = if let Some(error) = &observed.runtime_error {
+        verdict("False", error.reason, error.message.clone())
+    } else {
+        match state {
+            // A tunnel that keeps running its last valid configuration still reports its VPP state.
+            Some(s) if s.vpp_configured => verdict(
+                "True",
+                "Configured",
+                "memif, bridge port and routes exist in VPP",
+            ),
+            Some(s) if s.phase == Phase::Failed => verdict(
+                "False",
+                "SetupFailed",
+                s.error.clone().unwrap_or_else(|| "set up failed".into()),
+            ),
+            Some(_) => verdict("False", "InProgress", "creating the VPP objects"),
+            None if observed.config_error.is_some() => not_started("see ConfigValid"),
+            None if observed.conflict.is_some() => not_started("see NoConflict"),
+            None => not_started("the runtime does not report it yet"),
+        }
+    };
+    let socket = observed.memif_socket.clone().unwrap_or_default();
+    let memif = match state.map(|s| s.phase) {
+        Some(Phase::Running) => {
+            verdict("True", "Connected", format!("VPP is connected to {socket}"))
+        }
+        Some(Phase::Reconnecting) => verdict(
+            "False",
+            "Reconnecting",
+            format!(
+                "VPP dropped the memif connection on {socket}; WireGuard sessions are kept while it reconnects"
+            ),
+        ),
+        Some(Phase::WaitingForMemif) => verdict(
+            "False",
+            "WaitingForVpp",
+            format!(
+                "VPP has not connected to {socket}: check that VPP mounts the memif socket directory at the same path"
+            ),
+        ),
+        _ => verdict(
+            "False",
+            "NotConnected",
+            "the memif interface is not connected",
+        ),
+    };
+    let ready = [&config, &no_conflict, &vpp, &memif]
+        .into_iter()
+        .find(|v| v.status != "True")
+        .map(|v| verdict("False", v.reason, v.message.clone()))
+        .unwrap_or_else(|| verdict("True", "Running", "the tunnel forwards packets"));
+
+    let now_time = to_time(now);
+    let conditions = CONDITION_TYPES
+        .iter()
+        .zip([config, no_conflict, vpp, memif, ready])
+        .map(|(kind, v)| {
+            let old = previous.and_then(|p| p.conditions.iter().find(|c| c.type_ == *kind));
+            let last_transition_time = match old {
+                Some(old) if old.status == v.status => old.last_transition_time.clone(),
+                _ => now_time.clone(),
+            };
+            Condition {
+                type_: kind.to_string(),
+                status: v.status.into(),
+                reason: v.reason.into(),
+                message: v.message,
+                observed_generation: observed.generation,
+                last_transition_time,
+            }
+        })
+        .collect();
+
+    let peers: Vec<PeerStatus> = state
+        .map(|s| {
+            let mut peers: Vec<PeerStatus> = s
+                .peers
+                .iter()
+                .map(|p| PeerStatus {
+                    public_key: p.public_key.clone(),
+                    endpoint: p.endpoint.clone(),
+                    last_handshake_time: p.last_handshake.map(to_time),
+                    rx_bytes: p.rx_bytes,
+                    tx_bytes: p.tx_bytes,
+                })
+                .collect();
+            peers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+            peers
+        })
+        .unwrap_or_default();
+    let recent = state
+        .map(|s| {
+            s.peers
+                .iter()
+                .filter(|p| {
+                    p.last_handshake.is_some_and(|t| {
+                        now.duration_since(t).unwrap_or_default() <= RECENT_HANDSHAKE
+                    })
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let latest = state.and_then(|s| s.peers.iter().filter_map(|p| p.last_handshake).max());
+    WireGuardVppTunnelStatus {
+        observed_generation: observed.generation,
+        conditions,
+        uid: observed.uid,
+        public_key: observed.public_key.clone(),
+        listen_port: state.and_then(|s| s.listen_port).or(observed.listen_port),
+        memif: observed.memif_socket.clone().map(|socket| MemifStatus {
+            socket,
+            sw_if_index: state.and_then(|s| s.sw_if_index),
+        }),
+        peers_summary: state.map(|s| format!("{recent}/{}", s.peers.len())),
+        latest_handshake_time: latest.map(to_time),
+        peers,
+    }
+}
+
+/// True when `old` and `new` differ only in counters and handshake times (which are rate-limited).
+pub fn stats_only_change(old: &WireGuardVppTunnelStatus, new: &WireGuardVppTunnelStatus) -> bool {
+    without_stats(old) == without_stats(new)
+}
+
+fn without_stats(status: &WireGuardVppTunnelStatus) -> WireGuardVppTunnelStatus {
+    let mut status = status.clone();
+    status.latest_handshake_time = None;
+    status.peers_summary = None;
+    for peer in &mut status.peers {
+        peer.rx_bytes = 0;
+        peer.tx_bytes = 0;
+        peer.last_handshake_time = None;
+    }
+    status
+}
+
+/// A Kubernetes time from a system time (whole seconds, as the API stores them).
+pub fn to_time(time: SystemTime) -> Time {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Time(Timestamp::from_second(i64::try_from(secs).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::runtime::PeerStats;
+
+    fn observation(state: Option<TunnelState>) -> Observation {
+        Observation {
+            generation: Some(2),
+            config_error: None,
+            conflict: None,
+            runtime_error: None,
+            state,
+            uid: Some(3),
+            public_key: Some("pub".into()),
+            memif_socket: Some("/run/wggo-vpp/home.sock".into()),
+            listen_port: Some(51820),
+        }
+    }
+
+    fn running(now: SystemTime) -> TunnelState {
+        TunnelState {
+            phase: Phase::Running,
+            vpp_configured: true,
+            sw_if_index: Some(5),
+            memif_socket: "/run/wggo-vpp/home.sock".into(),
+            listen_port: Some(51820),
+            error: None,
+            peers: vec![
+                PeerStats {
+                    public_key: "b".into(),
+                    endpoint: Some("192.0.2.1:51820".into()),
+                    last_handshake: Some(now - Duration::from_secs(10)),
+                    rx_bytes: 100,
+                    tx_bytes: 200,
+                },
+                PeerStats {
+                    public_key: "a".into(),
+                    endpoint: None,
+                    last_handshake: None,
+                    rx_bytes: 0,
+                    tx_bytes: 0,
+                },
+            ],
+            counters: Vec::new(),
+        }
+    }
+
+    fn condition<'a>(status: &'a WireGuardVppTunnelStatus, kind: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn running_tunnel_is_ready_with_peer_summary() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let status = build(None, &observation(Some(running(now))), now);
+        assert_eq!(condition(&status, "Ready").status, "True");
+        assert_eq!(status.peers_summary.as_deref(), Some("1/2"));
+        assert_eq!(status.peers[0].public_key, "a");
+        assert_eq!(status.memif.as_ref().and_then(|m| m.sw_if_index), Some(5));
+        assert_eq!(
+            status.latest_handshake_time,
+            Some(to_time(now - Duration::from_secs(10)))
+        );
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2))
+        );
+    }
+
+    #[test]
+    fn conflict_names_the_other_tunnel_and_blocks_ready() {
+        let now = SystemTime::UNIX_EPOCH;
+        let mut observed = observation(None);
+        observed.conflict = Some(Conflict {
+            other: "dn42/a".into(),
+            message: "uid 3 is already used by tunnel dn42/a".into(),
+        });
+        let status = build(None, &observed, now);
+        let no_conflict = condition(&status, "NoConflict");
+        assert_eq!(
+            (no_conflict.status.as_str(), no_conflict.reason.as_str()),
+            ("False", "Conflict")
+        );
+        assert!(no_conflict.message.contains("dn42/a"));
+        let ready = condition(&status, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Conflict")
+        );
+        assert_eq!(condition(&status, "VppConfigured").reason, "NotStarted");
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let t1 = t0 + Duration::from_secs(60);
+        let first = build(None, &observation(Some(running(t0))), t0);
+        let second = build(Some(&first), &observation(Some(running(t0))), t1);
+        assert_eq!(
+            condition(&second, "Ready").last_transition_time,
+            to_time(t0)
+        );
+        let mut waiting = running(t0);
+        waiting.phase = Phase::WaitingForMemif;
+        let third = build(Some(&second), &observation(Some(waiting)), t1);
+        assert_eq!(
+            condition(&third, "MemifConnected").last_transition_time,
+            to_time(t1)
+        );
+        assert_eq!(condition(&third, "MemifConnected").reason, "WaitingForVpp");
+        assert_eq!(
+            condition(&third, "VppConfigured").last_transition_time,
+            to_time(t0)
+        );
+    }
+
+    #[test]
+    fn counters_alone_are_a_stats_only_change() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let a = build(None, &observation(Some(running(now))), now);
+        let mut more = running(now);
+        more.peers[0].rx_bytes += 1;
+        let b = build(Some(&a), &observation(Some(more)), now);
+        assert!(stats_only_change(&a, &b));
+        let mut observed = observation(Some(running(now)));
+        observed.public_key = Some("other".into());
+        assert!(!stats_only_change(&a, &build(Some(&a), &observed, now)));
+    }
+}

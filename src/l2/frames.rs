@@ -1,0 +1,206 @@
+//! Builders for the control frames the Ethernet side sends (spec section 7): ARP requests and replies,
+//! gratuitous ARP, Neighbour Solicitations and Advertisements. Each writes a whole frame into the
+//! caller's buffer and returns its length, or `None` when the buffer is too small.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::wire::ethernet::HEADER_LEN;
+use super::wire::ipv6::{self, next_header};
+use super::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv6Packet,
+    Ipv6Packet, Ipv6Repr, MacAddr, NdiscRepr, arp,
+};
+
+/// The length of every ARP frame we send.
+pub const ARP_FRAME_LEN: usize = HEADER_LEN + arp::ETHERNET_IPV4_LEN;
+/// The length of every NS and NA we send (with its link-layer address option).
+pub const NDISC_FRAME_LEN: usize = HEADER_LEN + ipv6::HEADER_LEN + 32;
+/// A buffer of this size holds any control frame the adapter writes.
+pub const MAX_CONTROL_FRAME_LEN: usize = NDISC_FRAME_LEN;
+
+/// Writes an Ethernet + ARP frame.
+pub fn arp_frame(
+    out: &mut [u8],
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    repr: &ArpRepr,
+) -> Option<usize> {
+    let frame = out.get_mut(..ARP_FRAME_LEN)?;
+    let mut frame = EthernetFrame::new_unchecked(frame);
+    EthernetRepr {
+        src_addr: eth_src,
+        dst_addr: eth_dst,
+        ethertype: EtherType::Arp,
+    }
+    .emit(&mut frame);
+    repr.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    Some(ARP_FRAME_LEN)
+}
+
+/// Writes an Ethernet + IPv6 + NS/NA frame with hop limit 255 and a correct checksum.
+pub fn ndisc_frame(
+    out: &mut [u8],
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    ip_src: Ipv6Addr,
+    ip_dst: Ipv6Addr,
+    repr: &NdiscRepr,
+) -> Option<usize> {
+    let message_len = repr.buffer_len();
+    let len = HEADER_LEN + ipv6::HEADER_LEN + message_len;
+    let frame = out.get_mut(..len)?;
+    let mut frame = EthernetFrame::new_unchecked(frame);
+    EthernetRepr {
+        src_addr: eth_src,
+        dst_addr: eth_dst,
+        ethertype: EtherType::Ipv6,
+    }
+    .emit(&mut frame);
+    let mut packet = Ipv6Packet::new_unchecked(frame.payload_mut());
+    let header = Ipv6Repr {
+        src_addr: ip_src,
+        dst_addr: ip_dst,
+        next_header: next_header::ICMPV6,
+        hop_limit: 255,
+        payload_len: message_len,
+    };
+    header.emit(&mut packet);
+    repr.emit(
+        &mut Icmpv6Packet::new_unchecked(packet.payload_mut()),
+        &ip_src,
+        &ip_dst,
+    );
+    Some(len)
+}
+
+/// A broadcast ARP request for `target` from `(self_mac, sender)`, or a unicast probe when `eth_dst` is
+/// the neighbour's MAC (RFC 1122 §2.3.2.1).
+pub fn arp_request(
+    out: &mut [u8],
+    eth_dst: MacAddr,
+    self_mac: MacAddr,
+    sender: Ipv4Addr,
+    target: Ipv4Addr,
+) -> Option<usize> {
+    let repr = ArpRepr {
+        operation: ArpOperation::Request,
+        source_hardware_addr: self_mac,
+        source_protocol_addr: sender,
+        target_hardware_addr: MacAddr::ZERO,
+        target_protocol_addr: target,
+    };
+    arp_frame(out, eth_dst, self_mac, &repr)
+}
+
+/// A gratuitous ARP announcing `addr` at `self_mac` (spec 7.2).
+pub fn gratuitous_arp(out: &mut [u8], self_mac: MacAddr, addr: Ipv4Addr) -> Option<usize> {
+    let repr = ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: self_mac,
+        source_protocol_addr: addr,
+        target_hardware_addr: MacAddr::BROADCAST,
+        target_protocol_addr: addr,
+    };
+    arp_frame(out, MacAddr::BROADCAST, self_mac, &repr)
+}
+
+/// A Neighbour Solicitation for `target` from `sender`: to the target's solicited-node group, or a
+/// unicast probe to `(neighbour_mac, target)` when `unicast_to` is given.
+pub fn neighbour_solicit(
+    out: &mut [u8],
+    self_mac: MacAddr,
+    sender: Ipv6Addr,
+    target: Ipv6Addr,
+    unicast_to: Option<MacAddr>,
+) -> Option<usize> {
+    let (eth_dst, ip_dst) = match unicast_to {
+        Some(mac) => (mac, target),
+        None => {
+            let group = ipv6::solicited_node(&target);
+            (MacAddr::from_ipv6_multicast(group), group)
+        }
+    };
+    let repr = NdiscRepr::NeighbourSolicit {
+        target_addr: target,
+        source_lladdr: Some(self_mac),
+    };
+    ndisc_frame(out, eth_dst, self_mac, sender, ip_dst, &repr)
+}
+
+/// An unsolicited Neighbour Advertisement of `addr` to all nodes, with only the Override flag (0x20):
+/// RFC 4861 §7.2.6.
+pub fn unsolicited_advert(out: &mut [u8], self_mac: MacAddr, addr: Ipv6Addr) -> Option<usize> {
+    let repr = NdiscRepr::NeighbourAdvert {
+        flags: super::wire::NeighbourFlags::OVERRIDE,
+        target_addr: addr,
+        target_lladdr: Some(self_mac),
+    };
+    ndisc_frame(
+        out,
+        MacAddr::IPV6_ALL_NODES,
+        self_mac,
+        addr,
+        ipv6::ALL_NODES,
+        &repr,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_buffers_are_refused_and_exact_ones_suffice() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let v4 = Ipv4Addr::new(192, 0, 2, 1);
+        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let mut buffer = [0u8; MAX_CONTROL_FRAME_LEN];
+        assert_eq!(
+            arp_request(
+                &mut buffer[..ARP_FRAME_LEN - 1],
+                MacAddr::BROADCAST,
+                mac,
+                v4,
+                v4
+            ),
+            None
+        );
+        assert_eq!(
+            gratuitous_arp(&mut buffer[..ARP_FRAME_LEN], mac, v4),
+            Some(ARP_FRAME_LEN)
+        );
+        assert_eq!(
+            neighbour_solicit(&mut buffer[..NDISC_FRAME_LEN - 1], mac, v6, v6, None),
+            None
+        );
+        assert_eq!(
+            unsolicited_advert(&mut buffer[..NDISC_FRAME_LEN], mac, v6),
+            Some(NDISC_FRAME_LEN)
+        );
+    }
+
+    #[test]
+    fn a_unicast_probe_goes_to_the_neighbour_and_its_address() {
+        let me = MacAddr([2, 0, 0, 0, 0, 1]);
+        let neighbour = MacAddr([2, 0, 0, 0, 0, 2]);
+        let source: Ipv6Addr = "fd28:cb8f:4c92::33".parse().unwrap();
+        let target: Ipv6Addr = "fd10:127:e00f::5".parse().unwrap();
+        let mut frame = [0u8; NDISC_FRAME_LEN];
+        neighbour_solicit(&mut frame, me, source, target, Some(neighbour)).unwrap();
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.dst_addr(), neighbour);
+        let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+        assert_eq!(
+            (ip.src_addr(), ip.dst_addr(), ip.hop_limit()),
+            (source, target, 255)
+        );
+        let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+        assert_eq!(
+            NdiscRepr::parse(&icmp, &source, &target).unwrap(),
+            NdiscRepr::NeighbourSolicit {
+                target_addr: target,
+                source_lladdr: Some(me)
+            }
+        );
+    }
+}

@@ -1,0 +1,266 @@
+//! Shared-memory regions: one `MAP_SHARED` mapping of a memfd, created here (client role) or received
+//! from the peer (server role).
+//!
+//! The peer writes this memory while we read it, so no Rust reference (`&[u8]`, `&T`) ever points into
+//! it: bytes move only by raw copies into or out of our own buffers, descriptors by volatile loads and
+//! stores, and ring indices through atomics. Every access is bounds-checked against the mapping first;
+//! an offset or length from the peer can never reach outside it. The mapping is unmapped on drop.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU16;
+
+/// A mapped shared-memory region.
+///
+/// INVARIANT: `base` points to a live mapping of exactly `len` bytes (len > 0), readable and writable,
+/// that lives as long as this value.
+pub struct Region {
+    base: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: `Region` owns its mapping; the raw pointer is only dereferenced through the bounds-checked
+// methods below, which use raw copies, volatile accesses or atomics, all valid from any thread.
+unsafe impl Send for Region {}
+// SAFETY: as above; no method hands out references into the mapping, so shared use cannot alias.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Creates a region of `len` bytes: a memfd sealed against shrinking (so the peer cannot make our
+    /// accesses fault by truncating it), sized and mapped.
+    pub fn create(name: &str, len: usize) -> io::Result<Region> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a memif region cannot be empty",
+            ));
+        }
+        let cname = std::ffi::CString::new(name.replace('\0', "")).map_err(io::Error::other)?;
+        // SAFETY: `cname` is a valid NUL-terminated string; memfd_create only reads it.
+        let raw = unsafe {
+            libc::memfd_create(cname.as_ptr(), libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC)
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let size =
+            libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: plain syscalls on an fd we own.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Self::map_fd(fd, len)
+    }
+
+    /// Maps a region received from the peer: `len` bytes from offset 0 of `fd`. The file must be at least
+    /// `len` bytes long, so that no access within the mapping can fault.
+    pub fn map(fd: OwnedFd, len: u64) -> io::Result<Region> {
+        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "region size is 0",
+            ));
+        }
+        // SAFETY: `stat` is plain data that fstat fills in; a zeroed one is a valid value.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `st` is a valid, writable stat buffer and the fd is open.
+        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if (st.st_mode & libc::S_IFMT) == libc::S_IFREG
+            && u64::try_from(st.st_size).unwrap_or(0) < len as u64
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "region file holds {} bytes, fewer than the announced {len}",
+                    st.st_size
+                ),
+            ));
+        }
+        Self::map_fd(fd, len)
+    }
+
+    fn map_fd(fd: OwnedFd, len: usize) -> io::Result<Region> {
+        // SAFETY: a fresh shared mapping chosen by the kernel (no MAP_FIXED), so no existing memory is
+        // replaced; the result is checked against MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        Ok(Region { base, len, fd })
+    }
+
+    /// Size of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The region's file descriptor, to send to the peer.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// True when `len` bytes at `offset` lie inside the mapping.
+    #[inline]
+    pub fn contains(&self, offset: usize, len: usize) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+
+    /// A raw pointer to `offset`, after checking that `len` bytes from there are inside the mapping.
+    #[inline]
+    fn ptr(&self, offset: usize, len: usize) -> Option<*mut u8> {
+        // SAFETY: `offset + len <= self.len` is checked first, so the result stays inside the mapping.
+        self.contains(offset, len)
+            .then(|| unsafe { self.base.as_ptr().add(offset) })
+    }
+
+    /// Copies `dst.len()` bytes at `offset` out of the region. `None` (nothing copied) when out of bounds.
+    #[inline]
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> Option<()> {
+        let src = self.ptr(offset, dst.len())?;
+        // SAFETY: `src..src+len` is inside the mapping (checked by `ptr`), `dst` is our own buffer and
+        // cannot overlap the mapping. The peer may write these bytes concurrently: we never form a
+        // reference to them and copy them exactly once, so the worst a peer can do is hand us garbage
+        // bytes, which the caller treats as untrusted frame data.
+        unsafe { copy_from_shared(src, dst) };
+        Some(())
+    }
+
+    /// Copies `src` into the region at `offset`. `None` (nothing written) when out of bounds.
+    #[inline]
+    pub fn write(&self, offset: usize, src: &[u8]) -> Option<()> {
+        let dst = self.ptr(offset, src.len())?;
+        // SAFETY: `dst..dst+len` is inside the mapping (checked by `ptr`) and `src` is our own memory.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
+        Some(())
+    }
+
+    /// Volatile load of `N` bytes at `offset` (descriptors, cookies, flags).
+    #[inline]
+    pub fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let p = self.ptr(offset, N)?;
+        // SAFETY: in bounds (checked); `[u8; N]` has alignment 1, so any offset is aligned.
+        Some(unsafe { std::ptr::read_volatile(p.cast::<[u8; N]>()) })
+    }
+
+    /// Volatile store of `N` bytes at `offset`.
+    #[inline]
+    pub fn store<const N: usize>(&self, offset: usize, bytes: [u8; N]) -> Option<()> {
+        let p = self.ptr(offset, N)?;
+        // SAFETY: in bounds (checked); `[u8; N]` has alignment 1.
+        unsafe { std::ptr::write_volatile(p.cast::<[u8; N]>(), bytes) };
+        Some(())
+    }
+
+    /// The `u16` at `offset` as an atomic (ring head, tail and flags). `None` when out of bounds or not
+    /// 2-byte aligned.
+    #[inline]
+    pub fn atomic_u16(&self, offset: usize) -> Option<&AtomicU16> {
+        let p = self.ptr(offset, 2)?;
+        if !(p as usize).is_multiple_of(std::mem::align_of::<AtomicU16>()) {
+            return None;
+        }
+        // SAFETY: in bounds and aligned (checked); the mapping lives as long as `&self`; every access by
+        // this process to these bytes is atomic, and an atomic may be changed by the peer at any time.
+        Some(unsafe { AtomicU16::from_ptr(p.cast::<u16>()) })
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` describe the mapping this value owns (INVARIANT); nothing can use it after
+        // drop because every user holds the region (through an `Arc`) while it accesses memory.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("len", &self.len)
+            .field("fd", &self.fd.as_raw_fd())
+            .finish()
+    }
+}
+
+/// Copies bytes out of memory that the peer may be writing at the same time.
+///
+/// # Safety
+/// `src..src + dst.len()` must be inside a live mapping, and must not overlap `dst`.
+#[inline]
+unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
+    // SAFETY: the caller guarantees the range; memcpy from a raw pointer forms no reference, reads each
+    // byte once, and stores only into `dst`.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn created_region_is_sealed_and_shared_with_a_second_mapping() {
+        let a = Region::create("test", 10_000).unwrap();
+        let fd = a.fd().try_clone_to_owned().unwrap();
+        // SAFETY: test code; plain fcntl on an fd we own.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        assert_ne!(seals & libc::F_SEAL_SHRINK, 0);
+        let b = Region::map(fd, 10_000).unwrap();
+        a.write(9_990, b"0123456789").unwrap();
+        let mut got = [0u8; 10];
+        b.read(9_990, &mut got).unwrap();
+        assert_eq!(&got, b"0123456789");
+        a.atomic_u16(64).unwrap().store(0xbeef, Ordering::Release);
+        assert_eq!(b.atomic_u16(64).unwrap().load(Ordering::Acquire), 0xbeef);
+        assert_eq!(b.load::<2>(64), Some(0xbeefu16.to_ne_bytes()));
+    }
+
+    #[test]
+    fn out_of_bounds_and_misaligned_accesses_are_refused() {
+        let r = Region::create("test", 4096).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(r.read(4090, &mut buf).is_none());
+        assert!(r.read(usize::MAX - 4, &mut buf).is_none());
+        assert!(r.write(4081, &buf).is_none());
+        assert!(r.load::<16>(4081).is_none());
+        assert!(r.store(4095, [0u8; 2]).is_none());
+        assert!(r.atomic_u16(4095).is_none());
+        assert!(r.atomic_u16(7).is_none());
+        assert!(r.read(4080, &mut buf).is_some());
+    }
+
+    #[test]
+    fn mapping_more_than_the_file_holds_is_refused() {
+        let r = Region::create("test", 4096).unwrap();
+        let fd = r.fd().try_clone_to_owned().unwrap();
+        let err = Region::map(fd, 8192).unwrap_err();
+        assert!(
+            err.to_string().contains("fewer than the announced"),
+            "{err}"
+        );
+        let fd = r.fd().try_clone_to_owned().unwrap();
+        assert!(Region::map(fd, 0).is_err());
+    }
+}

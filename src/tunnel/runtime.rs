@@ -1,0 +1,534 @@
+//! One tunnel's whole life: set up, serve, survive memif and VPP restarts, and undo everything.
+//!
+//! Order (everything is validated before this runs, by the configuration module):
+//! 1. the WireGuard device (UDP socket) and the memif listening socket, so VPP can connect at once;
+//! 2. VPP's objects, as a transaction (stale objects of a crashed run are swept first);
+//! 3. the first memif connection, within [`RunOptions::first_connect_timeout`];
+//! 4. the l2fib entry and the startup announcement, on every (re)connection;
+//! 5. the UAPI socket, so `wg` configures the device;
+//! 6. serve until SIGTERM/SIGINT (the caller's `shutdown`), the UAPI socket's removal, or a fatal error;
+//! 7. undo, in reverse: UAPI socket, memif, neighbour entries, l2fib, routes, memif in VPP, socket id.
+//!
+//! A memif that drops is waited for again (the device and its sessions stay); a VPP that restarts is
+//! reconnected and the tunnel's objects are created again, also without touching the sessions.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::dataplane::{Link, MAX_FRAME};
+use super::settings;
+use super::status::{Phase, TunnelStatus};
+use crate::config::{Reconf, TunnelConfig};
+use crate::l2::Adapter;
+use crate::memif::{self, Listener};
+use crate::vpp::{self, Client, ClientOptions, NeighbourInstaller, VppTunnel};
+use crate::wg::WgDevice;
+use crate::wg::uapi::{ServeEnd, UapiListener};
+
+use super::{MemifDevice, TunnelError};
+
+/// How the tunnel reaches VPP.
+#[derive(Debug, Clone)]
+pub enum VppAccess {
+    /// Create and remove the tunnel's objects through VPP's binary API at this socket.
+    Api(ClientOptions),
+    /// Do not touch VPP: its side of the memif is configured elsewhere (a VPP startup config, or a
+    /// test peer). Only the memif socket is served.
+    Off,
+}
+
+/// Settings of a run that do not come from the configuration files.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How VPP is reached.
+    pub vpp: VppAccess,
+    /// Directory of the UAPI socket (`/var/run/wireguard` for `wg`).
+    pub uapi_dir: PathBuf,
+    /// How long to wait for VPP's first memif connection before giving up.
+    pub first_connect_timeout: Duration,
+    /// The periodic re-application of a wg(8) config file (`WGGO_RECONF_*`).
+    pub reconf: Option<Reconf>,
+}
+
+impl RunOptions {
+    /// Defaults: VPP through the API at `api_socket`, `wg`'s socket directory, 30 s for the memif.
+    pub fn new(api_socket: &Path) -> RunOptions {
+        RunOptions {
+            vpp: VppAccess::Api(ClientOptions::new(api_socket)),
+            uapi_dir: PathBuf::from(crate::wg::uapi::DEFAULT_SOCKET_DIR),
+            first_connect_timeout: Duration::from_secs(30),
+            reconf: None,
+        }
+    }
+}
+
+/// A running tunnel: its device and packet path for status and reconfiguration, and the task that
+/// carries it through its life. Stop it with [`Tunnel::stop`]: dropping it aborts the task, which
+/// leaves VPP objects behind.
+pub struct Tunnel {
+    name: String,
+    memif_socket: PathBuf,
+    device: Arc<MemifDevice>,
+    link: Arc<Link>,
+    status: watch::Receiver<TunnelStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), TunnelError>>,
+}
+
+impl Tunnel {
+    /// Creates the tunnel's WireGuard device and memif socket, then sets up VPP and serves in a task of
+    /// its own. Errors after this returns end the task: see [`Tunnel::finished`].
+    pub async fn start(cfg: TunnelConfig, options: RunOptions) -> Result<Tunnel, TunnelError> {
+        let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
+        let (link, ip_send, ip_recv) = Link::new(adapter);
+        let device = WgDevice::new(settings::device(&cfg), ip_send, ip_recv)
+            .await
+            .map_err(TunnelError::Device)?;
+        let device = Arc::new(device);
+        let listener = bind_memif(&cfg)?;
+        let (status_tx, status) = watch::channel(TunnelStatus {
+            listen_port: device.listen_port(),
+            ..TunnelStatus::default()
+        });
+        let (stop, stopped) = oneshot::channel();
+        let name = cfg.name.clone();
+        let memif_socket = cfg.memif_socket.clone();
+        let lifecycle = Lifecycle {
+            cfg,
+            options,
+            device: Arc::clone(&device),
+            link: Arc::clone(&link),
+            status: status_tx,
+        };
+        let task = tokio::spawn(lifecycle.run(listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Tunnel {
+            name,
+            memif_socket,
+            device,
+            link,
+            status,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The tunnel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The memif socket VPP connects to.
+    pub fn memif_socket(&self) -> &Path {
+        &self.memif_socket
+    }
+
+    /// The WireGuard device (peers, statistics, configuration as a diff).
+    pub fn device(&self) -> &Arc<MemifDevice> {
+        &self.device
+    }
+
+    /// The packet path (l2 counters and neighbours, its own counters).
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// The published state.
+    pub fn status(&self) -> watch::Receiver<TunnelStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until the tunnel ends by itself (the UAPI socket was removed, or a fatal error).
+    pub async fn finished(&mut self) -> Result<(), TunnelError> {
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(join) => Err(TunnelError::TaskFailed(join.to_string())),
+        }
+    }
+
+    /// Stops the tunnel and waits until everything it created is removed.
+    pub async fn stop(mut self) -> Result<(), TunnelError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.finished().await
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs the tunnel `cfg` until `shutdown` completes or the tunnel ends by itself (its UAPI socket was
+/// removed, or a fatal error). Everything created is removed again before this returns, also on error.
+pub async fn run(
+    cfg: TunnelConfig,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TunnelError> {
+    let mut tunnel = Tunnel::start(cfg, options).await?;
+    tokio::select! {
+        result = tunnel.finished() => result,
+        () = shutdown => tunnel.stop().await,
+    }
+}
+
+/// The task of one tunnel.
+struct Lifecycle {
+    cfg: TunnelConfig,
+    options: RunOptions,
+    device: Arc<MemifDevice>,
+    link: Arc<Link>,
+    status: watch::Sender<TunnelStatus>,
+}
+
+impl Lifecycle {
+    async fn run(
+        self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), TunnelError> {
+        let result = self.serve(listener, shutdown).await;
+        self.status.send_modify(|s| {
+            s.phase = Phase::Stopped;
+            s.error = result.as_ref().err().map(ToString::to_string);
+        });
+        result
+    }
+
+    async fn serve(
+        &self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), TunnelError> {
+        let Lifecycle {
+            cfg,
+            options,
+            device,
+            link,
+            status,
+        } = self;
+        let mut vpp = match &options.vpp {
+            VppAccess::Api(client_options) => {
+                let mut side = VppSide::setup(cfg, client_options).await?;
+                side.start_neighbours(cfg, link);
+                Some(side)
+            }
+            VppAccess::Off => None,
+        };
+        status.send_modify(|s| {
+            s.phase = Phase::WaitingForMemif;
+            s.memif_sw_if_index = vpp.as_ref().map(|v| v.tunnel.memif_sw_if_index);
+        });
+
+        let (memif_events, mut memif_rx) = mpsc::channel(4);
+        let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(link), memif_events));
+        let result = async {
+            wait_first_connection(cfg, options, &mut memif_rx).await?;
+            on_memif_up(cfg, link, vpp.as_mut()).await;
+            status.send_modify(|s| s.phase = Phase::Running);
+            let uapi =
+                UapiListener::bind(&options.uapi_dir, &cfg.name).map_err(TunnelError::Uapi)?;
+            tracing::info!(tunnel = %cfg.name, uapi = %uapi.path().display(), "tunnel up");
+            let reconf = options
+                .reconf
+                .clone()
+                .map(|reconf| tokio::spawn(reapply(Arc::clone(device), reconf)));
+            let served = serve(
+                cfg,
+                link,
+                &mut vpp,
+                status,
+                &mut memif_rx,
+                uapi,
+                device,
+                shutdown,
+            )
+            .await;
+            if let Some(task) = reconf {
+                task.abort();
+            }
+            served
+        }
+        .await;
+
+        status.send_modify(|s| s.phase = Phase::TearingDown);
+        memif_task.abort();
+        let _ = memif_task.await;
+        link.detach();
+        if let Some(vpp) = vpp {
+            vpp.teardown(cfg).await;
+        }
+        result
+    }
+}
+
+/// What happened to the memif connection.
+#[derive(Debug)]
+enum MemifEvent {
+    Up(memif::ConnectionInfo),
+    Down(memif::Disconnected),
+}
+
+fn bind_memif(cfg: &TunnelConfig) -> Result<Listener, TunnelError> {
+    if let Some(dir) = cfg.memif_socket.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|source| TunnelError::MemifSocket {
+                path: cfg.memif_socket.clone(),
+                source: memif::Error::Socket {
+                    addr: dir.display().to_string(),
+                    source,
+                },
+            })?;
+    }
+    let server = settings::memif_server(cfg, Duration::from_secs(5));
+    Listener::bind(&cfg.memif_socket, server).map_err(|source| TunnelError::MemifSocket {
+        path: cfg.memif_socket.clone(),
+        source,
+    })
+}
+
+/// Accepts VPP's memif connections one after the other, handing each one's queues to the packet path.
+async fn serve_memif(mut listener: Listener, link: Arc<Link>, events: mpsc::Sender<MemifEvent>) {
+    loop {
+        let connection = match listener.accept().await {
+            Ok(connection) => connection,
+            Err(err) => {
+                tracing::error!(error = %err, "memif: the listening socket failed; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let info = connection.info().clone();
+        let (mut control, rx, tx) = connection.split();
+        let (Some(rx), Some(tx)) = (rx.into_iter().next(), tx.into_iter().next()) else {
+            control
+                .disconnect("at least one queue each way is needed")
+                .await;
+            continue;
+        };
+        link.attach(rx, tx).await;
+        let _ = events.send(MemifEvent::Up(info)).await;
+        let down = control.closed().await;
+        link.detach();
+        let _ = events.send(MemifEvent::Down(down)).await;
+    }
+}
+
+async fn wait_first_connection(
+    cfg: &TunnelConfig,
+    options: &RunOptions,
+    memif_rx: &mut mpsc::Receiver<MemifEvent>,
+) -> Result<(), TunnelError> {
+    let deadline = tokio::time::sleep(options.first_connect_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            event = memif_rx.recv() => match event {
+                Some(MemifEvent::Up(info)) => {
+                    tracing::info!(tunnel = %cfg.name, peer = %info.peer_app_name, "memif connected");
+                    return Ok(());
+                }
+                Some(MemifEvent::Down(_)) => {}
+                None => return Err(TunnelError::MemifTimeout { socket: cfg.memif_socket.clone(), waited: Duration::ZERO }),
+            },
+            () = &mut deadline => return Err(TunnelError::MemifTimeout {
+                socket: cfg.memif_socket.clone(),
+                waited: options.first_connect_timeout,
+            }),
+        }
+    }
+}
+
+/// On every memif connection: the l2fib entry for our MAC (VPP would learn it too, so a failure is
+/// only logged) and the startup announcement.
+async fn on_memif_up(cfg: &TunnelConfig, link: &Link, vpp: Option<&mut VppSide>) {
+    if let Some(vpp) = vpp {
+        vpp.add_l2fib(cfg).await;
+    }
+    if cfg.gratuitous_on_startup {
+        let sent = link.announce();
+        tracing::info!(tunnel = %cfg.name, frames = sent, "announced our addresses");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    cfg: &TunnelConfig,
+    link: &Arc<Link>,
+    vpp: &mut Option<VppSide>,
+    status: &watch::Sender<TunnelStatus>,
+    memif_rx: &mut mpsc::Receiver<MemifEvent>,
+    uapi: UapiListener,
+    device: &Arc<MemifDevice>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), TunnelError> {
+    let uapi_served = uapi.serve(Arc::clone(device));
+    tokio::pin!(uapi_served, shutdown);
+    let mut scratch = vec![0u8; MAX_FRAME];
+    loop {
+        let next_neighbour_work = link
+            .adapter()
+            .poll_at(Instant::now())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let vpp_lost = async {
+            match vpp.as_ref() {
+                Some(side) => side.client.disconnected().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => {
+                tracing::info!(tunnel = %cfg.name, "stopping on signal");
+                return Ok(());
+            }
+            end = &mut uapi_served => return match end {
+                ServeEnd::SocketRemoved => {
+                    tracing::info!(tunnel = %cfg.name, "UAPI socket removed; stopping");
+                    Ok(())
+                }
+                ServeEnd::AcceptFailed(source) => Err(TunnelError::UapiAccept(source)),
+            },
+            event = memif_rx.recv() => match event {
+                Some(MemifEvent::Up(info)) => {
+                    tracing::info!(tunnel = %cfg.name, peer = %info.peer_app_name, "memif reconnected");
+                    on_memif_up(cfg, link, vpp.as_mut()).await;
+                    status.send_modify(|s| s.phase = Phase::Running);
+                }
+                Some(MemifEvent::Down(down)) => {
+                    tracing::warn!(tunnel = %cfg.name, reason = %down.reason, "memif disconnected; waiting for VPP to connect again");
+                    status.send_modify(|s| s.phase = Phase::Reconnecting);
+                }
+                None => return Err(TunnelError::MemifTaskEnded),
+            },
+            () = vpp_lost => {
+                status.send_modify(|s| s.phase = Phase::Reconnecting);
+                if let Some(side) = vpp.as_mut() {
+                    side.recover(cfg, link).await;
+                    status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
+                }
+            }
+            () = tokio::time::sleep_until(next_neighbour_work.into()) => {
+                link.flush_neighbour_work(Instant::now(), &mut scratch);
+            }
+        }
+    }
+}
+
+/// Re-applies the wg(8) config file every interval, as a diff that keeps sessions (B25). The first run
+/// is one second after start, as in the original.
+async fn reapply(device: Arc<MemifDevice>, reconf: Reconf) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    loop {
+        match device.apply_config_file(&reconf.path).await {
+            Ok(report) => {
+                tracing::debug!(file = %reconf.path.display(), commands = report.commands, "re-applied the WireGuard config");
+                for (_, endpoint, error) in report.unresolved {
+                    tracing::warn!(%endpoint, %error, "endpoint did not resolve; the peer keeps its current one");
+                }
+                tokio::time::sleep(reconf.interval).await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "re-applying the WireGuard config failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// The tunnel's objects in VPP and what keeps them: the API client and the neighbour installer.
+struct VppSide {
+    client: Client,
+    tunnel: VppTunnel,
+    neighbours: Option<NeighbourInstaller>,
+}
+
+impl VppSide {
+    async fn setup(cfg: &TunnelConfig, options: &ClientOptions) -> Result<VppSide, TunnelError> {
+        let client = Client::connect(options.clone())
+            .await
+            .map_err(TunnelError::VppConnect)?;
+        let tunnel = vpp::setup(&client, &settings::vpp_setup(cfg))
+            .await
+            .map_err(TunnelError::VppSetup)?;
+        tracing::info!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), sw_if_index = tunnel.memif_sw_if_index, "VPP objects created");
+        Ok(VppSide {
+            client,
+            tunnel,
+            neighbours: None,
+        })
+    }
+
+    async fn add_l2fib(&mut self, cfg: &TunnelConfig) {
+        let mac = vpp::MacAddress(cfg.self_mac.0);
+        if let Err(err) = self.tunnel.add_l2fib(&self.client, mac).await {
+            tracing::warn!(tunnel = %cfg.name, error = %err, "l2fib entry not added; VPP learns our MAC from traffic instead");
+        }
+    }
+
+    fn start_neighbours(&mut self, cfg: &TunnelConfig, link: &Link) {
+        if self.tunnel.installer.is_none() || !cfg.install.neighbours.any() {
+            return;
+        }
+        let installer = NeighbourInstaller::spawn(
+            self.client.clone(),
+            self.tunnel.installer.clone(),
+            settings::neighbour_flags(cfg),
+            256,
+        );
+        link.set_neighbour_installer(Some(installer.handle()));
+        self.neighbours = Some(installer);
+    }
+
+    /// VPP went away: reconnect (retrying until it is back) and create the tunnel's objects again. The
+    /// old objects died with VPP; a VPP that did not restart gets them swept and re-created.
+    async fn recover(&mut self, cfg: &TunnelConfig, link: &Link) {
+        tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back");
+        link.set_neighbour_installer(None);
+        if let Some(installer) = self.neighbours.take() {
+            drop(installer.stop().await);
+        }
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if self.client.reconnect().await.is_ok() {
+                match vpp::setup(&self.client, &settings::vpp_setup(cfg)).await {
+                    Ok(tunnel) => {
+                        tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
+                        self.tunnel = tunnel;
+                        self.start_neighbours(cfg, link);
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::error!(tunnel = %cfg.name, error = %err, "re-creating the VPP objects failed; retrying")
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn teardown(mut self, cfg: &TunnelConfig) {
+        if let Some(installer) = self.neighbours.take() {
+            for undo in installer.stop().await {
+                self.tunnel.record(undo);
+            }
+        }
+        for failure in self.tunnel.teardown(&self.client).await {
+            tracing::error!(tunnel = %cfg.name, "{failure}");
+        }
+        let _ = self.client.close().await;
+    }
+}

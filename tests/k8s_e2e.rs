@@ -1,0 +1,1228 @@
+//! The CRD and the controller on a real Kubernetes API server: `crd-apiserver`, the upstream
+//! apiextensions server with an embedded etcd, built from Debian's Go sources by
+//! `scripts/k8s/build-crd-apiserver.sh` (see `scripts/k8s/main.go`). Each test starts its own server on
+//! free ports in a temporary directory and kills it when done.
+//!
+//! Two stand-ins, because that server has no core API and no data plane runs here:
+//! - `RecordingRuntime` stands in for the data plane (the tunnel runtime of the "one tunnel end to end"
+//!   issue): it records start/reconfigure/stop calls and reports a running tunnel with one handshake.
+//! - `MemorySecrets` stands in for Secrets, which this server does not serve; the Kubernetes
+//!   implementation of the secret store is tested against kube's tower-test mock in `src/k8s/secrets.rs`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use http_body_util::BodyExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, CustomResourceExt};
+use wireguard_vpp::k8s::controller::{self, ControllerOptions};
+use wireguard_vpp::k8s::keys::Key;
+use wireguard_vpp::k8s::render::WireGuardConfig;
+use wireguard_vpp::k8s::runtime::{
+    PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
+};
+use wireguard_vpp::k8s::secrets::{SecretData, SecretError, SecretStore};
+use wireguard_vpp::k8s::{WireGuardVppTunnel, crd_yaml};
+
+const PEER_KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+const OTHER_PEER_KEY: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------------
+// The API server.
+
+/// A running `crd-apiserver`; killed by PID (and its directory removed) on drop.
+struct ApiServer {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server_binary() -> PathBuf {
+    std::env::var_os("CRD_APISERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::project_root().join("target/crd-apiserver"))
+}
+
+/// Three consecutive free ports (API, etcd client, etcd peer).
+fn free_ports() -> u16 {
+    for _ in 0..50 {
+        let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = listener.local_addr() else {
+            continue;
+        };
+        let port = addr.port();
+        if port > 65000 {
+            continue;
+        }
+        let others: Vec<_> = (1..=2)
+            .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).ok())
+            .collect();
+        if others.len() == 2 {
+            return port;
+        }
+    }
+    panic!("no three consecutive free ports on 127.0.0.1");
+}
+
+/// Starts the server, or returns `None` (skip) when its binary is missing outside CI.
+async fn start_server() -> Option<(ApiServer, Client)> {
+    let binary = server_binary();
+    let purpose =
+        "the real Kubernetes API server; build it with scripts/k8s/build-crd-apiserver.sh";
+    if !common::require(binary.to_str().expect("UTF-8 path"), purpose) {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_ports();
+    let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+    let child = Command::new(&binary)
+        .args([
+            "--data-dir",
+            dir.path().to_str().expect("UTF-8 path"),
+            "--port",
+            &port.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("start crd-apiserver");
+    let server = ApiServer { child, dir };
+    let kubeconfig = server.dir.path().join("kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "crd-apiserver not ready within 60 s; log:\n{}",
+            server.log()
+        );
+        if kubeconfig.exists()
+            && let Ok(client) = client_for(&kubeconfig).await
+            && let Ok(text) = client
+                .request_text(
+                    http::Request::get("/readyz")
+                        .body(Vec::new())
+                        .expect("request"),
+                )
+                .await
+            && text == "ok"
+        {
+            return Some((server, client));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl ApiServer {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+async fn client_for(kubeconfig: &Path) -> Result<Client, Box<dyn std::error::Error>> {
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// Sends a raw request; returns the status, the `Warning` headers and the body.
+async fn send(
+    client: &Client,
+    request: http::Request<Vec<u8>>,
+) -> (u16, Vec<String>, serde_json::Value) {
+    let response = client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    let warnings = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("<binary>").to_string())
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        warnings,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Creates the CRD from `crd/` (the checked-in file) and waits until it is Established; asserts that the
+/// server sent no warnings.
+async fn install_crd(client: &Client) {
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&crd_yaml()).expect("CRD YAML");
+    let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&crd).expect("CRD JSON"))
+        .expect("request");
+    let (status, warnings, body) = send(client, request).await;
+    assert_eq!(status, 201, "CRD not created: {body}");
+    assert!(
+        warnings.is_empty(),
+        "the API server warned about the CRD: {warnings:?}"
+    );
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = WireGuardVppTunnel::crd_name();
+    tokio::time::timeout(
+        TIMEOUT,
+        await_condition(crds, name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("CRD established in time")
+    .expect("watch CRD");
+    // The CRD's REST endpoint comes up just after Established.
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let deadline = Instant::now() + TIMEOUT;
+    while api.list(&Default::default()).await.is_err() {
+        assert!(Instant::now() < deadline, "wireguardvpptunnels not served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A stand-in `events.k8s.io/v1` Event CRD (the server has no core events), so the controller's events
+/// can be read back.
+async fn install_event_crd(client: &Client) {
+    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "events.events.k8s.io",
+                     "annotations": {"api-approved.kubernetes.io": "unapproved, test stand-in for core events"}},
+        "spec": {
+            "group": "events.k8s.io",
+            "names": {"kind": "Event", "plural": "events", "singular": "event"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .expect("event CRD");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &crd)
+        .await
+        .expect("event CRD created");
+    tokio::time::timeout(
+        TIMEOUT,
+        await_condition(
+            crds,
+            "events.events.k8s.io",
+            conditions::is_crd_established(),
+        ),
+    )
+    .await
+    .expect("event CRD established in time")
+    .expect("watch CRD");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Stand-ins.
+
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Start {
+        name: String,
+        uid: u32,
+        peers: usize,
+    },
+    Reconfigure {
+        name: String,
+        peers: usize,
+    },
+    Stop {
+        name: String,
+    },
+}
+
+/// Stands in for the data plane: records calls, and reports every started tunnel as running with a
+/// fresh handshake on each peer.
+#[derive(Default, Clone)]
+struct RecordingRuntime {
+    calls: Arc<Mutex<Vec<Call>>>,
+    running: Arc<Mutex<HashMap<String, TunnelSpec>>>,
+}
+
+impl RecordingRuntime {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+impl TunnelRuntime for RecordingRuntime {
+    async fn start(&self, tunnel: TunnelSpec) -> Result<(), RuntimeError> {
+        let mut running = self.running.lock().expect("lock");
+        if running.get(tunnel.name()) == Some(&tunnel) {
+            return Ok(());
+        }
+        self.calls.lock().expect("lock").push(Call::Start {
+            name: tunnel.name().to_string(),
+            uid: tunnel.config.uid,
+            peers: tunnel.wireguard.peers.len(),
+        });
+        running.insert(tunnel.name().to_string(), tunnel);
+        Ok(())
+    }
+
+    async fn reconfigure(
+        &self,
+        name: &str,
+        wireguard: WireGuardConfig,
+    ) -> Result<(), RuntimeError> {
+        self.calls.lock().expect("lock").push(Call::Reconfigure {
+            name: name.into(),
+            peers: wireguard.peers.len(),
+        });
+        if let Some(tunnel) = self.running.lock().expect("lock").get_mut(name) {
+            tunnel.wireguard = wireguard;
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str) -> Result<(), RuntimeError> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(Call::Stop { name: name.into() });
+        self.running.lock().expect("lock").remove(name);
+        Ok(())
+    }
+
+    async fn state(&self, name: &str) -> Option<TunnelState> {
+        let running = self.running.lock().expect("lock");
+        let tunnel = running.get(name)?;
+        Some(TunnelState {
+            phase: Phase::Running,
+            vpp_configured: true,
+            sw_if_index: Some(100 + tunnel.config.uid),
+            memif_socket: format!("/run/wggo-vpp/{name}.sock"),
+            listen_port: Some(tunnel.wireguard.listen_port),
+            error: None,
+            peers: tunnel
+                .wireguard
+                .peers
+                .iter()
+                .map(|p| PeerStats {
+                    public_key: p.public_key.to_base64(),
+                    endpoint: p.endpoint.clone(),
+                    last_handshake: Some(SystemTime::now() - Duration::from_secs(5)),
+                    rx_bytes: 1000,
+                    tx_bytes: 2000,
+                })
+                .collect(),
+            counters: Vec::new(),
+        })
+    }
+}
+
+/// A stored Secret: its data, and its owner when the controller created it.
+type StoredSecret = (SecretData, Option<OwnerReference>);
+
+/// Stands in for Kubernetes Secrets, which the CRD server does not serve.
+#[derive(Default, Clone)]
+struct MemorySecrets {
+    secrets: Arc<Mutex<HashMap<(String, String), StoredSecret>>>,
+}
+
+impl MemorySecrets {
+    fn put(&self, namespace: &str, name: &str, key: &str, value: &str) {
+        let mut secrets = self.secrets.lock().expect("lock");
+        let entry = secrets.entry((namespace.into(), name.into())).or_default();
+        entry.0.insert(key.into(), value.as_bytes().to_vec());
+    }
+
+    fn value(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Option<(Vec<u8>, Option<OwnerReference>)> {
+        let secrets = self.secrets.lock().expect("lock");
+        let (data, owner) = secrets.get(&(namespace.into(), name.into()))?;
+        Some((data.get(key)?.clone(), owner.clone()))
+    }
+}
+
+impl SecretStore for MemorySecrets {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, SecretError> {
+        Ok(self
+            .secrets
+            .lock()
+            .expect("lock")
+            .get(&(namespace.into(), name.into()))
+            .map(|(data, _)| data.clone()))
+    }
+
+    async fn store_generated(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &[u8],
+        owner: OwnerReference,
+    ) -> Result<(), SecretError> {
+        let mut secrets = self.secrets.lock().expect("lock");
+        let entry = secrets
+            .entry((namespace.into(), name.into()))
+            .or_insert_with(|| (SecretData::new(), Some(owner)));
+        entry.0.insert(key.into(), value.to_vec());
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The controller under test.
+
+/// A running controller; stopped (by its shutdown signal, then aborted) on drop.
+struct RunningController {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    async fn shut_down(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(TIMEOUT, &mut self.task).await;
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn start_controller(
+    client: &Client,
+    runtime: RecordingRuntime,
+    secrets: MemorySecrets,
+    gateways: &Path,
+) -> RunningController {
+    start_controller_with_metrics(client, runtime, secrets, gateways, None)
+}
+
+fn start_controller_with_metrics(
+    client: &Client,
+    runtime: RecordingRuntime,
+    secrets: MemorySecrets,
+    gateways: &Path,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> RunningController {
+    let options = ControllerOptions {
+        node_name: "node-a".into(),
+        namespace: None,
+        gateway_dir: gateways.to_path_buf(),
+        env: wireguard_vpp::config::Env {
+            memif_socket_dir: "/run/wggo-vpp".into(),
+            ..Default::default()
+        },
+        metrics_addr,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        controller::run_with(client, secrets, runtime, options, shutdown)
+            .await
+            .expect("controller runs");
+    });
+    RunningController {
+        stop: Some(stop),
+        task,
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn gateway_dir() -> PathBuf {
+    common::project_root().join("examples/k8s/gateways")
+}
+
+/// A tunnel of node-a on bridge 4242 with one peer; `extra` is merged into its spec.
+fn tunnel(name: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut spec = serde_json::json!({
+        "nodeName": "node-a",
+        "bridgeID": 4242,
+        "arp": {"respond": ["172.22.77.33/32"]},
+        "wireguard": {
+            "privateKeySecretRef": {"name": format!("{name}-key"), "key": "privateKey"},
+            "peers": [{"publicKey": PEER_KEY, "endpoint": "192.0.2.1:51820", "allowedIPs": ["0.0.0.0/0"]}]
+        }
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::json!({
+        "apiVersion": "wgvpp.io/v1alpha1",
+        "kind": "WireGuardVppTunnel",
+        "metadata": {"name": name, "namespace": "dn42"},
+        "spec": spec
+    })
+}
+
+async fn apply(
+    api: &Api<WireGuardVppTunnel>,
+    object: &serde_json::Value,
+) -> Result<WireGuardVppTunnel, kube::Error> {
+    let name = object["metadata"]["name"].as_str().expect("name");
+    api.patch(name, &PatchParams::apply("e2e-test"), &Patch::Apply(object))
+        .await
+}
+
+/// Waits until `check` holds for the tunnel, or fails with its last state.
+async fn wait_for(
+    api: &Api<WireGuardVppTunnel>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&WireGuardVppTunnel) -> bool,
+) -> WireGuardVppTunnel {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let current = api.get_opt(name).await.expect("get tunnel");
+        if let Some(tunnel) = &current
+            && check(tunnel)
+        {
+            return tunnel.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {what} not reached in time; last: {current:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn condition(tunnel: &WireGuardVppTunnel, kind: &str) -> Option<(String, String, String)> {
+    let c = tunnel
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn is_ready(tunnel: &WireGuardVppTunnel) -> bool {
+    condition(tunnel, "Ready").is_some_and(|c| c.0 == "True")
+        && tunnel.status.as_ref().and_then(|s| s.observed_generation) == tunnel.metadata.generation
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Tests.
+
+#[tokio::test]
+async fn crd_applies_without_warnings_and_validates_samples() {
+    let Some((_server, client)) = start_server().await else {
+        return;
+    };
+    install_crd(&client).await;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+
+    let created = apply(&api, &tunnel("home", serde_json::json!({"uid": 3})))
+        .await
+        .expect("valid sample accepted");
+    // Defaults come from the schema, applied by the server.
+    assert_eq!(created.spec.wireguard.listen_port, 51820);
+    assert!(created.spec.ndp.respond.is_empty());
+
+    let refused = |object: serde_json::Value, expected: &'static str| {
+        let api = api.clone();
+        async move {
+            let error = apply(&api, &object).await.expect_err(expected);
+            let kube::Error::Api(status) = &error else {
+                panic!("not an API error: {error}")
+            };
+            assert_eq!(status.code, 422, "{error}");
+            assert!(
+                status.message.contains(expected),
+                "{:?} lacks {expected:?}",
+                status.message
+            );
+        }
+    };
+    refused(
+        tunnel(
+            "bad-cidr",
+            serde_json::json!({"arp": {"respond": ["172.22.77.333/32"]}}),
+        ),
+        "spec.arp.respond[0]: Invalid value: \"172.22.77.333/32\": must be an IPv4 CIDR",
+    )
+    .await;
+    refused(
+        tunnel(
+            "bad-family",
+            serde_json::json!({"ndp": {"respond": ["10.0.0.0/8"]}}),
+        ),
+        "must be an IPv6 CIDR",
+    )
+    .await;
+    let mut bad_key = tunnel("bad-key", serde_json::json!({}));
+    bad_key["spec"]["wireguard"]["peers"][0]["publicKey"] = "not-a-key".into();
+    refused(
+        bad_key,
+        "spec.wireguard.peers[0].publicKey in body should match",
+    )
+    .await;
+    refused(
+        tunnel("bad-port", serde_json::json!({"uid": 0})),
+        "spec.uid in body should be greater than or equal to 1",
+    )
+    .await;
+    refused(
+        tunnel("home", serde_json::json!({"uid": 4})),
+        "uid is immutable once set: delete and re-create the tunnel to change it",
+    )
+    .await;
+    refused(
+        tunnel("home", serde_json::json!({"uid": 3, "bridgeID": 4243})),
+        "bridgeID is immutable",
+    )
+    .await;
+    let mut unknown = tunnel("unknown", serde_json::json!({}));
+    unknown["spec"]["bogus"] = 1.into();
+    // Typed clients drop unknown fields before sending; the server's strictness is checked raw.
+    let request = http::Request::post(
+        "/apis/wgvpp.io/v1alpha1/namespaces/dn42/wireguardvpptunnels?fieldValidation=Strict",
+    )
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(&unknown).expect("json"))
+    .expect("request");
+    let (status, _, body) = send(&client, request).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown field \"spec.bogus\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
+    let Some((server, client)) = start_server().await else {
+        return;
+    };
+    install_crd(&client).await;
+    install_event_crd(&client).await;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = RecordingRuntime::default();
+    let secrets = MemorySecrets::default();
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let controller = start_controller_with_metrics(
+        &client,
+        runtime.clone(),
+        secrets.clone(),
+        &gateway_dir(),
+        Some(metrics_addr),
+    );
+
+    apply(&api, &tunnel("home", serde_json::json!({})))
+        .await
+        .expect("created");
+    // A tunnel of another node is not this controller's.
+    apply(
+        &api,
+        &tunnel("elsewhere", serde_json::json!({"nodeName": "node-b"})),
+    )
+    .await
+    .expect("created");
+    let ready = wait_for(&api, "home", "Ready", is_ready).await;
+    let status = ready.status.clone().expect("status");
+
+    // uid allocated and recorded; private key generated into its Secret, owned by the tunnel.
+    assert_eq!(status.uid, Some(1));
+    let (private, owner) = secrets
+        .value("dn42", "home-key", "privateKey")
+        .expect("generated private key");
+    let owner = owner.expect("owner reference");
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("WireGuardVppTunnel", "home")
+    );
+    let public = Key::from_base64(&private)
+        .expect("a key")
+        .public_key()
+        .to_base64();
+    assert_eq!(status.public_key.as_deref(), Some(public.as_str()));
+    assert!(
+        !serde_json::to_string(&ready)
+            .expect("json")
+            .contains(&String::from_utf8_lossy(&private).trim().to_string())
+    );
+    assert_eq!(status.listen_port, Some(51820));
+    let memif = status.memif.clone().expect("memif status");
+    assert_eq!(
+        (memif.socket.as_str(), memif.sw_if_index),
+        ("/run/wggo-vpp/home.sock", Some(101))
+    );
+    assert_eq!(status.peers.len(), 1);
+    assert_eq!(
+        (status.peers[0].rx_bytes, status.peers[0].tx_bytes),
+        (1000, 2000)
+    );
+    assert_eq!(status.peers_summary.as_deref(), Some("1/1"));
+    for kind in [
+        "ConfigValid",
+        "NoConflict",
+        "VppConfigured",
+        "MemifConnected",
+        "Ready",
+    ] {
+        assert_eq!(
+            condition(&ready, kind).map(|c| c.0),
+            Some("True".into()),
+            "{kind}"
+        );
+    }
+    // The finalizer is on, and the status was written by server-side apply under our field manager.
+    assert!(
+        ready
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == controller::FINALIZER)
+    );
+    let managed = ready.metadata.managed_fields.clone().unwrap_or_default();
+    assert!(
+        managed
+            .iter()
+            .any(|m| m.manager.as_deref() == Some(controller::FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref() == Some("status")),
+        "{managed:#?}"
+    );
+    assert_eq!(
+        runtime.calls(),
+        [Call::Start {
+            name: "home".into(),
+            uid: 1,
+            peers: 1
+        }]
+    );
+    let elsewhere = api.get("elsewhere").await.expect("get");
+    assert!(elsewhere.status.is_none() && elsewhere.metadata.finalizers.is_none());
+
+    // What `kubectl get wgvt` prints: the server's Table with our printer columns.
+    let request =
+        http::Request::get("/apis/wgvpp.io/v1alpha1/namespaces/dn42/wireguardvpptunnels/home")
+            .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+            .body(Vec::new())
+            .expect("request");
+    let (code, _, table) = send(&client, request).await;
+    assert_eq!(code, 200, "{table}");
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        ["Name", "Ready", "Peers", "Handshake", "Node", "Age"]
+    );
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        (
+            cells[0].as_str(),
+            cells[1].as_str(),
+            cells[2].as_str(),
+            cells[4].as_str()
+        ),
+        (Some("home"), Some("True"), Some("1/1"), Some("node-a"))
+    );
+    assert!(
+        cells[3].as_str().is_some_and(|age| age.ends_with('s')),
+        "handshake age {}",
+        cells[3]
+    );
+
+    // The same through kubectl itself, where the machine has it (the Table check above always runs).
+    if which("kubectl") {
+        let output = Command::new("kubectl")
+            .args(["get", "wgvt", "-n", "dn42", "home"])
+            .env("KUBECONFIG", server.dir.path().join("kubeconfig"))
+            .output()
+            .expect("run kubectl");
+        let text = String::from_utf8_lossy(&output.stdout);
+        println!("kubectl get wgvt -n dn42 home:\n{text}");
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            ["NAME", "READY", "PEERS", "HANDSHAKE", "NODE", "AGE"],
+            "{text}"
+        );
+        let row: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(&row[..3], ["home", "True", "1/1"], "{text}");
+        assert_eq!(row[4], "node-a", "{text}");
+    } else {
+        println!("kubectl is not installed: printer columns checked through the Table API only");
+    }
+
+    // A transition event was published.
+    let events: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "dn42",
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "events.k8s.io",
+            "v1",
+            "Event",
+        )),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let list = events.list(&Default::default()).await.expect("events");
+        if list
+            .items
+            .iter()
+            .any(|e| e.data["reason"] == "Running" && e.data["regarding"]["name"] == "home")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Running event: {:#?}",
+            list.items
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Health, readiness and the exporter-compatible metrics.
+    assert!(
+        http_get(metrics_addr, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let readyz = http_get(metrics_addr, "/readyz").await;
+    assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+    let metrics = http_get(metrics_addr, "/metrics").await;
+    let labels = format!("interface=\"home\",public_key=\"{PEER_KEY}\",allowed_ips=\"0.0.0.0/0\"");
+    assert!(
+        metrics.contains(&format!("wireguard_sent_bytes_total{{{labels}}} 2000\n")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "wireguard_received_bytes_total{{{labels}}} 1000\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wireguard_latest_handshake_seconds{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wireguard_vpp_reconcile_total{result=\"ok\"}"),
+        "{metrics}"
+    );
+    controller.shut_down().await;
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response text.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read response");
+    response
+}
+
+#[tokio::test]
+async fn deletion_stops_the_tunnel_through_the_finalizer() {
+    let Some((_server, client)) = start_server().await else {
+        return;
+    };
+    install_crd(&client).await;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = RecordingRuntime::default();
+    let controller = start_controller(
+        &client,
+        runtime.clone(),
+        MemorySecrets::default(),
+        &gateway_dir(),
+    );
+    apply(&api, &tunnel("home", serde_json::json!({"uid": 7})))
+        .await
+        .expect("created");
+    wait_for(&api, "home", "Ready", is_ready).await;
+
+    api.delete("home", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let deadline = Instant::now() + TIMEOUT;
+    while api.get_opt("home").await.expect("get").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the resource was not released by the finalizer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        runtime.calls(),
+        [
+            Call::Start {
+                name: "home".into(),
+                uid: 7,
+                peers: 1
+            },
+            Call::Stop {
+                name: "home".into()
+            }
+        ]
+    );
+    controller.shut_down().await;
+}
+
+#[tokio::test]
+async fn conflicting_later_tunnel_is_reported_and_not_started() {
+    let Some((_server, client)) = start_server().await else {
+        return;
+    };
+    install_crd(&client).await;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = RecordingRuntime::default();
+    let controller = start_controller(
+        &client,
+        runtime.clone(),
+        MemorySecrets::default(),
+        &gateway_dir(),
+    );
+    apply(
+        &api,
+        &tunnel(
+            "first",
+            serde_json::json!({"arp": {"respond": ["172.22.77.32/30"]}}),
+        ),
+    )
+    .await
+    .expect("first");
+    wait_for(&api, "first", "Ready", is_ready).await;
+    // Creation times have a resolution of one second: make sure the second one is later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = tunnel(
+        "second",
+        serde_json::json!({"wireguard": {
+        "privateKeySecretRef": {"name": "second-key", "key": "privateKey"}, "listenPort": 51821}}),
+    );
+    apply(&api, &second).await.expect("second");
+    let blocked = wait_for(&api, "second", "NoConflict=False", |t| {
+        condition(t, "NoConflict").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&blocked, "NoConflict").expect("condition");
+    assert_eq!(reason, "Conflict");
+    assert!(
+        message.contains("dn42/first")
+            && message.contains("172.22.77.33/32 overlaps 172.22.77.32/30"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&blocked, "Ready").map(|c| (c.0, c.1)),
+        Some(("False".into(), "Conflict".into()))
+    );
+    assert_eq!(
+        blocked.status.as_ref().and_then(|s| s.uid),
+        Some(2),
+        "uids stay unique on the node"
+    );
+    assert!(
+        condition(&api.get("first").await.expect("first"), "Ready").is_some_and(|c| c.0 == "True")
+    );
+    assert!(
+        runtime
+            .calls()
+            .iter()
+            .all(|c| !matches!(c, Call::Start { name, .. } if name == "second"))
+    );
+
+    // Resolving the conflict starts the second tunnel.
+    let mut fixed = second.clone();
+    fixed["spec"]["arp"]["respond"] = serde_json::json!(["172.22.77.40/32"]);
+    apply(&api, &fixed).await.expect("fixed");
+    wait_for(&api, "second", "Ready", is_ready).await;
+    controller.shut_down().await;
+}
+
+#[tokio::test]
+async fn peer_edit_is_applied_without_restart_and_restart_adopts_state() {
+    let Some((_server, client)) = start_server().await else {
+        return;
+    };
+    install_crd(&client).await;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = RecordingRuntime::default();
+    let secrets = MemorySecrets::default();
+    secrets.put(
+        "dn42",
+        "home-key",
+        "privateKey",
+        "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n",
+    );
+    let controller = start_controller(&client, runtime.clone(), secrets.clone(), &gateway_dir());
+    apply(&api, &tunnel("home", serde_json::json!({})))
+        .await
+        .expect("created");
+    let first = wait_for(&api, "home", "Ready", is_ready).await;
+    assert_eq!(
+        first.status.as_ref().and_then(|s| s.public_key.as_deref()),
+        Some("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
+    );
+
+    // A peer edit (new endpoint, second peer) reaches the runtime as a WireGuard diff: no stop, no start.
+    let mut edited = tunnel("home", serde_json::json!({}));
+    edited["spec"]["wireguard"]["peers"] = serde_json::json!([
+        {"publicKey": PEER_KEY, "endpoint": "192.0.2.9:51820", "allowedIPs": ["0.0.0.0/0"]},
+        {"publicKey": OTHER_PEER_KEY, "allowedIPs": ["fd00::/64"]}
+    ]);
+    apply(&api, &edited).await.expect("edited");
+    let after_edit = wait_for(&api, "home", "Ready at generation 2", |t| {
+        is_ready(t) && t.status.as_ref().is_some_and(|s| s.peers.len() == 2)
+    })
+    .await;
+    assert_eq!(after_edit.metadata.generation, Some(2));
+    assert_eq!(
+        runtime.calls(),
+        [
+            Call::Start {
+                name: "home".into(),
+                uid: 1,
+                peers: 1
+            },
+            Call::Reconfigure {
+                name: "home".into(),
+                peers: 2
+            }
+        ]
+    );
+
+    // A changed Secret is picked up, still without a restart (the private key is WireGuard-only).
+    secrets.put(
+        "dn42",
+        "home-key",
+        "privateKey",
+        &Key::generate_private().to_base64(),
+    );
+    wait_for(&api, "home", "the new public key", |t| {
+        t.status.as_ref().and_then(|s| s.public_key.as_deref())
+            != Some("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
+    })
+    .await;
+    assert!(
+        runtime
+            .calls()
+            .iter()
+            .all(|c| !matches!(c, Call::Stop { .. }))
+    );
+
+    // A controller restart (new process: new runtime, same resources and Secrets) starts the tunnel once,
+    // with the same uid, and leaves the status as it was.
+    controller.shut_down().await;
+    let before = api.get("home").await.expect("get");
+    let restarted_runtime = RecordingRuntime::default();
+    let controller = start_controller(
+        &client,
+        restarted_runtime.clone(),
+        secrets.clone(),
+        &gateway_dir(),
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    while restarted_runtime.calls().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted controller did not start the tunnel"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        restarted_runtime.calls(),
+        [Call::Start {
+            name: "home".into(),
+            uid: 1,
+            peers: 2
+        }]
+    );
+    let after = api.get("home").await.expect("get");
+    assert_eq!(after.status.as_ref().and_then(|s| s.uid), Some(1));
+    assert_eq!(
+        after.status.as_ref().map(|s| &s.conditions),
+        before.status.as_ref().map(|s| &s.conditions)
+    );
+    controller.shut_down().await;
+}
+
+#[tokio::test]
+async fn config_errors_are_reported_and_concurrent_uids_stay_unique() {
+    let Some((_server, client)) = start_server().await else {
+        return;
+    };
+    install_crd(&client).await;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = RecordingRuntime::default();
+    let secrets = MemorySecrets::default();
+    secrets.put(
+        "dn42",
+        "long-memif",
+        "secret",
+        "a-secret-of-more-than-23-bytes",
+    );
+    let controller = start_controller(&client, runtime.clone(), secrets, &gateway_dir());
+
+    // Three tunnels at once, none with a uid: each gets its own.
+    for (name, port, range) in [
+        ("a", 51820, "172.22.77.1/32"),
+        ("b", 51821, "172.22.77.2/32"),
+        ("c", 51822, "172.22.77.3/32"),
+    ] {
+        let object = tunnel(
+            name,
+            serde_json::json!({
+                "arp": {"respond": [range]},
+                "wireguard": {"privateKeySecretRef": {"name": format!("{name}-key"), "key": "privateKey"},
+                              "listenPort": port}
+            }),
+        );
+        apply(&api, &object).await.expect("created");
+    }
+    let mut uids = Vec::new();
+    for name in ["a", "b", "c"] {
+        let ready = wait_for(&api, name, "Ready", is_ready).await;
+        uids.push(ready.status.and_then(|s| s.uid).expect("uid"));
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, [1, 2, 3]);
+
+    // A bridge without a gateway file, and a memif secret memif cannot hold: ConfigValid=False with
+    // a message that says what to do, and nothing started.
+    let mut nogw = tunnel("nogw", serde_json::json!({"bridgeID": 999}));
+    nogw["spec"]["wireguard"]["listenPort"] = 51830.into();
+    apply(&api, &nogw).await.expect("created");
+    let nogw = wait_for(&api, "nogw", "ConfigValid=False", |t| {
+        condition(t, "ConfigValid").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&nogw, "ConfigValid").expect("condition");
+    assert_eq!(reason, "GatewayFileInvalid");
+    assert!(
+        message.contains("999.json") && message.contains("every bridgeID needs a gateway file"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&nogw, "Ready").map(|c| (c.0, c.1)),
+        Some(("False".into(), "GatewayFileInvalid".into()))
+    );
+
+    let mut long = tunnel(
+        "long",
+        serde_json::json!({"memifSecretRef": {"name": "long-memif", "key": "secret"}}),
+    );
+    long["spec"]["wireguard"]["listenPort"] = 51831.into();
+    long["spec"]["arp"]["respond"] = serde_json::json!(["172.22.77.9/32"]);
+    apply(&api, &long).await.expect("created");
+    let long = wait_for(&api, "long", "ConfigValid=False", |t| {
+        condition(t, "ConfigValid").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&long, "ConfigValid").expect("condition");
+    assert_eq!(reason, "InvalidMemifSecret");
+    assert!(message.contains("at most 23"), "{message}");
+    assert!(
+        !message.contains("a-secret-of-more"),
+        "the secret leaked into the status: {message}"
+    );
+    // A running tunnel whose edit stops rendering (a preshared key Secret that does not exist) keeps
+    // running its last valid configuration; the status says why and that it still runs.
+    let mut broken = tunnel(
+        "a",
+        serde_json::json!({
+            "arp": {"respond": ["172.22.77.1/32"]},
+            "wireguard": {"privateKeySecretRef": {"name": "a-key", "key": "privateKey"}, "listenPort": 51820}
+        }),
+    );
+    broken["spec"]["wireguard"]["peers"] = serde_json::json!([{
+        "publicKey": PEER_KEY, "allowedIPs": ["0.0.0.0/0"],
+        "presharedKeySecretRef": {"name": "absent-psk", "key": "psk"}
+    }]);
+    apply(&api, &broken).await.expect("edited");
+    let kept = wait_for(&api, "a", "ConfigValid=False", |t| {
+        condition(t, "ConfigValid").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    let (_, reason, message) = condition(&kept, "ConfigValid").expect("condition");
+    assert_eq!(reason, "SecretMissing");
+    assert!(
+        message.contains("absent-psk")
+            && message.contains("keeps running its last valid configuration"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&kept, "MemifConnected").map(|c| c.0),
+        Some("True".into())
+    );
+    assert!(!runtime.calls().contains(&Call::Stop { name: "a".into() }));
+
+    let started: Vec<String> = runtime
+        .calls()
+        .into_iter()
+        .filter_map(|c| match c {
+            Call::Start { name, .. } => Some(name),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 3, "{started:?}");
+    controller.shut_down().await;
+}
