@@ -206,7 +206,7 @@ impl MemifIpRecv {
     async fn usable_queue(&mut self) -> io::Result<()> {
         // A newer connection replaces the current one even before its loss was noticed here.
         if let Ok(queue) = self.queues.try_recv() {
-            self.rx = Some(with_interrupt(queue)?);
+            self.rx = with_interrupt(queue);
         }
         if self
             .rx
@@ -218,7 +218,7 @@ impl MemifIpRecv {
         self.rx = None;
         match self.queues.recv().await {
             Some(queue) => {
-                self.rx = Some(with_interrupt(queue)?);
+                self.rx = with_interrupt(queue);
                 Ok(())
             }
             None => Err(io::Error::new(
@@ -265,10 +265,17 @@ impl MemifIpRecv {
     }
 }
 
-fn with_interrupt(mut queue: RxQueue) -> io::Result<(RxQueue, Interrupt)> {
+/// The queue with its interrupt waiter; `None` (the connection is dropped here, and the next one is
+/// awaited) when the eventfd cannot be watched, since an error returned to the device would stop it.
+fn with_interrupt(mut queue: RxQueue) -> Option<(RxQueue, Interrupt)> {
     queue.set_interrupt_mode(true);
-    let interrupt = queue.interrupt()?;
-    Ok((queue, interrupt))
+    match queue.interrupt() {
+        Ok(interrupt) => Some((queue, interrupt)),
+        Err(err) => {
+            tracing::error!(error = %err, "memif: cannot watch the RX interrupt; waiting for the next connection");
+            None
+        }
+    }
 }
 
 impl IpRecv for MemifIpRecv {
@@ -289,7 +296,7 @@ impl IpRecv for MemifIpRecv {
                 tokio::select! {
                     woken = interrupt.wait() => if woken.is_err() { self.rx = None },
                     next = self.queues.recv() => match next {
-                        Some(queue) => self.rx = Some(with_interrupt(queue)?),
+                        Some(queue) => self.rx = with_interrupt(queue),
                         None => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the tunnel's memif link is closed")),
                     },
                 }
