@@ -17,16 +17,19 @@ ARG CARGO_NET_OFFLINE
 COPY . .
 RUN cargo build --release --locked --bin wireguard-vpp \
  && install -D -m 0755 "${CARGO_TARGET_DIR:-target}/release/wireguard-vpp" /out/wireguard-vpp
+# The release profile keeps line tables for local debugging; the image keeps symbol names only (98 MB -> 18 MB).
+RUN strip --strip-debug /out/wireguard-vpp
 
 FROM ${RUNTIME_IMAGE}
 LABEL org.opencontainers.image.title="wireguard-vpp" \
       org.opencontainers.image.description="Userspace WireGuard endpoint attached to the FD.io VPP router over memif" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
 RUN apt-get update \
- && apt-get install -y --no-install-recommends wireguard-tools ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 65532 wireguard-vpp \
- && useradd --system --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wireguard-tools ca-certificates \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+ && groupadd --gid 65532 wireguard-vpp \
+ && useradd --no-log-init --uid 65532 --gid 65532 --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin wireguard-vpp \
  && install -d -o 65532 -g 65532 -m 0750 /var/run/wireguard /var/run/wggo-vpp /etc/wggo-vpp
 COPY --from=build /out/wireguard-vpp /usr/local/bin/wireguard-vpp
