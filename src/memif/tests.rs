@@ -654,3 +654,143 @@ fn hostile_ring(log2: u8) -> (Arc<[Region]>, Ring) {
     assert_eq!(ring.cookie(), COOKIE);
     (regions, ring)
 }
+
+/// A client laid out as libmemif and VPP's zero-copy mode do: rings alone in region 0, buffers in
+/// region 1 at offsets that are not multiples of the buffer size, posted with headroom and with stale
+/// flags. The server must follow each descriptor's (region, offset, length) and assign every flag.
+#[tokio::test]
+async fn server_follows_descriptors_into_a_second_region_and_assigns_flags() {
+    let (_dir, path, mut l) = listener(server_cfg(0));
+    let server = tokio::spawn(async move { l.accept_one().await });
+    let sock = raw_client(&path).await;
+    let regions: Arc<[Region]> = Arc::from(vec![
+        Region::create("rings", 2 * ring_bytes(4)).unwrap(),
+        Region::create("buffers", 40 * 2048).unwrap(),
+    ]);
+    let s2m = Ring::new(regions.clone(), 0, 0, 4).unwrap();
+    let m2s = Ring::new(regions.clone(), 0, ring_bytes(4) as u32, 4).unwrap();
+    s2m.init();
+    m2s.init();
+    let (s2m_irq, m2s_irq) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+    let init = Init {
+        version: msg::VERSION,
+        id: 0,
+        mode: 0,
+        secret: Secret::default(),
+        name: Name::new("libmemif-like"),
+    };
+    let ring_msg = |flags, offset| AddRing {
+        flags,
+        index: 0,
+        region: 0,
+        offset,
+        log2_ring_size: 4,
+        private_hdr_size: 0,
+    };
+    let steps: Vec<(Message, Option<std::os::fd::BorrowedFd<'_>>)> = vec![
+        (Message::Init(init), None),
+        (
+            Message::AddRegion(AddRegion {
+                index: 0,
+                size: regions[0].len() as u64,
+            }),
+            Some(regions[0].fd()),
+        ),
+        (
+            Message::AddRegion(AddRegion {
+                index: 1,
+                size: regions[1].len() as u64,
+            }),
+            Some(regions[1].fd()),
+        ),
+        (
+            Message::AddRing(ring_msg(1, 0)),
+            Some(std::os::fd::AsFd::as_fd(&s2m_irq)),
+        ),
+        (
+            Message::AddRing(ring_msg(0, ring_bytes(4) as u32)),
+            Some(std::os::fd::AsFd::as_fd(&m2s_irq)),
+        ),
+        (Message::Connect(Name::new("memif0/0")), None),
+    ];
+    for (i, (m, fd)) in steps.iter().enumerate() {
+        let mut frame = [0u8; msg::MSG_SIZE];
+        m.emit(&mut frame);
+        sock.send(&frame, *fd).await.unwrap();
+        let want = if i + 1 == steps.len() {
+            "CONNECTED"
+        } else {
+            "ACK"
+        };
+        let got = recv(&sock).await.unwrap();
+        assert_eq!(got.name(), want, "answer to {}: {got:?}", m.name());
+    }
+    let conn = server.await.unwrap().unwrap();
+    assert_eq!(conn.info().regions, 2);
+    assert_eq!(conn.info().peer_if_name, "memif0/0");
+    let (_control, mut rx, mut tx) = conn.split();
+
+    // Client -> server: a single frame and a two-descriptor chain, all in region 1 at odd offsets.
+    let (a, b) = (frame(1, 300), frame(2, 3000));
+    let place = |slot: u16, offset: u32, bytes: &[u8], flags: u16| {
+        regions[1].write(offset as usize, bytes).unwrap();
+        s2m.set_desc(
+            slot,
+            Desc {
+                flags,
+                region: 1,
+                length: bytes.len() as u32,
+                offset,
+            },
+        );
+    };
+    place(0, 100 + 128, &a, 0);
+    place(1, 100 + 2048 + 128, &b[..1900], DESC_FLAG_NEXT);
+    place(2, 100 + 2 * 2048 + 128, &b[1900..], 0);
+    s2m.head().store(3, Ordering::Release);
+    let mut bufs = Frame::batch(8, DEFAULT_FRAME_CAPACITY);
+    assert_eq!(rx[0].rx_burst(&mut bufs), 2);
+    assert_eq!((bufs[0].as_slice(), bufs[1].as_slice()), (&a[..], &b[..]));
+    assert_eq!(
+        s2m.tail().load(Ordering::Acquire),
+        3,
+        "the server releases what it read"
+    );
+
+    // Server -> client: buffers posted with 64 bytes of headroom, capacity 1000, and stale NEXT flags.
+    for slot in 0..4u16 {
+        let offset = 20 * 2048 + u32::from(slot) * 2048 + 64;
+        m2s.set_desc(
+            slot,
+            Desc {
+                flags: DESC_FLAG_NEXT,
+                region: 1,
+                length: 1000,
+                offset,
+            },
+        );
+    }
+    m2s.head().store(4, Ordering::Release);
+    let (c, d) = (frame(3, 1500), frame(4, 100));
+    assert_eq!(tx[0].tx_burst(&[&c, &d]), 2);
+    assert_eq!(m2s.tail().load(Ordering::Acquire), 3);
+    let got: Vec<Desc> = (0..3).map(|s| m2s.desc(s)).collect();
+    assert_eq!(
+        got.iter().map(|d| (d.flags, d.length)).collect::<Vec<_>>(),
+        [(1, 1000), (0, 500), (0, 100)]
+    );
+    let read = |d: &Desc| {
+        assert_eq!(d.region, 1, "the server never moves a posted buffer");
+        let mut v = vec![0u8; d.length as usize];
+        regions[1].read(d.offset as usize, &mut v).unwrap();
+        v
+    };
+    assert_eq!([read(&got[0]), read(&got[1])].concat(), c);
+    assert_eq!(read(&got[2]), d);
+    assert_eq!(
+        m2s_irq.drain().unwrap(),
+        1,
+        "one signal per burst, the client did not mask"
+    );
+    assert_eq!(tx[0].stats().chained, 1);
+}

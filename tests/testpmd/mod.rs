@@ -139,6 +139,13 @@ impl Testpmd {
         self.wait_for(READY_LINE, Duration::from_secs(20))
     }
 
+    /// True while testpmd has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
