@@ -146,6 +146,19 @@ impl Testpmd {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// True when testpmd exits (or already exited) within `timeout`; prints how it ended.
+    pub fn exits_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                eprintln!("testpmd ended: {status}");
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
