@@ -7,9 +7,12 @@
 //! - testpmd → testpmd: the DPDK baseline, a `txonly` client feeding an `rxonly` server.
 //!
 //! Every figure is measured at the receiver (testpmd's own `Rx-pps`, or our count) over the same
-//! window, bursts of 32, receive side polling (interrupts masked). The ratio compares ours → ours with
-//! testpmd → testpmd. Needs root and `dpdk-testpmd`; run with
-//! `cargo run --release --example memif_bench` (optional argument: seconds per figure, default 3).
+//! window, bursts of 32, receive side polling (interrupts masked). Each figure also comes divided by
+//! the CPU time the stream's processes got (from `/proc`), which takes out how much of a busy machine
+//! the stream was given. A last row runs our tx and rx alternately on one thread: the cost of our code
+//! without any cross-CPU traffic. The ratio compares ours → ours with testpmd → testpmd. Needs root and
+//! `dpdk-testpmd`; run with `cargo run --release --example memif_bench -- [SECONDS] [ROUNDS]`
+//! (defaults 3 and 3; each figure is the best of its rounds, the rounds interleaving the streams).
 
 #[path = "../tests/testpmd/mod.rs"]
 mod testpmd;
@@ -47,46 +50,141 @@ fn main() {
     ];
     // Rounds interleave the scenarios, so that a busy moment of the machine hits all of them alike;
     // each figure is the best of its rounds.
-    let mut best = [[None::<f64>; 2]; 5];
+    let mut best = [[Best::default(); 2]; 5];
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}, load average {}", load_average());
         for (k, (_, run)) in scenarios.iter().enumerate() {
             for (i, len) in [64, 1500].into_iter().enumerate() {
-                let rate = run(&rt, dir.path(), len, window);
-                best[k][i] = match (best[k][i], rate) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    (a, b) => a.or(b),
-                };
+                if let Some(sample) = run(&rt, dir.path(), len, window) {
+                    best[k][i].add(sample);
+                }
             }
         }
     }
     println!(
         "memif one-way throughput, one ring of 1024 x 2048-byte buffers, bursts of {BURST}, \
-         best of {rounds} rounds of {seconds} s"
+         best of {rounds} rounds of {seconds} s, load average {}",
+        load_average()
     );
     println!(
-        "{:<22} {:>14} {:>16}",
-        "stream", "64 B (Mpps)", "1500 B (Gbit/s)"
+        "{:<20} {:>12} {:>14} {:>15} {:>17}",
+        "stream", "64 B Mpps", "64 B Mpps/CPU", "1500 B Gbit/s", "1500 B Gbit/s/CPU"
     );
     for ((name, _), [small, large]) in scenarios.iter().zip(best) {
         println!(
-            "{:<22} {:>14} {:>16}",
+            "{:<20} {:>12} {:>14} {:>15} {:>17}",
             name,
-            fmt(small.map(|pps| pps / 1e6)),
-            fmt(large.map(|pps| gbps(pps, 1500)))
+            fmt(small.pps.map(|pps| pps / 1e6)),
+            fmt(small.per_cpu.map(|pps| pps / 1e6)),
+            fmt(large.pps.map(|pps| gbps(pps, 1500))),
+            fmt(large.per_cpu.map(|pps| gbps(pps, 1500))),
         );
     }
-    if let ([Some(o64), Some(o1500)], [Some(d64), Some(d1500)]) = (best[0], best[3]) {
-        println!(
-            "{:<22} {:>14.2} {:>16.2}",
-            "ratio ours/DPDK",
-            o64 / d64,
-            o1500 / d1500
-        );
-    }
+    let ratio = |a: Option<f64>, b: Option<f64>| fmt(a.zip(b).map(|(a, b)| a / b));
+    let (ours, dpdk) = (best[0], best[3]);
     println!(
-        "(\"ours, one thread\": tx then rx alternating on one thread, the cost of our code alone)"
+        "{:<20} {:>12} {:>14} {:>15} {:>17}",
+        "ratio ours/DPDK",
+        ratio(ours[0].pps, dpdk[0].pps),
+        ratio(ours[0].per_cpu, dpdk[0].per_cpu),
+        ratio(ours[1].pps, dpdk[1].pps),
+        ratio(ours[1].per_cpu, dpdk[1].per_cpu),
     );
+    println!(
+        "(/CPU: the same figure divided by the CPU time all processes of the stream used per second, \
+         which takes out how much of the machine the stream got; \"ours, one thread\": tx then rx \
+         alternating on one thread, the cost of our code alone)"
+    );
+}
+
+/// One measurement: frames per second, and CPUs (CPU-seconds per second) the stream's processes used.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    pps: f64,
+    cpus: f64,
+}
+
+/// The best figures of a stream over the rounds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Best {
+    pps: Option<f64>,
+    per_cpu: Option<f64>,
+}
+
+impl Best {
+    fn add(&mut self, s: Sample) {
+        let max = |a: Option<f64>, b: f64| Some(a.map_or(b, |a| a.max(b)));
+        self.pps = max(self.pps, s.pps);
+        if s.cpus > 0.05 {
+            self.per_cpu = max(self.per_cpu, s.pps / s.cpus);
+        }
+    }
+}
+
+/// CPU time used by processes (`self` or pids), as a rate over a stretch of wall time.
+struct CpuMeter {
+    pids: Vec<String>,
+    ticks: u64,
+    t0: Instant,
+}
+
+impl CpuMeter {
+    fn start(pids: Vec<String>) -> CpuMeter {
+        let ticks = pids.iter().map(|p| cpu_ticks(p)).sum();
+        CpuMeter {
+            pids,
+            ticks,
+            t0: Instant::now(),
+        }
+    }
+
+    /// CPU-seconds per second since `start`.
+    fn cpus(&self) -> f64 {
+        let now: u64 = self.pids.iter().map(|p| cpu_ticks(p)).sum();
+        (now.saturating_sub(self.ticks)) as f64
+            / clock_ticks_per_second()
+            / self.t0.elapsed().as_secs_f64()
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn pids(pmds: &[&Testpmd], with_self: bool) -> Vec<String> {
+    let mut v: Vec<String> = pmds
+        .iter()
+        .filter_map(|p| p.pid())
+        .map(|p| p.to_string())
+        .collect();
+    if with_self {
+        v.push("self".into());
+    }
+    v
 }
 
 fn load_average() -> String {
@@ -95,7 +193,7 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
-type Scenario = fn(&tokio::runtime::Runtime, &Path, usize, Duration) -> Option<f64>;
+type Scenario = fn(&tokio::runtime::Runtime, &Path, usize, Duration) -> Option<Sample>;
 
 fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".into(), |v| format!("{v:.2}"))
@@ -140,17 +238,26 @@ fn receiver(mut rx: RxQueue, count: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Rate of `count` over `window`, after one second of warm-up.
-fn measure(count: &AtomicU64, window: Duration) -> f64 {
+/// Rate of `count` over `window`, after one second of warm-up, and the CPU the processes used.
+fn measure(count: &AtomicU64, window: Duration, pids: Vec<String>) -> Sample {
     std::thread::sleep(Duration::from_secs(1));
+    let meter = CpuMeter::start(pids);
     let (start, t0) = (count.load(Ordering::Relaxed), Instant::now());
     std::thread::sleep(window);
-    (count.load(Ordering::Relaxed) - start) as f64 / t0.elapsed().as_secs_f64()
+    let pps = (count.load(Ordering::Relaxed) - start) as f64 / t0.elapsed().as_secs_f64();
+    Sample {
+        pps,
+        cpus: meter.cpus(),
+    }
 }
 
-/// testpmd's mean Rx-pps over the last `window` seconds of its per-second statistics.
-fn testpmd_rate(pmd: &Testpmd, window: Duration) -> Option<f64> {
-    std::thread::sleep(Duration::from_secs(1) + window + Duration::from_millis(200));
+/// testpmd's mean Rx-pps over the last `window` seconds of its per-second statistics, and the CPU
+/// the processes used meanwhile.
+fn testpmd_rate(pmd: &Testpmd, window: Duration, pids: Vec<String>) -> Option<Sample> {
+    std::thread::sleep(Duration::from_secs(1));
+    let meter = CpuMeter::start(pids);
+    std::thread::sleep(window + Duration::from_millis(200));
+    let cpus = meter.cpus();
     let log = pmd.log();
     let rates: Vec<f64> = log
         .lines()
@@ -164,7 +271,10 @@ fn testpmd_rate(pmd: &Testpmd, window: Duration) -> Option<f64> {
         .collect();
     let n = (window.as_secs() as usize).clamp(1, rates.len().max(1));
     let last = rates.get(rates.len().saturating_sub(n)..)?;
-    (!last.is_empty()).then(|| last.iter().sum::<f64>() / last.len() as f64)
+    (!last.is_empty()).then(|| Sample {
+        pps: last.iter().sum::<f64>() / last.len() as f64,
+        cpus,
+    })
 }
 
 fn socket(dir: &Path, name: &str, len: usize) -> std::path::PathBuf {
@@ -176,7 +286,7 @@ fn ours_to_ours(
     dir: &Path,
     len: usize,
     window: Duration,
-) -> Option<f64> {
+) -> Option<Sample> {
     let path = socket(dir, "ours", len);
     let mut listener = Listener::bind(&path, ServerConfig::default()).ok()?;
     let client_cfg = ClientConfig::default();
@@ -200,7 +310,7 @@ fn ours_to_ours(
         let (txq, stop) = (ctx.remove(0), stop.clone());
         move || sender(txq, len, stop)
     });
-    let rate = measure(&count, window);
+    let rate = measure(&count, window, pids(&[], true));
     stop.store(true, Ordering::Relaxed);
     let _ = (rx.join(), tx.join());
     Some(rate)
@@ -213,7 +323,7 @@ fn one_thread(
     dir: &Path,
     len: usize,
     window: Duration,
-) -> Option<f64> {
+) -> Option<Sample> {
     let path = socket(dir, "single", len);
     let mut listener = Listener::bind(&path, ServerConfig::default()).ok()?;
     let client_cfg = ClientConfig::default();
@@ -229,6 +339,7 @@ fn one_thread(
     let frames = frames(len);
     let mut bufs = Frame::batch(BURST, 2048);
     let mut count = 0u64;
+    let meter = CpuMeter::start(pids(&[], true));
     let start = Instant::now();
     while start.elapsed() < window {
         for _ in 0..1000 {
@@ -236,7 +347,11 @@ fn one_thread(
             count += srx[0].rx_burst(&mut bufs) as u64;
         }
     }
-    Some(count as f64 / start.elapsed().as_secs_f64())
+    let pps = count as f64 / start.elapsed().as_secs_f64();
+    Some(Sample {
+        pps,
+        cpus: meter.cpus(),
+    })
 }
 
 fn ours_to_testpmd(
@@ -244,7 +359,7 @@ fn ours_to_testpmd(
     dir: &Path,
     len: usize,
     window: Duration,
-) -> Option<f64> {
+) -> Option<Sample> {
     let path = socket(dir, "pmd-server", len);
     let mut cfg = TestpmdConfig::macswap("server", &path, 0);
     cfg.forward_mode = "rxonly";
@@ -262,7 +377,7 @@ fn ours_to_testpmd(
         let (txq, stop) = (tx.remove(0), stop.clone());
         move || sender(txq, len, stop)
     });
-    let rate = testpmd_rate(&pmd, window);
+    let rate = testpmd_rate(&pmd, window, pids(&[&pmd], true));
     stop.store(true, Ordering::Relaxed);
     let _ = sender.join();
     rate
@@ -282,10 +397,10 @@ fn testpmd_to_ours(
     dir: &Path,
     len: usize,
     window: Duration,
-) -> Option<f64> {
+) -> Option<Sample> {
     let path = socket(dir, "ours-server", len);
     let mut listener = Listener::bind(&path, ServerConfig::default()).ok()?;
-    let _pmd = txonly_client(&path, len, 0, dir)?;
+    let pmd = txonly_client(&path, len, 0, dir)?;
     let conn = rt
         .block_on(tokio::time::timeout(
             Duration::from_secs(20),
@@ -302,7 +417,7 @@ fn testpmd_to_ours(
         let (rxq, count, stop) = (rx.remove(0), count.clone(), stop.clone());
         move || receiver(rxq, count, stop)
     });
-    let rate = measure(&count, window);
+    let rate = measure(&count, window, pids(&[&pmd], true));
     stop.store(true, Ordering::Relaxed);
     let _ = receiver.join();
     Some(rate)
@@ -313,7 +428,7 @@ fn testpmd_to_testpmd(
     dir: &Path,
     len: usize,
     window: Duration,
-) -> Option<f64> {
+) -> Option<Sample> {
     let path = socket(dir, "pmd-pmd", len);
     let mut cfg = TestpmdConfig::macswap("server", &path, 0);
     cfg.forward_mode = "rxonly";
@@ -323,6 +438,6 @@ fn testpmd_to_testpmd(
         eprintln!("testpmd server did not start:\n{}", server.log());
         return None;
     }
-    let _client = txonly_client(&path, len, 0, dir)?;
-    testpmd_rate(&server, window)
+    let client = txonly_client(&path, len, 0, dir)?;
+    testpmd_rate(&server, window, pids(&[&server, &client], false))
 }

@@ -94,6 +94,16 @@ fn transfer(tx: &mut TxQueue, rx: &mut RxQueue, frames: &[Vec<u8>]) {
     }
 }
 
+#[test]
+fn queues_and_connections_can_move_to_other_threads() {
+    fn send<T: Send>() {}
+    send::<RxQueue>();
+    send::<TxQueue>();
+    send::<Connection>();
+    send::<Control>();
+    send::<Listener>();
+}
+
 #[tokio::test]
 async fn client_and_server_exchange_frames_on_1_2_and_4_queues_with_chains_up_to_9000() {
     for queues in [1u16, 2, 4] {
