@@ -226,6 +226,18 @@ fn testpmd_client_with_our_server_echoes_thousands_of_frames() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    // Interrupt mode (our default on receive): testpmd signals the ring's eventfd after its burst.
+    let irq = rx[0].interrupt().unwrap();
+    let first = test_frame(u32::MAX, 60);
+    assert_eq!(tx[0].tx_burst(&[&first]), 1);
+    let signals = rt
+        .block_on(tokio::time::timeout(Duration::from_secs(5), irq.wait()))
+        .expect("testpmd signals the echo")
+        .unwrap();
+    assert!(signals >= 1);
+    let mut one = Frame::batch(1, 2048);
+    assert_eq!(rx[0].rx_burst(&mut one), 1);
+    assert_eq!(one[0].as_slice(), &swapped(&first)[..]);
     // DPDK 22.11 as a client leaves stale NEXT flags on chained echoes: frames stay within one buffer.
     let frames: Vec<Vec<u8>> = sizes(5000, 2048)
         .iter()
