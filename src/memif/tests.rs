@@ -280,6 +280,16 @@ async fn wrong_secret_wrong_id_and_second_client_are_refused_with_reasons() {
         secret: Some("right".into()),
         ..client_cfg(5, 1)
     };
+    // A client that leaves while nobody watches its connection does not block the next one.
+    let (server, client) = pair(&mut l, &path, &good).await;
+    drop(client);
+    let (server2, _client2) = pair(&mut l, &path, &good).await;
+    let (_control, old_rx, _) = server.split();
+    assert!(
+        !old_rx[0].is_connected(),
+        "the unwatched connection is marked down"
+    );
+    drop(server2);
     let (_server, _client) = pair(&mut l, &path, &good).await;
     let (s, c) = tokio::join!(l.accept_one(), Connection::connect(&path, &good));
     assert!(matches!(
