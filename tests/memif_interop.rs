@@ -188,6 +188,58 @@ fn our_client_with_testpmd_server_echoes_thousands_of_frames_and_chains() {
 }
 
 #[test]
+fn two_queue_pairs_with_testpmd_and_a_count_it_refuses() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !testpmd_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    // testpmd with one queue pair announces 255 rings in HELLO all the same, then refuses a second.
+    let one = dir.path().join("one.sock");
+    let _pmd1 = testpmd_server(dir.path(), &one, 0, None);
+    let two_queues = ClientConfig {
+        rx_queues: 2,
+        tx_queues: 2,
+        ..client_cfg(0)
+    };
+    match rt.block_on(Connection::connect(&one, &two_queues)) {
+        Err(Error::Refused { reason, .. }) => {
+            assert!(reason.contains("Invalid ring index"), "{reason}")
+        }
+        other => panic!("expected testpmd to refuse a second ring, got {other:?}"),
+    }
+    // With two queue pairs on both sides, each queue echoes its own frames.
+    let two = dir.path().join("two.sock");
+    let mut cfg = TestpmdConfig::macswap("server", &two, 0);
+    cfg.extra = vec!["--rxq=2".into(), "--txq=2".into()];
+    let mut pmd2 = Testpmd::spawn(&cfg, dir.path()).unwrap();
+    assert!(
+        pmd2.wait_ready(),
+        "testpmd server not ready:\n{}",
+        pmd2.log()
+    );
+    let conn = rt
+        .block_on(Connection::connect(&two, &two_queues))
+        .expect("connect with 2 queues");
+    let (control, mut rx, mut tx) = conn.split();
+    assert_eq!((rx.len(), tx.len()), (2, 2));
+    for q in 0..2 {
+        let frames: Vec<Vec<u8>> = sizes(1000, 4000)
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| test_frame(i as u32 * 2 + q as u32, s))
+            .collect();
+        assert_eq!(
+            echo(&mut tx[q], &mut rx[q], &frames, 128),
+            1000,
+            "queue {q}"
+        );
+    }
+    rt.block_on(control.disconnect("done"));
+}
+
+#[test]
 fn testpmd_client_with_our_server_echoes_thousands_of_frames() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     if !testpmd_present() {
