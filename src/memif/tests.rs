@@ -814,3 +814,120 @@ async fn server_follows_descriptors_into_a_second_region_and_assigns_flags() {
     );
     assert_eq!(tx[0].stats().chained, 1);
 }
+
+/// Refusals that need real fds: a ring index beyond what was asked for, a ring outside its region, a
+/// region the fd cannot back, and a ring whose cookie is wrong (checked at CONNECT).
+#[tokio::test]
+async fn rings_and_regions_that_do_not_add_up_are_refused() {
+    let (_dir, path, mut l) = listener(ServerConfig {
+        max_queues: 2,
+        ..server_cfg(0)
+    });
+    let memfd = Region::create("zeroed", 2 * ring_bytes(4)).unwrap(); // no cookies written
+    let irq = EventFd::new().unwrap();
+    let init = Message::Init(Init {
+        version: msg::VERSION,
+        id: 0,
+        mode: 0,
+        secret: Secret::default(),
+        name: Name::new("raw"),
+    });
+    let region = |size: u64| Message::AddRegion(AddRegion { index: 0, size });
+    let ring = |flags, index, offset| {
+        Message::AddRing(AddRing {
+            flags,
+            index,
+            region: 0,
+            offset,
+            log2_ring_size: 4,
+            private_hdr_size: 0,
+        })
+    };
+    let size = memfd.len() as u64;
+    let cases: Vec<(Vec<Message>, &str)> = vec![
+        (
+            vec![init, region(size), ring(1, 1, 0)],
+            "Invalid ring index 1",
+        ),
+        (
+            vec![
+                init,
+                region(size),
+                ring(1, 0, 0),
+                ring(1, 1, 0),
+                ring(1, 2, 0),
+            ],
+            "Invalid ring index 2",
+        ),
+        (
+            vec![init, region(size), ring(1, 0, ring_bytes(4) as u32 + 8)],
+            "does not fit in its region",
+        ),
+        (vec![init, region(size * 4)], "fewer than the announced"),
+        (
+            vec![
+                init,
+                region(size),
+                ring(1, 0, 0),
+                ring(0, 0, ring_bytes(4) as u32),
+                Message::Connect(Name::new("x")),
+            ],
+            "cookie",
+        ),
+        (
+            vec![
+                init,
+                region(size),
+                Message::AddRing(AddRing {
+                    private_hdr_size: 8,
+                    ..ring_fields(1)
+                }),
+            ],
+            "Private header",
+        ),
+    ];
+    for (script, reason) in cases {
+        let server = tokio::spawn(async move {
+            let r = l.accept_one().await;
+            (l, r)
+        });
+        let sock = raw_client(&path).await;
+        let mut answer = None;
+        for m in script {
+            let fd = match m {
+                Message::AddRegion(_) => Some(memfd.fd()),
+                Message::AddRing(_) => Some(std::os::fd::AsFd::as_fd(&irq)),
+                _ => None,
+            };
+            let mut frame = [0u8; msg::MSG_SIZE];
+            m.emit(&mut frame);
+            sock.send(&frame, fd).await.unwrap();
+            answer = recv(&sock).await;
+            if !matches!(answer, Some(Message::Ack)) {
+                break;
+            }
+        }
+        let Some(Message::Disconnect(d)) = answer else {
+            panic!("{reason}: got {answer:?}")
+        };
+        assert!(
+            d.reason.to_string_lossy().contains(reason),
+            "{} does not say {reason}",
+            d.reason
+        );
+        let (back, r) = server.await.unwrap();
+        l = back;
+        assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+    }
+}
+
+fn ring_fields(flags: u16) -> AddRing {
+    AddRing {
+        flags,
+        index: 0,
+        region: 0,
+        offset: 0,
+        log2_ring_size: 4,
+        private_hdr_size: 0,
+    }
+}
