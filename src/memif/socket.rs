@@ -431,6 +431,23 @@ fn recv_raw(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any name, path or abstract, either converts to an address of the right length or is refused.
+        #[test]
+        fn any_address_converts_or_is_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let name = std::ffi::OsStr::from_bytes(&bytes);
+            let addr = SocketAddr::parse(name);
+            if let Ok((_, len)) = addr.to_raw() {
+                let base = size_of::<libc::sa_family_t>();
+                match &addr {
+                    SocketAddr::Path(p) => prop_assert_eq!(len as usize, base + p.as_os_str().len() + 1),
+                    SocketAddr::Abstract(n) => prop_assert_eq!(len as usize, base + 1 + n.len()),
+                }
+            }
+        }
+    }
 
     #[tokio::test]
     async fn messages_and_fds_travel_and_stale_sockets_are_replaced() {
