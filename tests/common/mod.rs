@@ -21,13 +21,19 @@ pub fn require(program: &str, purpose: &str) -> bool {
     if program_exists(program) {
         return true;
     }
-    missing(&format!("`{program}` ({purpose}) is not installed; run scripts/install-deps.sh"))
+    missing(&format!(
+        "`{program}` ({purpose}) is not installed; run scripts/install-deps.sh"
+    ))
 }
 
 /// Checks that the test runs as root (network namespaces, TAP devices). Same rules as [`require`].
 pub fn require_root(purpose: &str) -> bool {
     // Asked through `id` so that the tests need no `unsafe` (geteuid).
-    let uid = Command::new("id").arg("-u").output().ok().and_then(|o| String::from_utf8(o.stdout).ok());
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok());
     if uid.as_deref().map(str::trim) == Some("0") {
         return true;
     }
@@ -40,7 +46,9 @@ pub fn venv_python() -> Option<PathBuf> {
     if python.is_file() {
         return Some(python);
     }
-    missing("the Python virtualenv target/venv (vpp-papi, scapy) is missing; run scripts/install-deps.sh");
+    missing(
+        "the Python virtualenv target/venv (vpp-papi, scapy) is missing; run scripts/install-deps.sh",
+    );
     None
 }
 
