@@ -8,8 +8,9 @@
 //!   with [`conflict`] (pure conflict checks and uid allocation), [`status`] (pure conditions),
 //!   [`secrets`] (keys from Secrets), [`keys`], [`gateway`] (the bridge's gateway file) and [`metrics`].
 //!
-//! The data plane is reached only through the [`runtime::TunnelRuntime`] trait, so this module knows
-//! nothing of VPP, memif or WireGuard internals.
+//! The controller reaches the data plane only through the [`runtime::TunnelRuntime`] trait;
+//! [`tunnels::TunnelManager`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
+//! command line runs.
 
 pub mod conflict;
 pub mod controller;
@@ -21,6 +22,7 @@ pub mod render;
 pub mod runtime;
 pub mod secrets;
 pub mod status;
+pub mod tunnels;
 
 pub use crd::{WireGuardVppTunnel, WireGuardVppTunnelSpec, WireGuardVppTunnelStatus};
 
