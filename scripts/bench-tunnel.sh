@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
 
-cargo build --release --locked --bin wireguard-vpp >&2
+cargo build --release --locked --no-default-features --bin wireguard-vpp >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/wireguard-vpp
 P=bt$$; P=${P:0:6}
 B=bw$$; B=${B:0:6}

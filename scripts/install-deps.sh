@@ -2,8 +2,10 @@
 # Installs everything the build and the tests need, idempotently and without questions:
 # the Debian packages of the real test peers and a Python virtualenv (under target/) with
 # vpp-papi and scapy. Safe to run again; it only installs what is missing.
+# `install-deps.sh demo` installs only what scripts/demo.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+GROUP=${1:-all}
 
 APT_PACKAGES=(
   dpdk-dev          # dpdk-testpmd with the net_memif driver: the memif peer
@@ -20,6 +22,10 @@ APT_PACKAGES=(
   debian-archive-keyring # verifies the Debian Go sources scripts/k8s/build-crd-apiserver.sh fetches
 )
 
+if [ "$GROUP" = demo ]; then
+  APT_PACKAGES=(dpdk-dev wireguard-go wireguard-tools iproute2 iputils-ping iperf3 procps)
+fi
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +37,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$GROUP" = demo ]; then
+  echo "install-deps: the demo's peers are present"
+  exit 0
 fi
 
 VENV=target/venv

@@ -120,10 +120,18 @@ fn is_socket(path: &Path) -> bool {
 }
 
 /// `LOG_LEVEL` as in the original (debug/verbose, error, silent); `RUST_LOG` overrides it when set.
-fn init_logging(env: &Env) {
+pub fn init_logging(env: &Env) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::default().add_directive(env.log_level.level_filter().into())
+        let level = env.log_level.level_filter();
+        let filter = EnvFilter::default().add_directive(level.into());
+        if level < tracing::level_filters::LevelFilter::DEBUG {
+            // gotatun logs some per-packet conditions (a peer without an endpoint yet) at error level;
+            // its real failures reach us as errors of our own.
+            filter.add_directive("gotatun=off".parse().expect("a valid directive"))
+        } else {
+            filter
+        }
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod daemon;
+#[cfg(feature = "k8s")]
+mod k8s_cli;
 
 /// A userspace WireGuard endpoint attached to the FD.io VPP router through memif.
 #[derive(Parser, Debug)]
@@ -40,12 +42,30 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    #[cfg(feature = "k8s")]
+    /// Run the Kubernetes controller: one tunnel per WireGuardVppTunnel of this node.
+    Controller(k8s_cli::ControllerArgs),
+    #[cfg(feature = "k8s")]
+    /// Write the if/<name>.json, gw/<id>.json and wg config equivalent to tunnel resources.
+    Render(k8s_cli::RenderArgs),
+    #[cfg(feature = "k8s")]
+    /// Print the WireGuardVppTunnel CustomResourceDefinition (YAML).
+    Crd,
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match (cli.command, cli.name) {
-        (Some(command), _) => match command {},
+        #[cfg(feature = "k8s")]
+        (Some(Command::Controller(args)), _) => k8s_cli::controller(args),
+        #[cfg(feature = "k8s")]
+        (Some(Command::Render(args)), _) => k8s_cli::render(&args),
+        #[cfg(feature = "k8s")]
+        (Some(Command::Crd), _) => {
+            print!("{}", wireguard_vpp::k8s::crd_yaml());
+            ExitCode::SUCCESS
+        }
         (None, Some(name)) => daemon::main(&name, cli.foreground, !cli.no_vpp_api),
         (None, None) => unreachable!("clap requires NAME without a subcommand"),
     }

@@ -354,6 +354,32 @@ fn config_errors_of_scenario_7() {
     }
 }
 
+/// Loading reads and creates nothing: the folder is the same afterwards, whether it loaded or failed.
+#[test]
+fn loading_leaves_nothing_behind() {
+    fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+        let mut all = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                all.extend(listing(&entry.path()));
+            }
+            all.push((entry.path(), meta.len()));
+        }
+        all.sort();
+        all
+    }
+    let dir = ConfigDir::home_checking_conflicts();
+    let before = listing(dir.path());
+    dir.load("home").unwrap();
+    assert_eq!(listing(dir.path()), before);
+    dir.write("if.peer.json", &peer_if(4242, "172.22.77.32/30"));
+    let before = listing(dir.path());
+    dir.load("home").unwrap_err();
+    assert_eq!(listing(dir.path()), before);
+}
+
 #[test]
 fn missing_files_name_both_layouts() {
     let dir = ConfigDir::new();

@@ -615,6 +615,7 @@ async fn an_unanswered_request_times_out() {
     let mut options = vpp.options();
     options.call_timeout = Duration::from_millis(300);
     let client = Client::connect(options).await.expect("connect");
+    client.ping().await.expect("ping");
     let err = client.version().await.expect_err("no answer");
     assert!(
         matches!(

@@ -15,6 +15,7 @@
 pub mod conflict;
 pub mod controller;
 pub mod crd;
+pub mod dataplane;
 pub mod gateway;
 pub mod keys;
 pub mod metrics;

@@ -132,6 +132,8 @@ pub enum Event {
     Learned,
     /// RX: a neighbour confirmed with the MAC it had.
     Confirmed,
+    /// RX: an NA without the Override flag named another MAC; the known one was kept.
+    OverrideRefused,
     /// TX: a frame header given for a packet.
     Framed,
     /// TX: a packet queued while its destination is resolved.
@@ -150,12 +152,13 @@ pub enum Event {
 
 impl Event {
     /// Every event, in counter order.
-    pub const ALL: [Event; 12] = [
+    pub const ALL: [Event; 13] = [
         Event::Delivered,
         Event::ArpReplied,
         Event::NeighbourAdvertised,
         Event::Learned,
         Event::Confirmed,
+        Event::OverrideRefused,
         Event::Framed,
         Event::Queued,
         Event::Flushed,
@@ -173,6 +176,7 @@ impl Event {
             Event::NeighbourAdvertised => "neighbour_advertised",
             Event::Learned => "learned",
             Event::Confirmed => "confirmed",
+            Event::OverrideRefused => "override_refused",
             Event::Framed => "framed",
             Event::Queued => "queued",
             Event::Flushed => "flushed",

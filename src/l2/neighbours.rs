@@ -290,6 +290,12 @@ impl NeighbourCache {
         !self.ready.is_empty()
     }
 
+    /// Every packet buffer is free again and nothing is waiting: no slot leaked.
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.ready.is_empty() && self.slab.free() == self.slab.capacity() && self.entries.is_empty()
+    }
+
     /// The next thing to send: ready packets first, then due solicitations and probes. Expires what has
     /// run out of time on the way. Call [`NeighbourCache::sent`] after handling a `Due::Packet`.
     pub(crate) fn poll(&mut self, now: Instant) -> (Option<Due<'_>>, Losses) {

@@ -32,6 +32,12 @@ impl PacketSlab {
         self.lens.len()
     }
 
+    /// The number of free slots.
+    #[cfg(test)]
+    pub(crate) fn free(&self) -> usize {
+        self.free.len()
+    }
+
     /// Copies `packet` into a free slot; `None` when none is free or the packet does not fit a slot.
     pub(crate) fn store(&mut self, packet: &[u8]) -> Option<Slot> {
         if packet.len() > QUEUED_PACKET_MAX {

@@ -11,7 +11,7 @@ use super::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv6Packet,
     Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, MacAddr, NdiscRepr, NeighbourFlags,
 };
-use super::{Adapter, RxAction, TxAction};
+use super::{Adapter, DropReason, Event, RxAction, TxAction};
 
 fn mac() -> impl Strategy<Value = MacAddr> {
     any::<[u8; 6]>().prop_map(MacAddr)
@@ -259,5 +259,132 @@ proptest! {
         let mut again = vec![0x5a; bytes.len()];
         parsed.emit(&mut Icmpv6Packet::new_unchecked(&mut again[..]), &src, &dst);
         prop_assert_eq!(again, bytes);
+    }
+}
+
+/// One step of a random life of an adapter.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A packet from WireGuard to destination number `dst` (learning ranges, or the gateway).
+    Packet { dst: usize, len: usize },
+    /// An ARP reply or NA from the VPP side answering for destination `dst` from MAC number `mac`.
+    Answer { dst: usize, mac: u8 },
+    /// Time goes by.
+    Wait { millis: u64 },
+}
+
+const DESTINATIONS: [&str; 9] = [
+    "10.127.111.1",
+    "10.127.111.2",
+    "10.127.111.3",
+    "10.127.111.4",
+    "fd10:127:e00f::1",
+    "fd10:127:e00f::2",
+    "fd10:127:e00f::3",
+    "8.8.8.8",
+    "2001:db8::1",
+];
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..DESTINATIONS.len(), 40usize..1500).prop_map(|(dst, len)| Step::Packet { dst, len }),
+        1 => (0..7usize, 1u8..4).prop_map(|(dst, mac)| Step::Answer { dst, mac }),
+        2 => (0u64..2500).prop_map(|millis| Step::Wait { millis }),
+    ]
+}
+
+fn packet_to(dst: &str, len: usize) -> Vec<u8> {
+    if dst.contains(':') {
+        ipv6_packet("fd28:cb8f:4c92::33", dst, 17, &vec![0x5a; len - 40])
+    } else {
+        ipv4_packet("172.22.77.33", dst, 17, &vec![0x5a; len - 20])
+    }
+}
+
+fn answer_from(dst: &str, mac: MacAddr) -> Vec<u8> {
+    let self_mac = fixture().self_mac;
+    if dst.contains(':') {
+        let mut frame = vec![0; super::frames::NDISC_FRAME_LEN];
+        let repr = NdiscRepr::NeighbourAdvert {
+            flags: NeighbourFlags::SOLICITED | NeighbourFlags::OVERRIDE,
+            target_addr: dst.parse().unwrap(),
+            target_lladdr: Some(mac),
+        };
+        let len = super::frames::ndisc_frame(
+            &mut frame,
+            self_mac,
+            mac,
+            dst.parse().unwrap(),
+            "fd28:cb8f:4c92::33".parse().unwrap(),
+            &repr,
+        )
+        .unwrap();
+        frame.truncate(len);
+        frame
+    } else {
+        arp(
+            self_mac,
+            mac,
+            ArpOperation::Reply,
+            dst,
+            self_mac,
+            "172.22.77.33",
+        )
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever happens, every queued packet is accounted for (flushed, replaced or dropped as
+    /// unresolved), every flushed frame is well formed, and once time has passed every buffer is free.
+    #[test]
+    fn queued_packets_are_never_lost_or_leaked(steps in proptest::collection::vec(step(), 1..80)) {
+        let mut config = fixture();
+        config.neighbours.reachable_time = Duration::from_secs(5);
+        config.neighbours.queued_packets = 6;
+        config.neighbours.capacity = 4;
+        let adapter = Adapter::new(config);
+        let mut now = Instant::now();
+        let mut out = vec![0u8; 2048];
+        let mut reply = [0u8; 128];
+        let mut flushed = 0u64;
+        let mut drain = |adapter: &Adapter, now: Instant, flushed: &mut u64| -> Result<(), TestCaseError> {
+            while let Some(transmit) = adapter.poll_transmit(now, &mut out) {
+                let frame = EthernetFrame::new_checked(&out[..transmit.len]).unwrap();
+                prop_assert_eq!(frame.src_addr(), fixture().self_mac);
+                if transmit.kind == super::TransmitKind::Flushed {
+                    *flushed += 1;
+                    prop_assert!(frame.payload().iter().skip(40).all(|b| *b == 0x5a), "payload intact");
+                }
+            }
+            Ok(())
+        };
+        for step in steps {
+            match step {
+                Step::Packet { dst, len } => {
+                    let action = adapter.on_packet(&packet_to(DESTINATIONS[dst], len), now);
+                    prop_assert!(!matches!(action, TxAction::Dropped(reason) if reason != DropReason::QueueFull));
+                }
+                Step::Answer { dst, mac } => {
+                    let frame = answer_from(DESTINATIONS[dst], MacAddr([2, 0, 0, 0, 0, mac]));
+                    prop_assert_eq!(adapter.on_frame(&frame, now, &mut reply).action, RxAction::Consumed);
+                }
+                Step::Wait { millis } => now += Duration::from_millis(millis),
+            }
+            drain(&adapter, now, &mut flushed)?;
+        }
+        // Long enough for every resolution to give up and every entry to age out.
+        for _ in 0..4 {
+            now += Duration::from_secs(3600);
+            drain(&adapter, now, &mut flushed)?;
+        }
+        let counters = adapter.counters();
+        prop_assert_eq!(counters.count(Event::Flushed), flushed);
+        prop_assert_eq!(
+            counters.count(Event::Queued),
+            flushed + counters.dropped(DropReason::Unresolved) + counters.dropped(DropReason::QueueOverflow)
+        );
+        prop_assert!(adapter.lock_cache().is_idle(), "a packet buffer leaked or an entry never expired");
     }
 }

@@ -371,7 +371,10 @@ impl Adapter {
                 self.counters.event(Direction::Rx, Event::Confirmed);
                 None
             }
-            Learning::Kept => None,
+            Learning::Kept => {
+                self.counters.event(Direction::Rx, Event::OverrideRefused);
+                None
+            }
         }
     }
 

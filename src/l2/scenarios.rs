@@ -663,6 +663,33 @@ fn rx_cases() -> Vec<RxCase> {
                 Consumed,
             )
         },
+        RxCase {
+            known: &[("fd10:127:e00f::5", NEIGHBOUR_A)],
+            ..case(
+                "s20_na_without_override_flag_does_not_move_a_known_neighbour",
+                na(
+                    SELF,
+                    NEIGHBOUR_B,
+                    "fd10:127:e00f::5",
+                    "fd28:cb8f:4c92::33",
+                    0x40,
+                    Some(NEIGHBOUR_B),
+                ),
+                Consumed,
+            )
+        },
+        case(
+            "s13_arp_to_a_non_broadcast_group_is_dropped",
+            arp(
+                MacAddr([1, 0, 0x5e, 0, 0, 1]),
+                GATEWAY,
+                Request,
+                "10.127.111.1",
+                zero,
+                "172.22.77.33",
+            ),
+            Dropped(DropReason::UnsupportedGroup),
+        ),
         case(
             "s20_multicast_na_with_s_flag_is_invalid",
             na(
@@ -843,6 +870,15 @@ fn rx_scenarios() {
                 "{name}: in the table"
             );
         }
+        for (ip, mac) in case.known {
+            if learned.is_none_or(|learned| learned.ip != self::ip(ip)) {
+                assert_eq!(
+                    adapter.lock_cache().get(&self::ip(ip)),
+                    Some(*mac),
+                    "{name}: {ip} unchanged"
+                );
+            }
+        }
         // Every outcome is counted exactly once.
         let counters = adapter.counters();
         let drops: u64 = counters.drops().map(|(_, n)| n).sum();
@@ -851,6 +887,23 @@ fn rx_scenarios() {
             u64::from(matches!(outcome.action, RxAction::Dropped(_))),
             "{name}: drop counted"
         );
+        let count = |events: &[Event]| events.iter().map(|e| counters.count(*e)).sum::<u64>();
+        let answered = count(&[Event::ArpReplied, Event::NeighbourAdvertised]);
+        let neighbour_events = count(&[Event::Learned, Event::Confirmed, Event::OverrideRefused]);
+        match outcome.action {
+            RxAction::Reply(_) => assert_eq!(answered, 1, "{name}: answer counted"),
+            RxAction::Deliver(_) => assert_eq!(
+                counters.count(Event::Delivered),
+                1,
+                "{name}: delivery counted"
+            ),
+            RxAction::Consumed => {
+                assert_eq!(neighbour_events, 1, "{name}: neighbour event counted")
+            }
+            RxAction::Dropped(_) => {
+                assert_eq!(answered + counters.count(Event::Delivered), 0, "{name}")
+            }
+        }
     }
 }
 

@@ -146,7 +146,9 @@ pub struct QueueStats {
 }
 
 /// The live counters, shared with monitoring code on other threads. Updated once per burst.
+/// Aligned so that the counters of an RX queue and a TX queue on two threads never share a cache line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct QueueCounters {
     packets: AtomicU64,
     bytes: AtomicU64,

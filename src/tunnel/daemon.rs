@@ -18,7 +18,7 @@ pub async fn run_named(name: &str, env: Env, vpp_api: bool) -> Result<(), Tunnel
 }
 
 /// Completes on the first SIGTERM or SIGINT.
-async fn terminated() {
+pub async fn terminated() {
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

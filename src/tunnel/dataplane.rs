@@ -27,8 +27,8 @@ use gotatun::packet::{Ip, Packet, PacketBufPool};
 use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
 use tokio::sync::mpsc;
 
-use crate::l2::{Adapter, NeighbourInstall, RxAction, TxAction};
-use crate::memif::{Frame, Interrupt, RxQueue, TxQueue};
+use crate::l2::{Adapter, RxAction, TxAction};
+use crate::memif::{Frame, Interrupt, QueueCounters, RxQueue, TxQueue};
 use crate::vpp;
 
 /// Frames moved per memif burst.
@@ -46,7 +46,17 @@ pub struct Link {
     tx: Mutex<Option<TxQueue>>,
     rx_handover: mpsc::Sender<RxQueue>,
     neighbours: Mutex<Option<vpp::NeighbourHandle>>,
+    memif: Mutex<Option<MemifCounters>>,
     counters: LinkCounters,
+}
+
+/// The live counters of the current memif connection's queues.
+#[derive(Debug, Clone)]
+pub struct MemifCounters {
+    /// Frames from VPP.
+    pub rx: Arc<QueueCounters>,
+    /// Frames to VPP.
+    pub tx: Arc<QueueCounters>,
 }
 
 /// Counters of the packet path that neither memif nor the adapter keep.
@@ -71,6 +81,7 @@ impl Link {
             tx: Mutex::new(None),
             rx_handover,
             neighbours: Mutex::new(None),
+            memif: Mutex::new(None),
             counters: LinkCounters::default(),
         });
         let send = MemifIpSend {
@@ -100,9 +111,21 @@ impl Link {
 
     /// Takes the queues of a new memif connection into service (the first queue pair is used).
     pub async fn attach(&self, rx: RxQueue, tx: TxQueue) {
+        *self.memif.lock().unwrap_or_else(PoisonError::into_inner) = Some(MemifCounters {
+            rx: rx.counters(),
+            tx: tx.counters(),
+        });
         *self.lock_tx() = Some(tx);
         // The receiver only goes away with the device, when nothing is left to receive.
         let _ = self.rx_handover.send(rx).await;
+    }
+
+    /// The counters of the current (or last) memif connection's queues.
+    pub fn memif_counters(&self) -> Option<MemifCounters> {
+        self.memif
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Drops the TX queue of a connection that went down.
@@ -145,7 +168,7 @@ impl Link {
         for addr in self.adapter.announcements() {
             if let Some(announcement) = self.adapter.write_announcement(addr, &mut frame) {
                 sent += usize::from(self.transmit(&frame[..announcement.len]));
-                if installs(&self.adapter.config().install, addr) {
+                if let Some(addr) = announcement.install {
                     self.install_neighbour(addr);
                 }
             }
@@ -168,15 +191,6 @@ impl Link {
     }
 }
 
-/// Whether the configuration installs a VPP neighbour for our address `addr` (IPv6 split at fe80::/10).
-fn installs(install: &NeighbourInstall, addr: IpAddr) -> bool {
-    match addr {
-        IpAddr::V4(_) => install.ipv4,
-        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => install.ipv6_link_local,
-        IpAddr::V6(_) => install.ipv6,
-    }
-}
-
 /// The device's source of IP packets: frames received from VPP, classified by the adapter.
 pub struct MemifIpRecv {
     link: Arc<Link>,
@@ -192,7 +206,7 @@ impl MemifIpRecv {
     async fn usable_queue(&mut self) -> io::Result<()> {
         // A newer connection replaces the current one even before its loss was noticed here.
         if let Ok(queue) = self.queues.try_recv() {
-            self.rx = Some(with_interrupt(queue)?);
+            self.rx = with_interrupt(queue);
         }
         if self
             .rx
@@ -204,7 +218,7 @@ impl MemifIpRecv {
         self.rx = None;
         match self.queues.recv().await {
             Some(queue) => {
-                self.rx = Some(with_interrupt(queue)?);
+                self.rx = with_interrupt(queue);
                 Ok(())
             }
             None => Err(io::Error::new(
@@ -251,10 +265,17 @@ impl MemifIpRecv {
     }
 }
 
-fn with_interrupt(mut queue: RxQueue) -> io::Result<(RxQueue, Interrupt)> {
+/// The queue with its interrupt waiter; `None` (the connection is dropped here, and the next one is
+/// awaited) when the eventfd cannot be watched, since an error returned to the device would stop it.
+fn with_interrupt(mut queue: RxQueue) -> Option<(RxQueue, Interrupt)> {
     queue.set_interrupt_mode(true);
-    let interrupt = queue.interrupt()?;
-    Ok((queue, interrupt))
+    match queue.interrupt() {
+        Ok(interrupt) => Some((queue, interrupt)),
+        Err(err) => {
+            tracing::error!(error = %err, "memif: cannot watch the RX interrupt; waiting for the next connection");
+            None
+        }
+    }
 }
 
 impl IpRecv for MemifIpRecv {
@@ -275,7 +296,7 @@ impl IpRecv for MemifIpRecv {
                 tokio::select! {
                     woken = interrupt.wait() => if woken.is_err() { self.rx = None },
                     next = self.queues.recv() => match next {
-                        Some(queue) => self.rx = Some(with_interrupt(queue)?),
+                        Some(queue) => self.rx = with_interrupt(queue),
                         None => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the tunnel's memif link is closed")),
                     },
                 }

@@ -72,6 +72,7 @@ impl RunOptions {
 /// leaves VPP objects behind.
 pub struct Tunnel {
     name: String,
+    memif_socket: PathBuf,
     device: Arc<MemifDevice>,
     link: Arc<Link>,
     status: watch::Receiver<TunnelStatus>,
@@ -96,6 +97,7 @@ impl Tunnel {
         });
         let (stop, stopped) = oneshot::channel();
         let name = cfg.name.clone();
+        let memif_socket = cfg.memif_socket.clone();
         let lifecycle = Lifecycle {
             cfg,
             options,
@@ -108,6 +110,7 @@ impl Tunnel {
         }));
         Ok(Tunnel {
             name,
+            memif_socket,
             device,
             link,
             status,
@@ -121,13 +124,18 @@ impl Tunnel {
         &self.name
     }
 
+    /// The memif socket VPP connects to.
+    pub fn memif_socket(&self) -> &Path {
+        &self.memif_socket
+    }
+
     /// The WireGuard device (peers, statistics, configuration as a diff).
-    pub fn device(&self) -> &MemifDevice {
+    pub fn device(&self) -> &Arc<MemifDevice> {
         &self.device
     }
 
     /// The packet path (l2 counters and neighbours, its own counters).
-    pub fn link(&self) -> &Link {
+    pub fn link(&self) -> &Arc<Link> {
         &self.link
     }
 
@@ -188,6 +196,19 @@ impl Lifecycle {
         listener: Listener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), TunnelError> {
+        let result = self.serve(listener, shutdown).await;
+        self.status.send_modify(|s| {
+            s.phase = Phase::Stopped;
+            s.error = result.as_ref().err().map(ToString::to_string);
+        });
+        result
+    }
+
+    async fn serve(
+        &self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), TunnelError> {
         let Lifecycle {
             cfg,
             options,
@@ -197,8 +218,8 @@ impl Lifecycle {
         } = self;
         let mut vpp = match &options.vpp {
             VppAccess::Api(client_options) => {
-                let mut side = VppSide::setup(&cfg, client_options).await?;
-                side.start_neighbours(&cfg, &link);
+                let mut side = VppSide::setup(cfg, client_options).await?;
+                side.start_neighbours(cfg, link);
                 Some(side)
             }
             VppAccess::Off => None,
@@ -209,10 +230,10 @@ impl Lifecycle {
         });
 
         let (memif_events, mut memif_rx) = mpsc::channel(4);
-        let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(&link), memif_events));
+        let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(link), memif_events));
         let result = async {
-            wait_first_connection(&cfg, &options, &mut memif_rx).await?;
-            on_memif_up(&cfg, &link, vpp.as_mut()).await;
+            wait_first_connection(cfg, options, &mut memif_rx).await?;
+            on_memif_up(cfg, link, vpp.as_mut()).await;
             status.send_modify(|s| s.phase = Phase::Running);
             let uapi =
                 UapiListener::bind(&options.uapi_dir, &cfg.name).map_err(TunnelError::Uapi)?;
@@ -220,15 +241,15 @@ impl Lifecycle {
             let reconf = options
                 .reconf
                 .clone()
-                .map(|reconf| tokio::spawn(reapply(Arc::clone(&device), reconf)));
+                .map(|reconf| tokio::spawn(reapply(Arc::clone(device), reconf)));
             let served = serve(
-                &cfg,
-                &link,
+                cfg,
+                link,
                 &mut vpp,
-                &status,
+                status,
                 &mut memif_rx,
                 uapi,
-                &device,
+                device,
                 shutdown,
             )
             .await;
@@ -244,9 +265,8 @@ impl Lifecycle {
         let _ = memif_task.await;
         link.detach();
         if let Some(vpp) = vpp {
-            vpp.teardown(&cfg).await;
+            vpp.teardown(cfg).await;
         }
-        status.send_modify(|s| s.phase = Phase::Stopped);
         result
     }
 }

@@ -27,4 +27,6 @@ pub struct TunnelStatus {
     pub listen_port: u16,
     /// VPP's sw_if_index of the tunnel's memif, when VPP is managed.
     pub memif_sw_if_index: Option<u32>,
+    /// Why the tunnel stopped, when it stopped on an error.
+    pub error: Option<String>,
 }

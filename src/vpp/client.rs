@@ -18,7 +18,9 @@ use tokio::sync::broadcast;
 
 use super::codec::{Dump, Request};
 use super::error::VppError;
-use super::messages::{ShowVersion, SockclntDelete, SwInterfaceEvent, WantInterfaceEvents};
+use super::messages::{
+    ControlPing, ShowVersion, SockclntDelete, SwInterfaceEvent, WantInterfaceEvents,
+};
 use super::session::Session;
 
 /// The default API socket (VPP's `socksvr default`, and the default of govpp and vpp-papi).
@@ -149,6 +151,11 @@ impl Client {
         self.session()
             .dump(req, self.inner.options.call_timeout)
             .await
+    }
+
+    /// Checks that VPP answers (`control_ping`), e.g. for a readiness probe.
+    pub async fn ping(&self) -> Result<(), VppError> {
+        self.request(&ControlPing).await.map(drop)
     }
 
     /// VPP's version string, e.g. "26.06-release".

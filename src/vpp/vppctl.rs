@@ -55,7 +55,7 @@ impl Vppctl {
         }
     }
 
-    /// Runs `vppctl <args…>` and returns its output, failing on a non-zero exit or any output.
+    /// Runs `vppctl <args…>`; a non-zero exit status or any output is a failure carrying what it printed.
     pub async fn run(&self, args: &[String]) -> Result<(), VppctlError> {
         let binary = self.binary.display().to_string();
         let command = args.join(" ");

@@ -132,10 +132,6 @@ impl DeviceConfig {
             self.owners.remove(&net);
         }
     }
-
-    fn own_public_key(&self) -> Option<Key> {
-        self.private_key.map(|k| k.public_key())
-    }
 }
 
 /// Which peer the following peer commands of a request apply to.
@@ -155,6 +151,9 @@ enum Section {
 pub struct ConfigEdit {
     section: Section,
     explicit_endpoints: HashSet<Key>,
+    // The device's (private, public) key pair last derived: a derivation is a scalar
+    // multiplication, too slow to repeat for every `public_key=` line of a large `setconf`.
+    own_keys: Option<(Key, Key)>,
 }
 
 impl Default for ConfigEdit {
@@ -162,6 +161,7 @@ impl Default for ConfigEdit {
         ConfigEdit {
             section: Section::Device,
             explicit_endpoints: HashSet::new(),
+            own_keys: None,
         }
     }
 }
@@ -178,7 +178,7 @@ impl ConfigEdit {
         match command {
             Command::PrivateKey(key) => {
                 config.private_key = *key;
-                if let Some(own) = config.own_public_key() {
+                if let Some(own) = self.own_public_key(config) {
                     config.remove_peer(&own);
                 }
             }
@@ -239,8 +239,20 @@ impl ConfigEdit {
         }
     }
 
+    fn own_public_key(&mut self, config: &DeviceConfig) -> Option<Key> {
+        let private = config.private_key?;
+        match self.own_keys {
+            Some((known, public)) if known == private => Some(public),
+            _ => {
+                let public = private.public_key();
+                self.own_keys = Some((private, public));
+                Some(public)
+            }
+        }
+    }
+
     fn open_peer(&mut self, config: &mut DeviceConfig, public_key: Key) {
-        if config.own_public_key() == Some(public_key) {
+        if self.own_public_key(config) == Some(public_key) {
             self.section = Section::Ignored;
             return;
         }

@@ -8,7 +8,8 @@
 //! - [`uapi`]: the protocol, the connection loop and the socket file.
 //! - [`conf_file`]: wg(8) config files (`wg setconf` syntax) applied as a diff.
 //! - `live`: brings gotatun's device in line with the configuration; `status`: per-peer state.
-//! - `udp`: the UDP socket, rebound without ever leaving the device without one.
+//! - `udp`: the UDP socket, rebound without ever leaving the device without one; `gso`: UDP GSO
+//!   on send.
 //! - [`channel`]: an IP side made of channels, for tests and benchmarks.
 //! - [`key`]: keys in hex and base64, never printed.
 //!
@@ -25,6 +26,7 @@ pub mod channel;
 pub mod conf_file;
 mod config;
 mod device;
+mod gso;
 pub mod key;
 mod live;
 mod status;

@@ -6,7 +6,7 @@
 //! configuration asks for it (a new private key, a new port); each time it asks [`SocketFactory`]
 //! to "bind", it gets the socket held here, so reconnecting never rebinds behind our back.
 //! One dual-stack `[::]` socket serves both address families (IPv4 only where IPv6 is absent), with
-//! `recvmmsg`/`sendmmsg` and UDP GRO from gotatun's Linux socket.
+//! `recvmmsg`/`sendmmsg` and UDP GRO from gotatun's Linux socket, and UDP GSO from `gso.rs`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use gotatun::udp::socket::{SockOpt, UdpSocket};
 use gotatun::udp::{UdpRecv, UdpSend, UdpTransportFactory, UdpTransportFactoryParams};
+
+use crate::wg::gso::GsoSocket;
 
 /// Socket buffer size asked for on both directions (as wireguard-go); the kernel caps it at
 /// `net.core.rmem_max` / `wmem_max`. Bursts of a fast link then queue instead of being dropped.
@@ -86,15 +88,15 @@ impl SocketFactory {
 }
 
 impl UdpTransportFactory for SocketFactory {
-    type Send = UdpSocket;
+    type Send = GsoSocket;
     type Recv = UdpSocket;
 
     async fn bind(
         &mut self,
         _params: &UdpTransportFactoryParams,
-    ) -> io::Result<(UdpSocket, UdpSocket)> {
+    ) -> io::Result<(GsoSocket, UdpSocket)> {
         let socket = self.slot.lock().socket.clone();
-        Ok((socket.clone(), socket))
+        Ok((GsoSocket::new(socket.clone()), socket))
     }
 }
 
@@ -154,11 +156,11 @@ mod tests {
             port: 0,
             fwmark: None,
         };
-        let (send, _recv) = factory
+        let (_send, recv) = factory
             .bind(&params)
             .await
             .expect("the slot always has a socket");
-        assert_eq!(send.local_addr().expect("bound").port(), old_port);
+        assert_eq!(recv.local_addr().expect("bound").port(), old_port);
     }
 
     #[tokio::test]
@@ -171,7 +173,7 @@ mod tests {
             port: 0,
             fwmark: None,
         };
-        let (send, _recv) = factory.bind(&params).await.expect("socket");
-        assert_eq!(send.local_addr().expect("bound").port(), new_port);
+        let (_send, recv) = factory.bind(&params).await.expect("socket");
+        assert_eq!(recv.local_addr().expect("bound").port(), new_port);
     }
 }
