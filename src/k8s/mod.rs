@@ -9,7 +9,7 @@
 //!   [`secrets`] (keys from Secrets), [`keys`], [`gateway`] (the bridge's gateway file) and [`metrics`].
 //!
 //! The controller reaches the data plane only through the [`runtime::TunnelRuntime`] trait;
-//! [`tunnels::TunnelManager`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
+//! [`dataplane::LocalTunnels`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
 //! command line runs.
 
 pub mod conflict;
@@ -23,7 +23,6 @@ pub mod render;
 pub mod runtime;
 pub mod secrets;
 pub mod status;
-pub mod tunnels;
 
 pub use crd::{WireGuardVppTunnel, WireGuardVppTunnelSpec, WireGuardVppTunnelStatus};
 
