@@ -33,6 +33,11 @@ struct Cli {
     #[arg(long = "no-vpp-api")]
     no_vpp_api: bool,
 
+    /// Our end of the memif: `server` listens and VPP connects (the original's way); `client` connects
+    /// to a socket VPP listens on.
+    #[arg(long = "memif-role", value_enum, default_value = "server")]
+    memif_role: daemon::Role,
+
     /// The interface name; characters outside [A-Za-z0-9_-] are removed, as in the original.
     #[arg(value_name = "INTERFACE-NAME", required = true)]
     name: Option<String>,
@@ -66,7 +71,7 @@ fn main() -> ExitCode {
             print!("{}", wireguard_vpp::k8s::crd_yaml());
             ExitCode::SUCCESS
         }
-        (None, Some(name)) => daemon::main(&name, cli.foreground, !cli.no_vpp_api),
+        (None, Some(name)) => daemon::main(&name, cli.foreground, !cli.no_vpp_api, cli.memif_role),
         (None, None) => unreachable!("clap requires NAME without a subcommand"),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{RunOptions, TunnelError, VppAccess, run};
+use super::{MemifRole, RunOptions, TunnelError, VppAccess, run};
 use crate::config::{self, ConfigError, Env};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -11,13 +11,20 @@ use tokio::signal::unix::{SignalKind, signal};
 pub const MEMIF_CONNECT_TIMEOUT_VAR: &str = "WGVPP_MEMIF_CONNECT_TIMEOUT";
 
 /// Loads and validates the configuration (nothing is created before it passes), then runs the tunnel.
-/// `vpp_api: false` leaves VPP alone (its side of the memif is configured elsewhere).
-pub async fn run_named(name: &str, env: Env, vpp_api: bool) -> Result<(), TunnelError> {
+/// `vpp_api: false` leaves VPP alone (its side of the memif is configured elsewhere); `memif_role` says
+/// which end of the memif we are.
+pub async fn run_named(
+    name: &str,
+    env: Env,
+    vpp_api: bool,
+    memif_role: MemifRole,
+) -> Result<(), TunnelError> {
     let connect_timeout =
         memif_connect_timeout(std::env::var(MEMIF_CONNECT_TIMEOUT_VAR).ok().as_deref())?;
     let cfg = config::load(&env.config_dir, name, &env)?;
     let mut options = RunOptions::new(&cfg.vpp_api_socket);
     options.reconf = env.reconf.clone();
+    options.memif_role = memif_role;
     if let Some(timeout) = connect_timeout {
         options.first_connect_timeout = timeout;
     }

@@ -26,7 +26,7 @@ use super::settings;
 use super::status::{Phase, TunnelStatus};
 use crate::config::{Reconf, TunnelConfig};
 use crate::l2::Adapter;
-use crate::memif::{self, Listener};
+use crate::memif::{self, ClientConfig, Connection, Listener, Retry};
 use crate::vpp::{self, Client, ClientOptions, NeighbourInstaller, VppTunnel};
 use crate::wg::WgDevice;
 use crate::wg::uapi::{ServeEnd, UapiListener};
@@ -43,11 +43,23 @@ pub enum VppAccess {
     Off,
 }
 
+/// Which end of the memif this tunnel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemifRole {
+    /// We listen on the socket and VPP connects (the original's arrangement).
+    #[default]
+    Server,
+    /// VPP listens on the socket and we connect, retrying with back-off while it is absent.
+    Client,
+}
+
 /// Settings of a run that do not come from the configuration files.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// How VPP is reached.
     pub vpp: VppAccess,
+    /// Which end of the memif we are.
+    pub memif_role: MemifRole,
     /// Directory of the UAPI socket (`/var/run/wireguard` for `wg`).
     pub uapi_dir: PathBuf,
     /// How long to wait for VPP's first memif connection before giving up.
@@ -61,6 +73,7 @@ impl RunOptions {
     pub fn new(api_socket: &Path) -> RunOptions {
         RunOptions {
             vpp: VppAccess::Api(ClientOptions::new(api_socket)),
+            memif_role: MemifRole::Server,
             uapi_dir: PathBuf::from(crate::wg::uapi::DEFAULT_SOCKET_DIR),
             first_connect_timeout: Duration::from_secs(30),
             reconf: None,
@@ -91,7 +104,12 @@ impl Tunnel {
             .await
             .map_err(TunnelError::Device)?;
         let device = Arc::new(device);
-        let listener = bind_memif(&cfg)?;
+        let memif = match options.memif_role {
+            MemifRole::Server => MemifEnd::Listening(bind_memif(&cfg)?),
+            MemifRole::Client => {
+                MemifEnd::Connecting(settings::memif_client(&cfg, HANDSHAKE_TIMEOUT))
+            }
+        };
         let (status_tx, status) = watch::channel(TunnelStatus {
             listen_port: device.listen_port(),
             ..TunnelStatus::default()
@@ -106,7 +124,7 @@ impl Tunnel {
             link: Arc::clone(&link),
             status: status_tx,
         };
-        let task = tokio::spawn(lifecycle.run(listener, async move {
+        let task = tokio::spawn(lifecycle.run(memif, async move {
             let _ = stopped.await;
         }));
         Ok(Tunnel {
@@ -194,10 +212,10 @@ struct Lifecycle {
 impl Lifecycle {
     async fn run(
         self,
-        listener: Listener,
+        memif: MemifEnd,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), TunnelError> {
-        let result = self.serve(listener, shutdown).await;
+        let result = self.serve(memif, shutdown).await;
         self.status.send_modify(|s| {
             s.phase = Phase::Stopped;
             s.error = result.as_ref().err().map(ToString::to_string);
@@ -207,7 +225,7 @@ impl Lifecycle {
 
     async fn serve(
         &self,
-        listener: Listener,
+        memif: MemifEnd,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), TunnelError> {
         let Lifecycle {
@@ -228,7 +246,8 @@ impl Lifecycle {
                         return Ok(());
                     }
                 };
-                let mut side = VppSide::setup(cfg, client).await?;
+                let params = settings::vpp_setup(cfg, options.memif_role == MemifRole::Client);
+                let mut side = VppSide::setup(cfg, client, params).await?;
                 side.start_neighbours(cfg, link);
                 Some(side)
             }
@@ -240,7 +259,12 @@ impl Lifecycle {
         });
 
         let (memif_events, mut memif_rx) = mpsc::channel(4);
-        let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(link), memif_events));
+        let memif_task = tokio::spawn(serve_memif(
+            memif,
+            cfg.memif_socket.clone(),
+            Arc::clone(link),
+            memif_events,
+        ));
         let result = async {
             if !wait_first_connection(cfg, options, &mut memif_rx, shutdown.as_mut()).await? {
                 tracing::info!(tunnel = %cfg.name, "stopping on signal before VPP connected to the memif");
@@ -306,20 +330,54 @@ fn bind_memif(cfg: &TunnelConfig) -> Result<Listener, TunnelError> {
                 },
             })?;
     }
-    let server = settings::memif_server(cfg, Duration::from_secs(5));
+    let server = settings::memif_server(cfg, HANDSHAKE_TIMEOUT);
     Listener::bind(&cfg.memif_socket, server).map_err(|source| TunnelError::MemifSocket {
         path: cfg.memif_socket.clone(),
         source,
     })
 }
 
-/// Accepts VPP's memif connections one after the other, handing each one's queues to the packet path.
-async fn serve_memif(mut listener: Listener, link: Arc<Link>, events: mpsc::Sender<MemifEvent>) {
+/// Time allowed for each step of a memif handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Our end of the memif: a listening socket, or what we connect with.
+enum MemifEnd {
+    Listening(Listener),
+    Connecting(ClientConfig),
+}
+
+impl MemifEnd {
+    /// The next connection with VPP: accepted, or connected (retrying while VPP's socket is absent).
+    async fn next(&mut self, socket: &Path) -> Result<Connection, memif::Error> {
+        match self {
+            MemifEnd::Listening(listener) => listener.accept().await,
+            MemifEnd::Connecting(client) => {
+                Connection::connect_with_retry(
+                    socket,
+                    client,
+                    Retry {
+                        deadline: None,
+                        ..Retry::default()
+                    },
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Takes VPP's memif connections one after the other, handing each one's queues to the packet path.
+async fn serve_memif(
+    mut end: MemifEnd,
+    socket: PathBuf,
+    link: Arc<Link>,
+    events: mpsc::Sender<MemifEvent>,
+) {
     loop {
-        let connection = match listener.accept().await {
+        let connection = match end.next(&socket).await {
             Ok(connection) => connection,
             Err(err) => {
-                tracing::error!(error = %err, "memif: the listening socket failed; retrying in 1 s");
+                tracing::error!(error = %err, "memif: no connection with VPP; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -479,6 +537,8 @@ async fn reapply(device: Arc<MemifDevice>, reconf: Reconf) {
 /// The tunnel's objects in VPP and what keeps them: the API client and the neighbour installer.
 struct VppSide {
     client: Client,
+    /// What to create, again after a VPP restart.
+    params: vpp::TunnelSetup,
     tunnel: VppTunnel,
     neighbours: Option<NeighbourInstaller>,
     /// Whether `tunnel` has the l2fib entry in its undo record (it is added again on every memif
@@ -487,13 +547,18 @@ struct VppSide {
 }
 
 impl VppSide {
-    async fn setup(cfg: &TunnelConfig, client: Client) -> Result<VppSide, TunnelError> {
-        let tunnel = vpp::setup(&client, &settings::vpp_setup(cfg))
+    async fn setup(
+        cfg: &TunnelConfig,
+        client: Client,
+        params: vpp::TunnelSetup,
+    ) -> Result<VppSide, TunnelError> {
+        let tunnel = vpp::setup(&client, &params)
             .await
             .map_err(TunnelError::VppSetup)?;
         tracing::info!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), sw_if_index = tunnel.memif_sw_if_index, "VPP objects created");
         Ok(VppSide {
             client,
+            params,
             tunnel,
             neighbours: None,
             l2fib_recorded: false,
@@ -548,7 +613,7 @@ impl VppSide {
         let mut backoff = Duration::from_millis(200);
         loop {
             if self.client.reconnect().await.is_ok() {
-                match vpp::setup(&self.client, &settings::vpp_setup(cfg)).await {
+                match vpp::setup(&self.client, &self.params).await {
                     Ok(tunnel) => {
                         tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
                         let same_bvi = same_target(&self.tunnel.installer, &tunnel.installer);
