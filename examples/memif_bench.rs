@@ -28,6 +28,8 @@ use wireguard_vpp::memif::{
 };
 
 const BURST: usize = 32;
+/// Frames circulating in the forwarding loops (testpmd's `--tx-first` injects one burst).
+const LOOP_FRAMES: usize = BURST;
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().ok());
@@ -41,16 +43,19 @@ fn main() {
         .expect("tokio runtime");
     let _guard = rt.enter();
 
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("ours -> ours", ours_to_ours),
         ("ours -> testpmd", ours_to_testpmd),
         ("testpmd -> ours", testpmd_to_ours),
         ("testpmd -> testpmd", testpmd_to_testpmd),
+        ("loop ours, ours", loop_ours_ours),
+        ("loop ours, testpmd", loop_ours_testpmd),
+        ("loop testpmd, testpmd", loop_testpmd_testpmd),
         ("ours, one thread", one_thread),
     ];
     // Rounds interleave the scenarios, so that a busy moment of the machine hits all of them alike;
     // each figure is the best of its rounds.
-    let mut best = [[Best::default(); 2]; 5];
+    let mut best = [[Best::default(); 2]; 8];
     for round in 1..=rounds {
         eprintln!("round {round} of {rounds}, load average {}", load_average());
         for (k, (_, run)) in scenarios.iter().enumerate() {
@@ -81,17 +86,22 @@ fn main() {
         );
     }
     let ratio = |a: Option<f64>, b: Option<f64>| fmt(a.zip(b).map(|(a, b)| a / b));
-    let (ours, dpdk) = (best[0], best[3]);
+    for (label, ours, dpdk) in [
+        ("ratio ours/DPDK", best[0], best[3]),
+        ("loop ratio ours/DPDK", best[4], best[6]),
+    ] {
+        println!(
+            "{:<20} {:>12} {:>14} {:>15} {:>17}",
+            label,
+            ratio(ours[0].pps, dpdk[0].pps),
+            ratio(ours[0].per_cpu, dpdk[0].per_cpu),
+            ratio(ours[1].pps, dpdk[1].pps),
+            ratio(ours[1].per_cpu, dpdk[1].per_cpu),
+        );
+    }
     println!(
-        "{:<20} {:>12} {:>14} {:>15} {:>17}",
-        "ratio ours/DPDK",
-        ratio(ours[0].pps, dpdk[0].pps),
-        ratio(ours[0].per_cpu, dpdk[0].per_cpu),
-        ratio(ours[1].pps, dpdk[1].pps),
-        ratio(ours[1].per_cpu, dpdk[1].per_cpu),
-    );
-    println!(
-        "(/CPU: the same figure divided by the CPU time all processes of the stream used per second, \
+        "(loop: {LOOP_FRAMES} frames circulate between two io forwarders, counted on one side; \
+         /CPU: the same figure divided by the CPU time all processes of the stream used per second, \
          which takes out how much of the machine the stream got; \"ours, one thread\": tx then rx \
          alternating on one thread, the cost of our code alone)"
     );
@@ -258,9 +268,18 @@ fn testpmd_rate(pmd: &Testpmd, window: Duration, pids: Vec<String>) -> Option<Sa
     let meter = CpuMeter::start(pids);
     std::thread::sleep(window + Duration::from_millis(200));
     let cpus = meter.cpus();
-    let log = pmd.log();
-    let rates: Vec<f64> = log
-        .lines()
+    let rates = rx_pps_figures(&pmd.log());
+    let n = (window.as_secs() as usize).clamp(1, rates.len().max(1));
+    let last = rates.get(rates.len().saturating_sub(n)..)?;
+    (!last.is_empty()).then(|| Sample {
+        pps: last.iter().sum::<f64>() / last.len() as f64,
+        cpus,
+    })
+}
+
+/// Every "Rx-pps:" figure in a testpmd log, in order.
+fn rx_pps_figures(log: &str) -> Vec<f64> {
+    log.lines()
         .filter_map(|l| {
             l.split_whitespace()
                 .skip_while(|w| *w != "Rx-pps:")
@@ -268,13 +287,7 @@ fn testpmd_rate(pmd: &Testpmd, window: Duration, pids: Vec<String>) -> Option<Sa
                 .parse()
                 .ok()
         })
-        .collect();
-    let n = (window.as_secs() as usize).clamp(1, rates.len().max(1));
-    let last = rates.get(rates.len().saturating_sub(n)..)?;
-    (!last.is_empty()).then(|| Sample {
-        pps: last.iter().sum::<f64>() / last.len() as f64,
-        cpus,
-    })
+        .collect()
 }
 
 fn socket(dir: &Path, name: &str, len: usize) -> std::path::PathBuf {
@@ -440,4 +453,147 @@ fn testpmd_to_testpmd(
     }
     let client = txonly_client(&path, len, 0, dir)?;
     testpmd_rate(&server, window, pids(&[&server, &client], false))
+}
+
+/// An io forwarder: sends back everything it receives, counting it; optionally injects frames first.
+fn forwarder(
+    mut rx: RxQueue,
+    mut tx: TxQueue,
+    inject: Option<usize>,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
+    rx.set_interrupt_mode(false);
+    if let Some(len) = inject {
+        tx.tx_burst(&frames(len)[..LOOP_FRAMES]);
+    }
+    let mut bufs = Frame::batch(BURST, 2048);
+    let mut local = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let n = rx.rx_burst(&mut bufs);
+        if n > 0 {
+            // A frame the ring has no room for is lost, as with testpmd.
+            tx.tx_burst(&bufs[..n]);
+            local += n as u64;
+            count.store(local, Ordering::Relaxed);
+        }
+    }
+}
+
+fn loop_ours_ours(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    len: usize,
+    window: Duration,
+) -> Option<Sample> {
+    let path = socket(dir, "loop-ours", len);
+    let mut listener = Listener::bind(&path, ServerConfig::default()).ok()?;
+    let client_cfg = ClientConfig::default();
+    let (server, client) = rt.block_on(async {
+        tokio::join!(
+            listener.accept_one(),
+            Connection::connect(&path, &client_cfg)
+        )
+    });
+    let (_sc, mut srx, mut stx) = server.ok()?.split();
+    let (_cc, mut crx, mut ctx) = client.ok()?.split();
+    let (stop, count) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let server = std::thread::spawn({
+        let (rx, tx, stop) = (srx.remove(0), stx.remove(0), stop.clone());
+        move || forwarder(rx, tx, None, Arc::default(), stop)
+    });
+    let client = std::thread::spawn({
+        let (rx, tx, count, stop) = (crx.remove(0), ctx.remove(0), count.clone(), stop.clone());
+        move || forwarder(rx, tx, Some(len), count, stop)
+    });
+    let rate = measure(&count, window, pids(&[], true));
+    stop.store(true, Ordering::Relaxed);
+    let _ = (server.join(), client.join());
+    Some(rate)
+}
+
+fn loop_ours_testpmd(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    len: usize,
+    window: Duration,
+) -> Option<Sample> {
+    let path = socket(dir, "loop-pmd-server", len);
+    let mut cfg = TestpmdConfig::macswap("server", &path, 0);
+    cfg.forward_mode = "io";
+    cfg.extra = vec![format!("--burst={BURST}")];
+    let mut pmd = Testpmd::spawn(&cfg, dir).ok()?;
+    if !pmd.wait_ready() {
+        eprintln!("testpmd server did not start:\n{}", pmd.log());
+        return None;
+    }
+    let conn = rt
+        .block_on(Connection::connect(&path, &ClientConfig::default()))
+        .ok()?;
+    let (_control, mut rx, mut tx) = conn.split();
+    let (stop, count) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let client = std::thread::spawn({
+        let (rx, tx, count, stop) = (rx.remove(0), tx.remove(0), count.clone(), stop.clone());
+        move || forwarder(rx, tx, Some(len), count, stop)
+    });
+    let rate = measure(&count, window, pids(&[&pmd], true));
+    stop.store(true, Ordering::Relaxed);
+    let _ = client.join();
+    Some(rate)
+}
+
+fn loop_testpmd_testpmd(
+    _rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    len: usize,
+    window: Duration,
+) -> Option<Sample> {
+    let path = socket(dir, "loop-pmd-pmd", len);
+    // The server is interactive: the first burst can go out only once the client has connected.
+    let mut cfg = TestpmdConfig::macswap("server", &path, 0);
+    cfg.forward_mode = "io";
+    cfg.lcores = "0@1,1@1".into();
+    cfg.interactive = true;
+    cfg.extra = vec![format!("--txpkts={len}"), format!("--burst={BURST}")];
+    let mut server = Testpmd::spawn(&cfg, dir).ok()?;
+    if !server.wait_ready() {
+        eprintln!("testpmd server did not start:\n{}", server.log());
+        return None;
+    }
+    let mut cfg = TestpmdConfig::macswap("client", &path, 0);
+    cfg.forward_mode = "io";
+    cfg.lcores = "0@0,1@0".into();
+    cfg.extra = vec![format!("--burst={BURST}")];
+    let mut client = Testpmd::spawn(&cfg, dir).ok()?;
+    if !client.wait_ready() {
+        eprintln!("testpmd client did not start:\n{}", client.log());
+        return None;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    server.command("start tx_first").ok()?;
+    // Interactive testpmd prints statistics on request: once a second, each since the previous one.
+    std::thread::sleep(Duration::from_secs(1));
+    server.command("show port stats 0").ok()?;
+    let meter = CpuMeter::start(pids(&[&server, &client], false));
+    for _ in 0..window.as_secs().max(1) {
+        std::thread::sleep(Duration::from_secs(1));
+        server.command("show port stats 0").ok()?;
+    }
+    let cpus = meter.cpus();
+    // Interactive output to a file is flushed at exit only.
+    server.command("quit").ok()?;
+    server.exits_within(Duration::from_secs(10));
+    let rates = rx_pps_figures(&server.log());
+    let n = (window.as_secs() as usize).max(1);
+    let last = rates.get(rates.len().checked_sub(n)?..)?;
+    Some(Sample {
+        pps: last.iter().sum::<f64>() / last.len() as f64,
+        cpus,
+    })
 }

@@ -1285,3 +1285,63 @@ fn chart_defaults_match_the_image() {
     );
     assert_eq!(agent["args"][0], "controller");
 }
+
+/// The agent's command line as the chart renders it (args, with the env Kubernetes expands in them) is one
+/// the real binary accepts: outside a cluster it must get past argument parsing (exit 2 is clap's usage
+/// error) and fail on the missing cluster instead. Also, the chart's appVersion (the default image tag) is
+/// the package version.
+#[test]
+fn the_binary_accepts_the_rendered_command_line() {
+    let Some(tools) = Tools::get() else { return };
+    let chart = tools.yaml_documents(&read_project_file("charts/wireguard-vpp/Chart.yaml"));
+    assert_eq!(
+        chart[0]["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml's appVersion (the default image tag) differs from the package version"
+    );
+
+    for values in [
+        None,
+        Some("charts/wireguard-vpp/ci/full-values.yaml"),
+        Some("kind-tests/values.yaml"),
+    ] {
+        let docs = tools.render(values.as_slice(), &["extraArgs=null"]);
+        let pod = &docs
+            .iter()
+            .find(|d| d["kind"] == "DaemonSet")
+            .expect("a DaemonSet")["spec"]["template"]["spec"];
+        let agent = container(pod, "wireguard-vpp");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wireguard-vpp"));
+        command
+            .env_clear()
+            .env("KUBECONFIG", "/dev/null")
+            .env("HOME", "/nonexistent");
+        for var in agent["env"].as_array().expect("env") {
+            let name = var["name"].as_str().expect("a name");
+            let value = match name {
+                "NODE_NAME" => "node-a",
+                _ => var["value"].as_str().expect("a literal value"),
+            };
+            command.env(name, value);
+        }
+        for arg in agent["args"].as_array().expect("args") {
+            // Kubernetes expands $(VAR) from the container's environment.
+            command.arg(
+                arg.as_str()
+                    .expect("a string")
+                    .replace("$(NODE_NAME)", "node-a"),
+            );
+        }
+        let output = command.output().expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(
+            output.status.code(),
+            Some(2),
+            "{values:?}: the binary refuses the chart's arguments:\n{stderr}"
+        );
+        assert!(
+            !output.status.success() && stderr.contains("Kubernetes"),
+            "{values:?}: the controller must get as far as looking for the cluster, and fail there:\n{stderr}"
+        );
+    }
+}

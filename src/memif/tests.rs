@@ -207,11 +207,24 @@ async fn interrupts_follow_the_mask_flag_both_ways() {
     );
     // Polling mode: the producer sees the mask and does not signal.
     srx[0].set_interrupt_mode(false);
+    assert!(srx[0].has_pending());
     assert!(!ctx[0].peer_wants_interrupts());
     assert_eq!(ctx[0].tx_burst(&[frame(3, 60)]), 1);
     assert_eq!(srx[0].clear_interrupt().unwrap(), 0);
     let mut bufs = Frame::batch(8, 2048);
     assert_eq!(srx[0].rx_burst(&mut bufs), 3);
+    assert!(!srx[0].has_pending());
+    // Back to interrupts: nothing waiting, so it is safe to sleep on the eventfd.
+    assert!(!srx[0].arm_interrupt());
+    assert!(ctx[0].peer_wants_interrupts());
+    // A frame published while we were still polling is reported by arm_interrupt.
+    srx[0].set_interrupt_mode(false);
+    assert_eq!(ctx[0].tx_burst(&[frame(4, 60)]), 1);
+    assert!(
+        srx[0].arm_interrupt(),
+        "the frame sent unsignalled must not be missed"
+    );
+    assert_eq!(srx[0].rx_burst(&mut bufs), 1);
 }
 
 #[tokio::test]

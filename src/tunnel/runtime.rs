@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -216,9 +217,18 @@ impl Lifecycle {
             link,
             status,
         } = self;
+        tokio::pin!(shutdown);
         let mut vpp = match &options.vpp {
             VppAccess::Api(client_options) => {
-                let mut side = VppSide::setup(cfg, client_options).await?;
+                // Nothing exists in VPP while connecting, so a signal can end the wait at once.
+                let client = tokio::select! {
+                    client = Client::connect(client_options.clone()) => client.map_err(TunnelError::VppConnect)?,
+                    () = shutdown.as_mut() => {
+                        tracing::info!(tunnel = %cfg.name, "stopping on signal while connecting to VPP");
+                        return Ok(());
+                    }
+                };
+                let mut side = VppSide::setup(cfg, client).await?;
                 side.start_neighbours(cfg, link);
                 Some(side)
             }
@@ -232,7 +242,10 @@ impl Lifecycle {
         let (memif_events, mut memif_rx) = mpsc::channel(4);
         let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(link), memif_events));
         let result = async {
-            wait_first_connection(cfg, options, &mut memif_rx).await?;
+            if !wait_first_connection(cfg, options, &mut memif_rx, shutdown.as_mut()).await? {
+                tracing::info!(tunnel = %cfg.name, "stopping on signal before VPP connected to the memif");
+                return Ok(());
+            }
             on_memif_up(cfg, link, vpp.as_mut()).await;
             status.send_modify(|s| s.phase = Phase::Running);
             let uapi =
@@ -250,7 +263,7 @@ impl Lifecycle {
                 &mut memif_rx,
                 uapi,
                 device,
-                shutdown,
+                shutdown.as_mut(),
             )
             .await;
             if let Some(task) = reconf {
@@ -327,19 +340,22 @@ async fn serve_memif(mut listener: Listener, link: Arc<Link>, events: mpsc::Send
     }
 }
 
+/// Waits for VPP's first memif connection: true once connected, false when `shutdown` came first.
 async fn wait_first_connection(
     cfg: &TunnelConfig,
     options: &RunOptions,
     memif_rx: &mut mpsc::Receiver<MemifEvent>,
-) -> Result<(), TunnelError> {
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Result<bool, TunnelError> {
     let deadline = tokio::time::sleep(options.first_connect_timeout);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
+            () = shutdown.as_mut() => return Ok(false),
             event = memif_rx.recv() => match event {
                 Some(MemifEvent::Up(info)) => {
                     tracing::info!(tunnel = %cfg.name, peer = %info.peer_app_name, "memif connected");
-                    return Ok(());
+                    return Ok(true);
                 }
                 Some(MemifEvent::Down(_)) => {}
                 None => return Err(TunnelError::MemifTimeout { socket: cfg.memif_socket.clone(), waited: Duration::ZERO }),
@@ -394,13 +410,7 @@ async fn serve(
                 tracing::info!(tunnel = %cfg.name, "stopping on signal");
                 return Ok(());
             }
-            end = &mut uapi_served => return match end {
-                ServeEnd::SocketRemoved => {
-                    tracing::info!(tunnel = %cfg.name, "UAPI socket removed; stopping");
-                    Ok(())
-                }
-                ServeEnd::AcceptFailed(source) => Err(TunnelError::UapiAccept(source)),
-            },
+            end = &mut uapi_served => return uapi_end(cfg, end),
             event = memif_rx.recv() => match event {
                 Some(MemifEvent::Up(info)) => {
                     tracing::info!(tunnel = %cfg.name, peer = %info.peer_app_name, "memif reconnected");
@@ -415,15 +425,33 @@ async fn serve(
             },
             () = vpp_lost => {
                 status.send_modify(|s| s.phase = Phase::Reconnecting);
-                if let Some(side) = vpp.as_mut() {
-                    side.recover(cfg, link).await;
-                    status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
+                let Some(side) = vpp.as_mut() else { continue };
+                // VPP may stay away for long: a signal or the UAPI socket's removal still stops the tunnel.
+                tokio::select! {
+                    () = side.recover(cfg, link) => {}
+                    () = &mut shutdown => {
+                        tracing::info!(tunnel = %cfg.name, "stopping on signal while VPP is away");
+                        return Ok(());
+                    }
+                    end = &mut uapi_served => return uapi_end(cfg, end),
                 }
+                status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
             }
             () = tokio::time::sleep_until(next_neighbour_work.into()) => {
                 link.flush_neighbour_work(Instant::now(), &mut scratch);
             }
         }
+    }
+}
+
+/// Why serving the UAPI socket ended, as the tunnel's result.
+fn uapi_end(cfg: &TunnelConfig, end: ServeEnd) -> Result<(), TunnelError> {
+    match end {
+        ServeEnd::SocketRemoved => {
+            tracing::info!(tunnel = %cfg.name, "UAPI socket removed; stopping");
+            Ok(())
+        }
+        ServeEnd::AcceptFailed(source) => Err(TunnelError::UapiAccept(source)),
     }
 }
 
@@ -453,13 +481,13 @@ struct VppSide {
     client: Client,
     tunnel: VppTunnel,
     neighbours: Option<NeighbourInstaller>,
+    /// Whether `tunnel` has the l2fib entry in its undo record (it is added again on every memif
+    /// connection, but must be removed once).
+    l2fib_recorded: bool,
 }
 
 impl VppSide {
-    async fn setup(cfg: &TunnelConfig, options: &ClientOptions) -> Result<VppSide, TunnelError> {
-        let client = Client::connect(options.clone())
-            .await
-            .map_err(TunnelError::VppConnect)?;
+    async fn setup(cfg: &TunnelConfig, client: Client) -> Result<VppSide, TunnelError> {
         let tunnel = vpp::setup(&client, &settings::vpp_setup(cfg))
             .await
             .map_err(TunnelError::VppSetup)?;
@@ -468,13 +496,32 @@ impl VppSide {
             client,
             tunnel,
             neighbours: None,
+            l2fib_recorded: false,
         })
     }
 
+    /// Adds the l2fib entry for our MAC, recording it for teardown the first time only.
     async fn add_l2fib(&mut self, cfg: &TunnelConfig) {
         let mac = vpp::MacAddress(cfg.self_mac.0);
-        if let Err(err) = self.tunnel.add_l2fib(&self.client, mac).await {
-            tracing::warn!(tunnel = %cfg.name, error = %err, "l2fib entry not added; VPP learns our MAC from traffic instead");
+        let added = if self.l2fib_recorded {
+            let entry = vpp::messages::L2fibAddDel {
+                mac,
+                bd_id: self.tunnel.bridge_id,
+                sw_if_index: self.tunnel.memif_sw_if_index,
+                is_add: true,
+                static_mac: false,
+                filter_mac: false,
+                bvi_mac: false,
+            };
+            self.client.request(&entry).await.map(drop)
+        } else {
+            self.tunnel.add_l2fib(&self.client, mac).await
+        };
+        match added {
+            Ok(()) => self.l2fib_recorded = true,
+            Err(err) => {
+                tracing::warn!(tunnel = %cfg.name, error = %err, "l2fib entry not added; VPP learns our MAC from traffic instead")
+            }
         }
     }
 
@@ -493,21 +540,29 @@ impl VppSide {
     }
 
     /// VPP went away: reconnect (retrying until it is back) and create the tunnel's objects again. The
-    /// old objects died with VPP; a VPP that did not restart gets them swept and re-created.
+    /// old objects died with VPP; a VPP that did not restart gets them swept and re-created. The
+    /// neighbour installer keeps running: it re-installs its entries once the client has reconnected
+    /// (B24), unless the BVI it installs on changed.
     async fn recover(&mut self, cfg: &TunnelConfig, link: &Link) {
         tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back");
-        link.set_neighbour_installer(None);
-        if let Some(installer) = self.neighbours.take() {
-            drop(installer.stop().await);
-        }
         let mut backoff = Duration::from_millis(200);
         loop {
             if self.client.reconnect().await.is_ok() {
                 match vpp::setup(&self.client, &settings::vpp_setup(cfg)).await {
                     Ok(tunnel) => {
                         tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
+                        let same_bvi = same_target(&self.tunnel.installer, &tunnel.installer);
                         self.tunnel = tunnel;
-                        self.start_neighbours(cfg, link);
+                        self.l2fib_recorded = false;
+                        if !same_bvi {
+                            link.set_neighbour_installer(None);
+                            if let Some(installer) = self.neighbours.take() {
+                                drop(installer.stop().await);
+                            }
+                        }
+                        if self.neighbours.is_none() {
+                            self.start_neighbours(cfg, link);
+                        }
                         return;
                     }
                     Err(err) => {
@@ -526,9 +581,28 @@ impl VppSide {
                 self.tunnel.record(undo);
             }
         }
+        if !self.client.is_connected() {
+            tracing::warn!(
+                tunnel = %cfg.name,
+                "VPP's API is gone: nothing removed (a restarted VPP has none of the tunnel's objects; \
+                 those of a VPP that kept running are swept at the next start)"
+            );
+            return;
+        }
         for failure in self.tunnel.teardown(&self.client).await {
             tracing::error!(tunnel = %cfg.name, "{failure}");
         }
         let _ = self.client.close().await;
+    }
+}
+
+/// Whether two resolved install methods install on the same BVI the same way.
+fn same_target(a: &vpp::Installer, b: &vpp::Installer) -> bool {
+    use vpp::Installer::{Api, None, Vppctl};
+    match (a, b) {
+        (Api { bvi_sw_if_index: a }, Api { bvi_sw_if_index: b }) => a == b,
+        (Vppctl { bvi_name: a, .. }, Vppctl { bvi_name: b, .. }) => a == b,
+        (None, None) => true,
+        _ => false,
     }
 }

@@ -33,6 +33,8 @@ pub struct TestpmdConfig {
     pub lcores: String,
     /// Extra testpmd application options (after `--`).
     pub extra: Vec<String>,
+    /// Interactive (`-i`): commands come from [`Testpmd::command`]; no auto-start, no periodic stats.
+    pub interactive: bool,
 }
 
 impl TestpmdConfig {
@@ -46,6 +48,7 @@ impl TestpmdConfig {
             forward_mode: "macswap",
             lcores: "0@0,1@0".into(),
             extra: Vec::new(),
+            interactive: false,
         }
     }
 }
@@ -53,6 +56,7 @@ impl TestpmdConfig {
 /// A running testpmd. Dropping it stops it and removes its runtime directory.
 pub struct Testpmd {
     child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
     prefix: String,
     log: PathBuf,
 }
@@ -76,8 +80,8 @@ impl Testpmd {
         }
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
-        let child = Command::new("dpdk-testpmd")
-            .arg(format!("--lcores={}", cfg.lcores))
+        let mut cmd = Command::new("dpdk-testpmd");
+        cmd.arg(format!("--lcores={}", cfg.lcores))
             .args([
                 "--no-huge",
                 "-m",
@@ -90,22 +94,32 @@ impl Testpmd {
             .arg(format!("--vdev={vdev}"))
             .arg("--")
             .arg(format!("--forward-mode={}", cfg.forward_mode))
-            .args([
-                "--auto-start",
-                "--no-flush-rx",
-                "--stats-period=1",
-                "--total-num-mbufs=8192",
-            ])
-            .args(&cfg.extra)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()?;
+            .args(["--no-flush-rx", "--total-num-mbufs=8192"]);
+        if cfg.interactive {
+            cmd.arg("-i").stdin(Stdio::piped());
+        } else {
+            cmd.args(["--auto-start", "--stats-period=1"])
+                .stdin(Stdio::null());
+        }
+        let mut child = cmd.args(&cfg.extra).stdout(out).stderr(err).spawn()?;
+        let stdin = child.stdin.take();
         Ok(Testpmd {
             child: Some(child),
+            stdin,
             prefix,
             log,
         })
+    }
+
+    /// Sends one command line to an interactive testpmd.
+    pub fn command(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or(std::io::ErrorKind::NotConnected)?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
     }
 
     /// Everything testpmd printed so far.
