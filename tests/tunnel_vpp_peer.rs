@@ -775,3 +775,49 @@ async fn a_bad_connect_timeout_is_refused_before_vpp_is_touched() {
     assert_eq!(vpp.calls(), Vec::<Call>::new());
     daemon.assert_nothing_left();
 }
+
+/// VPP may start after the daemon (B27): the daemon waits for its API socket, then sets up as usual.
+#[tokio::test]
+async fn a_vpp_starting_later_is_waited_for() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = dir.path().join(format!("late-{}.sock", unique()));
+    let mut daemon = Daemon::start(&api, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(daemon.is_running(), "{}", daemon.log());
+    let vpp = FakeVpp::start_at(api, dir.path().join("late.jsonl"), &[]).expect("stand-in");
+    let socket = daemon.memif_socket_name();
+    let calls = vpp.wait_for("the setup sequence", |c| c.len() >= 7);
+    assert_eq!(calls, setup_sequence(&socket), "{}", daemon.log());
+    let _memif = VppMemif::connect(&daemon).await;
+    daemon.wait_for_uapi_socket();
+    daemon.signal("TERM");
+    let status = daemon.exit_status(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    daemon.assert_nothing_left();
+}
+
+/// SIGTERM while the daemon still waits for VPP's API socket: it stops at once (exit 0), leaving nothing.
+#[tokio::test]
+async fn sigterm_while_waiting_for_vpp_stops_at_once() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut daemon = Daemon::start(&dir.path().join("absent.sock"), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.memif_socket().exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no memif socket:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.signal("TERM");
+    let status = daemon.exit_status(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    daemon.assert_nothing_left();
+}
