@@ -149,15 +149,27 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the daemon against the API socket `api`, with extra environment variables.
+    /// Starts the daemon with the fixture against the API socket `api`, with extra environment variables.
     fn start(api: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(api, FIXTURE_IF, Some(FIXTURE_GW), env)
+    }
+
+    /// Starts the daemon with these `if/<name>.json` and `gw/4242.json` (none: missing).
+    fn start_with(
+        api: &Path,
+        if_json: &str,
+        gw_json: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let name = format!("tv{}", unique());
         let etc = dir.path().join("etc");
         std::fs::create_dir_all(etc.join("if")).expect("if folder");
         std::fs::create_dir_all(etc.join("gw")).expect("gw folder");
-        std::fs::write(etc.join(format!("if/{name}.json")), FIXTURE_IF).expect("if file");
-        std::fs::write(etc.join("gw/4242.json"), FIXTURE_GW).expect("gw file");
+        std::fs::write(etc.join(format!("if/{name}.json")), if_json).expect("if file");
+        if let Some(gw_json) = gw_json {
+            std::fs::write(etc.join("gw/4242.json"), gw_json).expect("gw file");
+        }
         let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_wireguard-vpp"))
             .args(["-f", &name])
@@ -303,23 +315,30 @@ const SELF_MAC: [u8; 6] = [0x98, 0xd2, 0x93, 0, 0, 3];
 
 impl VppMemif {
     async fn connect(daemon: &Daemon) -> VppMemif {
+        VppMemif::try_connect(daemon, "s3cr3t")
+            .await
+            .unwrap_or_else(|err| panic!("memif connect: {err}\n{}", daemon.log()))
+    }
+
+    async fn try_connect(
+        daemon: &Daemon,
+        secret: &str,
+    ) -> Result<VppMemif, wireguard_vpp::memif::Error> {
         let config = ClientConfig {
             id: 3,
-            secret: Some("s3cr3t".into()),
+            secret: Some(secret.into()),
             app_name: "VPP stand-in".into(),
             if_name: "memif3/3".into(),
             ..ClientConfig::default()
         };
-        let connection = Connection::connect(daemon.memif_socket(), &config)
-            .await
-            .unwrap_or_else(|err| panic!("memif connect: {err}\n{}", daemon.log()));
+        let connection = Connection::connect(daemon.memif_socket(), &config).await?;
         let (control, rx, tx) = connection.split();
-        VppMemif {
+        Ok(VppMemif {
             control,
             rx: rx.into_iter().next().expect("one RX queue"),
             tx: tx.into_iter().next().expect("one TX queue"),
             frames: Frame::batch(8, 2048),
-        }
+        })
     }
 
     /// Scenario 12: VPP's BVI asks for the claimed 172.22.77.33; the daemon answers with its own MAC.
@@ -820,4 +839,113 @@ async fn sigterm_while_waiting_for_vpp_stops_at_once() {
     let status = daemon.exit_status(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{}", daemon.log());
     daemon.assert_nothing_left();
+}
+
+/// Scenario 3: a response range that is not a single host gets no route (silently skipped).
+#[tokio::test]
+async fn a_range_that_is_not_a_host_gets_no_route() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vpp = FakeVpp::start(dir.path(), &[]).expect("stand-in");
+    let if_json = FIXTURE_IF.replace("172.22.77.33/32", "172.22.77.32/30");
+    let daemon = Daemon::start_with(&vpp.socket, &if_json, Some(FIXTURE_GW), &[]);
+    let calls = vpp.wait_for("the setup sequence", |c| c.len() >= 6);
+    let mut expected = setup_sequence(&daemon.memif_socket_name());
+    expected.remove(5);
+    assert_eq!(calls, expected, "{}", daemon.log());
+}
+
+/// Scenario 7 (and 9, whose random uid is refused here): a bad configuration exits 1 with its message
+/// before VPP is contacted, and leaves no socket file.
+#[tokio::test]
+async fn config_errors_exit_1_before_vpp_is_contacted() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vpp = FakeVpp::start(dir.path(), &[]).expect("stand-in");
+    let cases: [(&str, String, Option<String>, &str); 6] = [
+        ("missing gw file", FIXTURE_IF.into(), None, "4242.json"),
+        (
+            "1-octet prefix",
+            FIXTURE_IF.into(),
+            Some(FIXTURE_GW.replace("\"98:D2:93\"", "\"98\"")),
+            "WgIfMacaddrPrefix",
+        ),
+        (
+            "odd first octet",
+            FIXTURE_IF.into(),
+            Some(FIXTURE_GW.replace("98:D2:93", "99:D2:93")),
+            "99:D2:93",
+        ),
+        (
+            "bad CIDR",
+            FIXTURE_IF.replace("172.22.77.33/32", "172.22.77.33/33"),
+            Some(FIXTURE_GW.into()),
+            "172.22.77.33/33",
+        ),
+        (
+            "IPv6 in the IPv4 list",
+            FIXTURE_IF.replace("\"172.22.77.33/32\"", "\"fd00::1/128\""),
+            Some(FIXTURE_GW.into()),
+            "fd00::1/128",
+        ),
+        (
+            "uid 0",
+            FIXTURE_IF.replace("\"uid\": 3", "\"uid\": 0"),
+            Some(FIXTURE_GW.into()),
+            "uid",
+        ),
+    ];
+    for (case, if_json, gw_json, named) in cases {
+        let mut daemon = Daemon::start_with(&vpp.socket, &if_json, gw_json.as_deref(), &[]);
+        let status = daemon.exit_status(Duration::from_secs(10));
+        let log = daemon.log();
+        assert_eq!(status.code(), Some(1), "{case}: {log}");
+        assert!(
+            log.contains(named),
+            "{case}: the message names {named:?}: {log}"
+        );
+        daemon.assert_nothing_left();
+    }
+    let everything: Vec<String> = std::fs::read_to_string(&vpp.record)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(everything.is_empty(), "VPP was contacted: {everything:?}");
+}
+
+/// Scenario 10: the secret "random" becomes 20 characters of [0-9A-Za-z], the same in memif_create_v2
+/// and in the daemon's memif server: VPP connects with it, and a wrong secret is refused.
+#[tokio::test]
+async fn a_random_secret_reaches_vpp_and_the_memif_alike() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vpp = FakeVpp::start(dir.path(), &[]).expect("stand-in");
+    let if_json = FIXTURE_IF.replace("\"s3cr3t\"", "\"random\"");
+    let mut daemon = Daemon::start_with(&vpp.socket, &if_json, Some(FIXTURE_GW), &[]);
+    let calls = vpp.wait_for("the setup sequence", |c| c.len() >= 7);
+    let secret = calls[2].1["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(secret.len(), 20, "{secret}");
+    assert!(
+        secret.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{secret}"
+    );
+    assert!(
+        !daemon.log().contains(&secret),
+        "the secret must not be logged"
+    );
+    assert!(
+        VppMemif::try_connect(&daemon, "s3cr3t").await.is_err(),
+        "a wrong secret was accepted"
+    );
+    let _memif = VppMemif::try_connect(&daemon, &secret)
+        .await
+        .unwrap_or_else(|err| panic!("the recorded secret is refused: {err}\n{}", daemon.log()));
+    daemon.wait_for_uapi_socket();
 }
