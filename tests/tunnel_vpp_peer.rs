@@ -949,3 +949,51 @@ async fn a_random_secret_reaches_vpp_and_the_memif_alike() {
         .unwrap_or_else(|err| panic!("the recorded secret is refused: {err}\n{}", daemon.log()));
     daemon.wait_for_uapi_socket();
 }
+
+/// A VPP that comes back but refuses a setup step: the daemon rolls the attempt back and retries with
+/// backoff, without exiting; once a VPP accepts it, the tunnel is set up again. SIGTERM then undoes it.
+#[tokio::test]
+async fn a_refused_setup_after_a_vpp_restart_is_retried() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut vpp, mut daemon, memif) = running_tunnel(dir.path()).await;
+    vpp.stop();
+    memif.disconnect().await;
+
+    let mut refusing = FakeVpp::start_at(
+        vpp.socket.clone(),
+        dir.path().join(format!("refusing-{}.jsonl", unique())),
+        &["--fail", "sw_interface_set_l2_bridge=-7"],
+    )
+    .expect("restart the stand-in");
+    let socket = daemon.memif_socket_name();
+    let attempts = |calls: &[Call]| calls.iter().filter(|c| c.0 == "memif_create_v2").count();
+    let calls = refusing.wait_for("two attempts", |c| attempts(c) >= 2);
+    // Each attempt is rolled back before the next one.
+    let mut attempt = setup_sequence(&socket)[..5].to_vec();
+    attempt.extend(undo_of_setup(&socket)[2..].iter().cloned());
+    assert_eq!(calls[..attempt.len()], attempt[..], "{}", daemon.log());
+    assert!(daemon.is_running(), "{}", daemon.log());
+    refusing.stop();
+
+    let accepting = FakeVpp::start_at(
+        vpp.socket.clone(),
+        dir.path().join(format!("accepting-{}.jsonl", unique())),
+        &[],
+    )
+    .expect("restart the stand-in");
+    let calls = accepting.wait_for("the setup sequence", |c| c.len() >= 7);
+    assert_eq!(calls[..7], setup_sequence(&socket)[..], "{}", daemon.log());
+    let _memif = VppMemif::connect(&daemon).await;
+    accepting.wait_for("the l2fib entry", |c| c.contains(&l2fib(true)));
+    daemon.signal("TERM");
+    let status = daemon.exit_status(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    let calls = accepting.calls();
+    let mut undo = vec![l2fib(false)];
+    undo.extend(undo_of_setup(&socket));
+    assert_eq!(calls[calls.len() - undo.len()..], undo[..], "{calls:#?}");
+    daemon.assert_nothing_left();
+}
