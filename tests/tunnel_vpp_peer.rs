@@ -149,15 +149,27 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts the daemon against the API socket `api`, with extra environment variables.
+    /// Starts the daemon with the fixture against the API socket `api`, with extra environment variables.
     fn start(api: &Path, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(api, FIXTURE_IF, Some(FIXTURE_GW), env)
+    }
+
+    /// Starts the daemon with these `if/<name>.json` and `gw/4242.json` (none: missing).
+    fn start_with(
+        api: &Path,
+        if_json: &str,
+        gw_json: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let name = format!("tv{}", unique());
         let etc = dir.path().join("etc");
         std::fs::create_dir_all(etc.join("if")).expect("if folder");
         std::fs::create_dir_all(etc.join("gw")).expect("gw folder");
-        std::fs::write(etc.join(format!("if/{name}.json")), FIXTURE_IF).expect("if file");
-        std::fs::write(etc.join("gw/4242.json"), FIXTURE_GW).expect("gw file");
+        std::fs::write(etc.join(format!("if/{name}.json")), if_json).expect("if file");
+        if let Some(gw_json) = gw_json {
+            std::fs::write(etc.join("gw/4242.json"), gw_json).expect("gw file");
+        }
         let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_wireguard-vpp"))
             .args(["-f", &name])
@@ -303,23 +315,30 @@ const SELF_MAC: [u8; 6] = [0x98, 0xd2, 0x93, 0, 0, 3];
 
 impl VppMemif {
     async fn connect(daemon: &Daemon) -> VppMemif {
+        VppMemif::try_connect(daemon, "s3cr3t")
+            .await
+            .unwrap_or_else(|err| panic!("memif connect: {err}\n{}", daemon.log()))
+    }
+
+    async fn try_connect(
+        daemon: &Daemon,
+        secret: &str,
+    ) -> Result<VppMemif, wireguard_vpp::memif::Error> {
         let config = ClientConfig {
             id: 3,
-            secret: Some("s3cr3t".into()),
+            secret: Some(secret.into()),
             app_name: "VPP stand-in".into(),
             if_name: "memif3/3".into(),
             ..ClientConfig::default()
         };
-        let connection = Connection::connect(daemon.memif_socket(), &config)
-            .await
-            .unwrap_or_else(|err| panic!("memif connect: {err}\n{}", daemon.log()));
+        let connection = Connection::connect(daemon.memif_socket(), &config).await?;
         let (control, rx, tx) = connection.split();
-        VppMemif {
+        Ok(VppMemif {
             control,
             rx: rx.into_iter().next().expect("one RX queue"),
             tx: tx.into_iter().next().expect("one TX queue"),
             frames: Frame::batch(8, 2048),
-        }
+        })
     }
 
     /// Scenario 12: VPP's BVI asks for the claimed 172.22.77.33; the daemon answers with its own MAC.
@@ -773,5 +792,208 @@ async fn a_bad_connect_timeout_is_refused_before_vpp_is_touched() {
         "{log}"
     );
     assert_eq!(vpp.calls(), Vec::<Call>::new());
+    daemon.assert_nothing_left();
+}
+
+/// VPP may start after the daemon (B27): the daemon waits for its API socket, then sets up as usual.
+#[tokio::test]
+async fn a_vpp_starting_later_is_waited_for() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = dir.path().join(format!("late-{}.sock", unique()));
+    let mut daemon = Daemon::start(&api, &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(daemon.is_running(), "{}", daemon.log());
+    let vpp = FakeVpp::start_at(api, dir.path().join("late.jsonl"), &[]).expect("stand-in");
+    let socket = daemon.memif_socket_name();
+    let calls = vpp.wait_for("the setup sequence", |c| c.len() >= 7);
+    assert_eq!(calls, setup_sequence(&socket), "{}", daemon.log());
+    let _memif = VppMemif::connect(&daemon).await;
+    daemon.wait_for_uapi_socket();
+    daemon.signal("TERM");
+    let status = daemon.exit_status(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    daemon.assert_nothing_left();
+}
+
+/// SIGTERM while the daemon still waits for VPP's API socket: it stops at once (exit 0), leaving nothing.
+#[tokio::test]
+async fn sigterm_while_waiting_for_vpp_stops_at_once() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut daemon = Daemon::start(&dir.path().join("absent.sock"), &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.memif_socket().exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no memif socket:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.signal("TERM");
+    let status = daemon.exit_status(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    daemon.assert_nothing_left();
+}
+
+/// Scenario 3: a response range that is not a single host gets no route (silently skipped).
+#[tokio::test]
+async fn a_range_that_is_not_a_host_gets_no_route() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vpp = FakeVpp::start(dir.path(), &[]).expect("stand-in");
+    let if_json = FIXTURE_IF.replace("172.22.77.33/32", "172.22.77.32/30");
+    let daemon = Daemon::start_with(&vpp.socket, &if_json, Some(FIXTURE_GW), &[]);
+    let calls = vpp.wait_for("the setup sequence", |c| c.len() >= 6);
+    let mut expected = setup_sequence(&daemon.memif_socket_name());
+    expected.remove(5);
+    assert_eq!(calls, expected, "{}", daemon.log());
+}
+
+/// Scenario 7 (and 9, whose random uid is refused here): a bad configuration exits 1 with its message
+/// before VPP is contacted, and leaves no socket file.
+#[tokio::test]
+async fn config_errors_exit_1_before_vpp_is_contacted() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vpp = FakeVpp::start(dir.path(), &[]).expect("stand-in");
+    let cases: [(&str, String, Option<String>, &str); 6] = [
+        ("missing gw file", FIXTURE_IF.into(), None, "4242.json"),
+        (
+            "1-octet prefix",
+            FIXTURE_IF.into(),
+            Some(FIXTURE_GW.replace("\"98:D2:93\"", "\"98\"")),
+            "WgIfMacaddrPrefix",
+        ),
+        (
+            "odd first octet",
+            FIXTURE_IF.into(),
+            Some(FIXTURE_GW.replace("98:D2:93", "99:D2:93")),
+            "99:D2:93",
+        ),
+        (
+            "bad CIDR",
+            FIXTURE_IF.replace("172.22.77.33/32", "172.22.77.33/33"),
+            Some(FIXTURE_GW.into()),
+            "172.22.77.33/33",
+        ),
+        (
+            "IPv6 in the IPv4 list",
+            FIXTURE_IF.replace("\"172.22.77.33/32\"", "\"fd00::1/128\""),
+            Some(FIXTURE_GW.into()),
+            "fd00::1/128",
+        ),
+        (
+            "uid 0",
+            FIXTURE_IF.replace("\"uid\": 3", "\"uid\": 0"),
+            Some(FIXTURE_GW.into()),
+            "uid",
+        ),
+    ];
+    for (case, if_json, gw_json, named) in cases {
+        let mut daemon = Daemon::start_with(&vpp.socket, &if_json, gw_json.as_deref(), &[]);
+        let status = daemon.exit_status(Duration::from_secs(10));
+        let log = daemon.log();
+        assert_eq!(status.code(), Some(1), "{case}: {log}");
+        assert!(
+            log.contains(named),
+            "{case}: the message names {named:?}: {log}"
+        );
+        daemon.assert_nothing_left();
+    }
+    let everything: Vec<String> = std::fs::read_to_string(&vpp.record)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(everything.is_empty(), "VPP was contacted: {everything:?}");
+}
+
+/// Scenario 10: the secret "random" becomes 20 characters of [0-9A-Za-z], the same in memif_create_v2
+/// and in the daemon's memif server: VPP connects with it, and a wrong secret is refused.
+#[tokio::test]
+async fn a_random_secret_reaches_vpp_and_the_memif_alike() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vpp = FakeVpp::start(dir.path(), &[]).expect("stand-in");
+    let if_json = FIXTURE_IF.replace("\"s3cr3t\"", "\"random\"");
+    let mut daemon = Daemon::start_with(&vpp.socket, &if_json, Some(FIXTURE_GW), &[]);
+    let calls = vpp.wait_for("the setup sequence", |c| c.len() >= 7);
+    let secret = calls[2].1["secret"].as_str().expect("secret").to_owned();
+    assert_eq!(secret.len(), 20, "{secret}");
+    assert!(
+        secret.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{secret}"
+    );
+    assert!(
+        !daemon.log().contains(&secret),
+        "the secret must not be logged"
+    );
+    assert!(
+        VppMemif::try_connect(&daemon, "s3cr3t").await.is_err(),
+        "a wrong secret was accepted"
+    );
+    let _memif = VppMemif::try_connect(&daemon, &secret)
+        .await
+        .unwrap_or_else(|err| panic!("the recorded secret is refused: {err}\n{}", daemon.log()));
+    daemon.wait_for_uapi_socket();
+}
+
+/// A VPP that comes back but refuses a setup step: the daemon rolls the attempt back and retries with
+/// backoff, without exiting; once a VPP accepts it, the tunnel is set up again. SIGTERM then undoes it.
+#[tokio::test]
+async fn a_refused_setup_after_a_vpp_restart_is_retried() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut vpp, mut daemon, memif) = running_tunnel(dir.path()).await;
+    vpp.stop();
+    memif.disconnect().await;
+
+    let mut refusing = FakeVpp::start_at(
+        vpp.socket.clone(),
+        dir.path().join(format!("refusing-{}.jsonl", unique())),
+        &["--fail", "sw_interface_set_l2_bridge=-7"],
+    )
+    .expect("restart the stand-in");
+    let socket = daemon.memif_socket_name();
+    let attempts = |calls: &[Call]| calls.iter().filter(|c| c.0 == "memif_create_v2").count();
+    let calls = refusing.wait_for("two attempts", |c| attempts(c) >= 2);
+    // Each attempt is rolled back before the next one.
+    let mut attempt = setup_sequence(&socket)[..5].to_vec();
+    attempt.extend(undo_of_setup(&socket)[2..].iter().cloned());
+    assert_eq!(calls[..attempt.len()], attempt[..], "{}", daemon.log());
+    assert!(daemon.is_running(), "{}", daemon.log());
+    refusing.stop();
+
+    let accepting = FakeVpp::start_at(
+        vpp.socket.clone(),
+        dir.path().join(format!("accepting-{}.jsonl", unique())),
+        &[],
+    )
+    .expect("restart the stand-in");
+    let calls = accepting.wait_for("the setup sequence", |c| c.len() >= 7);
+    assert_eq!(calls[..7], setup_sequence(&socket)[..], "{}", daemon.log());
+    let _memif = VppMemif::connect(&daemon).await;
+    accepting.wait_for("the l2fib entry", |c| c.contains(&l2fib(true)));
+    daemon.signal("TERM");
+    let status = daemon.exit_status(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    let calls = accepting.calls();
+    let mut undo = vec![l2fib(false)];
+    undo.extend(undo_of_setup(&socket));
+    assert_eq!(calls[calls.len() - undo.len()..], undo[..], "{calls:#?}");
     daemon.assert_nothing_left();
 }

@@ -484,14 +484,23 @@ async fn serve(
             () = vpp_lost => {
                 status.send_modify(|s| s.phase = Phase::Reconnecting);
                 let Some(side) = vpp.as_mut() else { continue };
-                // VPP may stay away for long: a signal or the UAPI socket's removal still stops the tunnel.
-                tokio::select! {
-                    () = side.recover(cfg, link) => {}
-                    () = &mut shutdown => {
-                        tracing::info!(tunnel = %cfg.name, "stopping on signal while VPP is away");
-                        return Ok(());
+                tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back");
+                let mut retry_after = None;
+                loop {
+                    // VPP may stay away for long: a signal or the UAPI socket's removal still stops the
+                    // tunnel. Re-creating is not raced, so that whatever it creates is recorded for undo.
+                    tokio::select! {
+                        () = side.reconnect(retry_after) => {}
+                        () = &mut shutdown => {
+                            tracing::info!(tunnel = %cfg.name, "stopping on signal while VPP is away");
+                            return Ok(());
+                        }
+                        end = &mut uapi_served => return uapi_end(cfg, end),
                     }
-                    end = &mut uapi_served => return uapi_end(cfg, end),
+                    if side.recreate(cfg, link).await {
+                        break;
+                    }
+                    retry_after = Some(retry_after.map_or(Duration::from_millis(200), |d: Duration| (d * 2).min(Duration::from_secs(5))));
                 }
                 status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
             }
@@ -604,40 +613,45 @@ impl VppSide {
         self.neighbours = Some(installer);
     }
 
-    /// VPP went away: reconnect (retrying until it is back) and create the tunnel's objects again. The
-    /// old objects died with VPP; a VPP that did not restart gets them swept and re-created. The
-    /// neighbour installer keeps running: it re-installs its entries once the client has reconnected
-    /// (B24), unless the BVI it installs on changed.
-    async fn recover(&mut self, cfg: &TunnelConfig, link: &Link) {
-        tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back");
+    /// Waits (after `delay`, if any) until the API client is connected to VPP again, retrying with
+    /// backoff. Safe to cancel: nothing is created here.
+    async fn reconnect(&self, delay: Option<Duration>) {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         let mut backoff = Duration::from_millis(200);
-        loop {
-            if self.client.reconnect().await.is_ok() {
-                match vpp::setup(&self.client, &self.params).await {
-                    Ok(tunnel) => {
-                        tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
-                        let same_bvi = same_target(&self.tunnel.installer, &tunnel.installer);
-                        self.tunnel = tunnel;
-                        self.l2fib_recorded = false;
-                        if !same_bvi {
-                            link.set_neighbour_installer(None);
-                            if let Some(installer) = self.neighbours.take() {
-                                drop(installer.stop().await);
-                            }
-                        }
-                        if self.neighbours.is_none() {
-                            self.start_neighbours(cfg, link);
-                        }
-                        return;
-                    }
-                    Err(err) => {
-                        tracing::error!(tunnel = %cfg.name, error = %err, "re-creating the VPP objects failed; retrying")
-                    }
-                }
-            }
+        while self.client.reconnect().await.is_err() {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Creates the tunnel's objects again in a VPP that came back; false when that failed (logged; the
+    /// transaction undid its steps). The old objects died with VPP; a VPP that did not restart gets them
+    /// swept and re-created. The neighbour installer keeps running: it re-installs its entries once the
+    /// client has reconnected (B24), unless the BVI it installs on changed.
+    async fn recreate(&mut self, cfg: &TunnelConfig, link: &Link) -> bool {
+        let tunnel = match vpp::setup(&self.client, &self.params).await {
+            Ok(tunnel) => tunnel,
+            Err(err) => {
+                tracing::error!(tunnel = %cfg.name, error = %err, "re-creating the VPP objects failed; retrying");
+                return false;
+            }
+        };
+        tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
+        let same_bvi = same_target(&self.tunnel.installer, &tunnel.installer);
+        self.tunnel = tunnel;
+        self.l2fib_recorded = false;
+        if !same_bvi {
+            link.set_neighbour_installer(None);
+            if let Some(installer) = self.neighbours.take() {
+                drop(installer.stop().await);
+            }
+        }
+        if self.neighbours.is_none() {
+            self.start_neighbours(cfg, link);
+        }
+        true
     }
 
     async fn teardown(mut self, cfg: &TunnelConfig) {
