@@ -146,6 +146,8 @@ struct Daemon {
     name: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The detached daemon of a background start, killed by PID on drop.
+    detached: Option<u32>,
 }
 
 impl Daemon {
@@ -161,6 +163,21 @@ impl Daemon {
         gw_json: Option<&str>,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::spawn(api, if_json, gw_json, env, true)
+    }
+
+    /// Starts `wireguard-vpp NAME` without `-f`: the launcher detaches a foreground copy of itself.
+    fn start_background(api: &Path) -> Daemon {
+        Daemon::spawn(api, FIXTURE_IF, Some(FIXTURE_GW), &[], false)
+    }
+
+    fn spawn(
+        api: &Path,
+        if_json: &str,
+        gw_json: Option<&str>,
+        env: &[(&str, &str)],
+        foreground: bool,
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let name = format!("tv{}", unique());
         let etc = dir.path().join("etc");
@@ -172,7 +189,9 @@ impl Daemon {
         }
         let log = std::fs::File::create(dir.path().join("daemon.log")).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_wireguard-vpp"))
-            .args(["-f", &name])
+            .args(foreground.then_some("-f"))
+            .arg(&name)
+            .env_remove("WG_PROCESS_FOREGROUND")
             .env("VPP_API_SOCKET_PATH", api)
             .env("VPP_MEMIF_CONFIG_DIR", &etc)
             .env("VPP_MEMIF_SOCKET_DIR", dir.path().join("run"))
@@ -187,7 +206,25 @@ impl Daemon {
             name,
             dir,
             child: Some(child),
+            detached: None,
         }
+    }
+
+    /// The PID of the detached foreground copy of a background start (found by its command line).
+    fn find_detached(&mut self) -> u32 {
+        let wanted = ["--foreground", self.name.as_str()];
+        let found = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .find(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+                wanted.iter().all(|w| args.contains(&w.as_bytes()))
+            });
+        let pid = found.unwrap_or_else(|| panic!("no detached daemon:\n{}", self.log()));
+        self.detached = Some(pid);
+        pid
     }
 
     fn uapi_socket(&self) -> PathBuf {
@@ -284,6 +321,11 @@ impl Drop for Daemon {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(pid) = self.detached.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
         let _ = std::fs::remove_file(self.uapi_socket());
     }
@@ -995,5 +1037,64 @@ async fn a_refused_setup_after_a_vpp_restart_is_retried() {
     let mut undo = vec![l2fib(false)];
     undo.extend(undo_of_setup(&socket));
     assert_eq!(calls[calls.len() - undo.len()..], undo[..], "{calls:#?}");
+    daemon.assert_nothing_left();
+}
+
+/// Background mode really detaches (the original's did not): the launcher waits until VPP's memif has
+/// connected and the UAPI socket is up, then exits 0; the detached daemon serves, and removing its UAPI
+/// socket stops it with the full undo.
+#[tokio::test]
+async fn background_mode_detaches_once_up_and_undoes_at_the_end() {
+    if !peers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vpp = FakeVpp::start(dir.path(), &[]).expect("stand-in");
+    let mut daemon = Daemon::start_background(&vpp.socket);
+    let socket = daemon.memif_socket_name();
+    vpp.wait_for("the setup sequence", |c| c.len() >= 7);
+    let pid = daemon.find_detached();
+    assert!(
+        daemon.is_running(),
+        "the launcher returned before the tunnel was up"
+    );
+
+    let mut memif = VppMemif::connect(&daemon).await;
+    let status = daemon.exit_status(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "launcher: {}", daemon.log());
+    assert!(
+        is_socket(&daemon.uapi_socket()),
+        "launcher exited before the UAPI socket"
+    );
+    daemon.set_private_key();
+    memif.arp_for_claimed_address(&daemon).await;
+
+    std::fs::remove_file(daemon.uapi_socket()).expect("remove the UAPI socket");
+    let calls = vpp.wait_for("the undo", |c| c.last() == undo_of_setup(&socket).last());
+    let mut undo = vec![neighbour(false), l2fib(false)];
+    undo.extend(undo_of_setup(&socket));
+    assert_eq!(
+        calls[calls.len() - undo.len()..],
+        undo[..],
+        "{}",
+        daemon.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Exited: gone, or a zombie where nothing reaps orphans (a container without an init).
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    while alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the detached daemon did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.detached = None;
     daemon.assert_nothing_left();
 }

@@ -11,6 +11,8 @@
 //!
 //! A memif that drops is waited for again (the device and its sessions stay); a VPP that restarts is
 //! reconnected and the tunnel's objects are created again, also without touching the sessions.
+//! Every wait (for VPP's API, for the first memif connection, for a VPP that went away) ends on a stop
+//! request; only a re-creation in progress is finished first, so that what it created is undone.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
