@@ -205,6 +205,7 @@ fn counters(link: &Link) -> Vec<CounterSample> {
         ("link_down", &own.tx_dropped),
         ("too_big", &own.tx_too_big),
         ("not_ip", &own.rx_not_ip),
+        ("device_busy", &own.rx_device_busy),
     ] {
         out.push(sample(
             "dataplane_dropped",

@@ -94,6 +94,7 @@ pub struct Tunnel {
     status: watch::Receiver<TunnelStatus>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), TunnelError>>,
+    rx_pump: JoinHandle<()>,
 }
 
 impl Tunnel {
@@ -101,11 +102,12 @@ impl Tunnel {
     /// its own. Errors after this returns end the task: see [`Tunnel::finished`].
     pub async fn start(cfg: TunnelConfig, options: RunOptions) -> Result<Tunnel, TunnelError> {
         let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
-        let (link, ip_send, ip_recv) = Link::new(adapter);
+        let (link, ip_send, ip_recv, rx_pump) = Link::new(adapter);
         let device = WgDevice::new(settings::device(&cfg), ip_send, ip_recv)
             .await
             .map_err(TunnelError::Device)?;
         let device = Arc::new(device);
+        let rx_pump = tokio::spawn(rx_pump.run());
         let memif = match options.memif_role {
             MemifRole::Server => MemifEnd::Listening(bind_memif(&cfg)?),
             MemifRole::Client => {
@@ -137,6 +139,7 @@ impl Tunnel {
             status,
             stop: Some(stop),
             task,
+            rx_pump,
         })
     }
 
@@ -185,6 +188,7 @@ impl Tunnel {
 impl Drop for Tunnel {
     fn drop(&mut self) {
         self.task.abort();
+        self.rx_pump.abort();
     }
 }
 
