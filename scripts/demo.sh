@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh demo
-cargo build --release --locked --bin wireguard-vpp
+cargo build --release --locked --no-default-features --bin wireguard-vpp
 BIN=${CARGO_TARGET_DIR:-target}/release/wireguard-vpp
 
 P=wgvd$$

@@ -16,7 +16,32 @@ use wireguard_vpp::tunnel;
 /// How long the background launcher waits for the foreground child's UAPI socket.
 const BACKGROUND_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-pub fn main(raw_name: &str, foreground_flag: bool, vpp_api: bool) -> ExitCode {
+/// Our end of the memif, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Listen; VPP connects.
+    Server,
+    /// Connect to VPP's socket.
+    Client,
+}
+
+impl Role {
+    fn memif_role(self) -> tunnel::MemifRole {
+        match self {
+            Role::Server => tunnel::MemifRole::Server,
+            Role::Client => tunnel::MemifRole::Client,
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+}
+
+pub fn main(raw_name: &str, foreground_flag: bool, vpp_api: bool, role: Role) -> ExitCode {
     let env = match Env::from_process() {
         Ok(env) => env,
         Err(err) => {
@@ -35,12 +60,12 @@ pub fn main(raw_name: &str, foreground_flag: bool, vpp_api: bool) -> ExitCode {
     let foreground =
         foreground_flag || std::env::var("WG_PROCESS_FOREGROUND").as_deref() == Ok("1");
     if foreground {
-        return run_foreground(&name, env, vpp_api);
+        return run_foreground(&name, env, vpp_api, role);
     }
-    run_background(&name, vpp_api)
+    run_background(&name, vpp_api, role)
 }
 
-fn run_foreground(name: &str, env: Env, vpp_api: bool) -> ExitCode {
+fn run_foreground(name: &str, env: Env, vpp_api: bool, role: Role) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,7 +76,12 @@ fn run_foreground(name: &str, env: Env, vpp_api: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tunnel::daemon::run_named(name, env, vpp_api)) {
+    match runtime.block_on(tunnel::daemon::run_named(
+        name,
+        env,
+        vpp_api,
+        role.memif_role(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(tunnel = name, "{err}");
@@ -61,7 +91,7 @@ fn run_foreground(name: &str, env: Env, vpp_api: bool) -> ExitCode {
     }
 }
 
-fn run_background(name: &str, vpp_api: bool) -> ExitCode {
+fn run_background(name: &str, vpp_api: bool, role: Role) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(err) => {
@@ -75,6 +105,7 @@ fn run_background(name: &str, vpp_api: bool) -> ExitCode {
     if !vpp_api {
         command.arg("--no-vpp-api");
     }
+    command.args(["--memif-role", role.arg()]);
     let mut child = match command
         .arg(name)
         .env("WG_PROCESS_FOREGROUND", "1")

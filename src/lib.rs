@@ -11,6 +11,7 @@
 //! - [`k8s`]: the `WireGuardVppTunnel` custom resource and the in-pod controller.
 
 pub mod config;
+#[cfg(feature = "k8s")]
 pub mod k8s;
 pub mod l2;
 pub mod memif;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod daemon;
+#[cfg(feature = "k8s")]
 mod k8s_cli;
 
 /// A userspace WireGuard endpoint attached to the FD.io VPP router through memif.
@@ -32,6 +33,11 @@ struct Cli {
     #[arg(long = "no-vpp-api")]
     no_vpp_api: bool,
 
+    /// Our end of the memif: `server` listens and VPP connects (the original's way); `client` connects
+    /// to a socket VPP listens on.
+    #[arg(long = "memif-role", value_enum, default_value = "server")]
+    memif_role: daemon::Role,
+
     /// The interface name; characters outside [A-Za-z0-9_-] are removed, as in the original.
     #[arg(value_name = "INTERFACE-NAME", required = true)]
     name: Option<String>,
@@ -42,10 +48,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[cfg(feature = "k8s")]
     /// Run the Kubernetes controller: one tunnel per WireGuardVppTunnel of this node.
     Controller(k8s_cli::ControllerArgs),
+    #[cfg(feature = "k8s")]
     /// Write the if/<name>.json, gw/<id>.json and wg config equivalent to tunnel resources.
     Render(k8s_cli::RenderArgs),
+    #[cfg(feature = "k8s")]
     /// Print the WireGuardVppTunnel CustomResourceDefinition (YAML).
     Crd,
 }
@@ -53,13 +62,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match (cli.command, cli.name) {
+        #[cfg(feature = "k8s")]
         (Some(Command::Controller(args)), _) => k8s_cli::controller(args),
+        #[cfg(feature = "k8s")]
         (Some(Command::Render(args)), _) => k8s_cli::render(&args),
+        #[cfg(feature = "k8s")]
         (Some(Command::Crd), _) => {
             print!("{}", wireguard_vpp::k8s::crd_yaml());
             ExitCode::SUCCESS
         }
-        (None, Some(name)) => daemon::main(&name, cli.foreground, !cli.no_vpp_api),
+        (None, Some(name)) => daemon::main(&name, cli.foreground, !cli.no_vpp_api, cli.memif_role),
         (None, None) => unreachable!("clap requires NAME without a subcommand"),
     }
 }

@@ -76,11 +76,19 @@ impl Topology {
     }
 
     fn start_daemon(&mut self) {
+        self.spawn_daemon(&[]);
+        wait_for("the memif socket", || self.memif_socket().exists());
+    }
+
+    /// Starts the daemon with extra arguments, without waiting for anything.
+    fn spawn_daemon(&mut self, extra: &[&str]) {
         let log = std::fs::File::create(self.dir().join("daemon.log")).expect("log file");
         let child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-wg", self.prefix)])
             .arg(env!("CARGO_BIN_EXE_wireguard-vpp"))
-            .args(["--foreground", "--no-vpp-api", self.name()])
+            .args(["--foreground", "--no-vpp-api"])
+            .args(extra)
+            .arg(self.name())
             .env("VPP_MEMIF_CONFIG_DIR", self.dir().join("etc"))
             .env("VPP_MEMIF_SOCKET_DIR", self.dir().join("run"))
             .env("LOG_LEVEL", "debug")
@@ -89,11 +97,24 @@ impl Topology {
             .spawn()
             .expect("daemon starts");
         self.daemon = Some(child);
-        wait_for("the memif socket", || self.memif_socket().exists());
     }
 
     fn start_testpmd(&self) {
         self.script("testpmd");
+    }
+
+    fn start_testpmd_as_server(&self) {
+        let out = Command::new(common::project_root().join("scripts/peers/topology.sh"))
+            .args(["testpmd", &self.prefix])
+            .arg(self.dir.path())
+            .arg("server")
+            .output()
+            .expect("topology.sh runs");
+        assert!(
+            out.status.success(),
+            "topology.sh testpmd server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn stop_testpmd(&self) {
@@ -337,6 +358,26 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("172.22.77.1"))
 s.sendto(b"hello-ospf", ("224.0.0.5", 8089))
 "#;
+
+/// `--memif-role client`: testpmd listens (as VPP does when it is the memif master) and we connect,
+/// retrying until its socket is there.
+#[test]
+fn our_end_as_memif_client_of_a_listening_peer() {
+    let Some(mut t) = Topology::up() else { return };
+    t.spawn_daemon(&["--memif-role", "client"]);
+    std::thread::sleep(Duration::from_millis(300));
+    t.start_testpmd_as_server();
+    t.configure_wireguard();
+    ping_without_loss(&t, "lan", "172.22.77.33", 200);
+    ping_without_loss(&t, "peer", "fd28:cb8f:4c92::1", 200);
+    let status = t.terminate_daemon();
+    assert!(
+        status.success(),
+        "exit status {status:?}:\n{}",
+        t.daemon_log()
+    );
+    assert!(!t.uapi_socket().exists(), "UAPI socket left behind");
+}
 
 #[test]
 fn a_bad_config_exits_non_zero_before_anything_is_created() {

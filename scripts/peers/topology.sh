@@ -13,7 +13,9 @@
 # answers ARP and NDP, ping and TCP, as VPP's BVI would.
 #
 # Usage: topology.sh up P DIR      namespaces, veth, the wireguard-go peer, config files under DIR
-#        topology.sh testpmd P DIR start testpmd (the daemon P must listen on DIR/run/P.sock first)
+#        topology.sh testpmd P DIR [client|server]
+#                                  start testpmd as the memif client (default: the daemon P must listen on
+#                                  DIR/run/P.sock first) or as the memif server (the daemon connects)
 #        topology.sh down P DIR    kill every process started here (by PID) and delete the namespaces
 # P is a short unique prefix (at most 6 characters, interface names are limited to 15).
 set -euo pipefail
@@ -89,10 +91,11 @@ CONF
 }
 
 start_testpmd() {
+  local role=${1:-client}
   # The LAN namespace's TAP device comes from testpmd itself (net_tap), created inside that namespace.
   ip netns exec "$LAN" dpdk-testpmd --lcores='0@0,1@0' --no-huge -m 1024 --no-pci --file-prefix="$P" \
     --vdev="net_tap0,iface=$P-t" \
-    --vdev="net_memif0,role=client,socket=$DIR/run/$P.sock,socket-abstract=no,id=3,secret=demo-secret" \
+    --vdev="net_memif0,role=$role,socket=$DIR/run/$P.sock,socket-abstract=no,id=3,secret=demo-secret" \
     -- --forward-mode=io --auto-start --no-flush-rx --stats-period=60 --total-num-mbufs=8192 \
     > "$DIR/testpmd.log" 2>&1 &
   echo $! > "$(pidfile testpmd)"
@@ -114,7 +117,7 @@ down() {
 
 case "$cmd" in
   up) up ;;
-  testpmd) start_testpmd ;;
+  testpmd) start_testpmd "${4:-client}" ;;
   down) down ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

@@ -5,7 +5,8 @@ for it: it answers `sockclnt_create` with a real message table generated from VP
 every request with vpp-papi, records it (one JSON line per message: {"name": ..., "fields": {...}}), and
 answers like VPP v26.06 does for the messages wireguard-vpp uses (socket ids, memif interfaces, the
 case-insensitive substring name filter of sw_interface_dump, control_ping ending dumps, sockclnt_delete
-answering 1, interface events on memif deletion, and the error numbers VPP returns).
+answering 1, interface events on memif deletion, bridge domains created by their first port, an l2fib table
+that refuses to delete an entry it does not hold, and the error numbers VPP returns).
 
 Usage: fake_vpp.py --socket PATH --api-dir DIR --record FILE [options]
   --crc NAME=CRC          announce NAME with another CRC (a VPP whose layout changed)
@@ -39,7 +40,8 @@ MEMCLNT_FIXED = [
 # What VPP puts in the header's first 8 bytes: garbage the client must ignore.
 GARBAGE_Q = 0x80F2063001000000
 # Errors of VPP's vnet/error.h.
-INVALID_SW_IF_INDEX, SUBIF_ALREADY_EXISTS, INVALID_ARGUMENT, UNEXPECTED_INTF_STATE = -2, -68, -73, -74
+INVALID_SW_IF_INDEX, NO_SUCH_ENTRY = -2, -6
+SUBIF_ALREADY_EXISTS, INVALID_ARGUMENT, UNEXPECTED_INTF_STATE = -68, -73, -74
 ENTRY_ALREADY_EXISTS = -116
 
 
@@ -56,6 +58,8 @@ class FakeVpp:
         self.sockets = {0: "/run/vpp/memif.sock"}
         self.interfaces = {0: "local0"}
         self.memifs = {}  # sw_if_index -> (socket_id, id)
+        self.bridges = set()  # bridge domain ids (VPP creates one when its first port is added)
+        self.l2fib = {}  # (mac, bd_id) -> sw_if_index
         self.next_sw_if_index = 1
         self.subscribers = []
         self.next_client = 1
@@ -183,7 +187,25 @@ class FakeVpp:
 
     def on_sw_interface_set_l2_bridge(self, conn, ctx, f):
         rv = 0 if f["rx_sw_if_index"] in self.interfaces else INVALID_SW_IF_INDEX
+        if rv == 0 and f["enable"]:
+            self.bridges.add(f["bd_id"])
         return [self.body("sw_interface_set_l2_bridge_reply", ctx, retval=rv)]
+
+    def on_l2fib_add_del(self, conn, ctx, f):
+        """As l2_api.c: an unknown bridge domain or deleting an entry that is not there is NO_SUCH_ENTRY."""
+        key = (f["mac"], f["bd_id"])
+        if f["bd_id"] not in self.bridges:
+            rv = NO_SUCH_ENTRY
+        elif f["is_add"]:
+            rv = 0 if f["sw_if_index"] in self.interfaces else INVALID_SW_IF_INDEX
+            if rv == 0:
+                self.l2fib[key] = f["sw_if_index"]
+        elif key in self.l2fib:
+            del self.l2fib[key]
+            rv = 0
+        else:
+            rv = NO_SUCH_ENTRY
+        return [self.body("l2fib_add_del_reply", ctx, retval=rv)]
 
     def on_ip_route_add_del(self, conn, ctx, f):
         return [self.body("ip_route_add_del_reply", ctx, retval=0, stats_index=12)]

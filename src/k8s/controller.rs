@@ -30,7 +30,7 @@ use super::gateway::Gateway;
 use super::keys::Key;
 use super::metrics::{Endpoints, Metrics, TunnelMetrics};
 use super::render::{RenderError, SecretValues, interface_name, render, response_ranges};
-use super::runtime::{RuntimeError, TunnelRuntime, TunnelSpec};
+use super::runtime::{Phase, RuntimeError, TunnelRuntime, TunnelSpec};
 use super::secrets::{KubeSecrets, SecretError, SecretStore};
 use super::status::{self, Observation};
 use crate::config::Env;
@@ -328,6 +328,22 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         if let Some(running) = &running_now {
             observed.state = self.runtime.state(running.name()).await;
         }
+        // A tunnel that ended by itself is started again at the next retry; meanwhile its status
+        // carries the error.
+        let failed = observed
+            .state
+            .as_ref()
+            .is_some_and(|s| s.phase == Phase::Failed);
+        let running_now = match running_now {
+            Some(running) if failed => {
+                warn!(interface = %running.name(), "the tunnel ended by itself; starting it again shortly");
+                if let Err(error) = self.runtime.stop(running.name()).await {
+                    warn!(interface = %running.name(), %error, "cleaning up the ended tunnel failed");
+                }
+                None
+            }
+            other => other,
+        };
         {
             let mut tunnels = self.lock_tunnels();
             let record = tunnels.entry(key.clone()).or_default();
@@ -354,7 +370,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 &observed.conflict,
                 &observed.runtime_error,
             ) {
-                (None, None, None) => Action::requeue(STATUS_INTERVAL),
+                (None, None, None) if !failed => Action::requeue(STATUS_INTERVAL),
                 _ => Action::requeue(RETRY_INTERVAL),
             },
         )

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use super::render::WireGuardConfig;
 use super::runtime::{
@@ -17,6 +18,7 @@ use crate::wg::conf_file;
 pub struct LocalTunnels {
     uapi_dir: PathBuf,
     vpp_api: bool,
+    memif_wait: Option<Duration>,
     running: Mutex<HashMap<String, Tunnel>>,
 }
 
@@ -27,8 +29,17 @@ impl LocalTunnels {
         LocalTunnels {
             uapi_dir: uapi_dir.into(),
             vpp_api,
+            memif_wait: None,
             running: Mutex::default(),
         }
+    }
+
+    /// How long a tunnel waits for VPP's first memif connection before it ends (undoing its VPP
+    /// objects; the controller starts it again at its next retry). Default: [`RunOptions::new`]'s.
+    /// A stop is observed only once the memif is up, so this also bounds how long such a stop takes.
+    pub fn with_memif_wait(mut self, wait: Duration) -> LocalTunnels {
+        self.memif_wait = Some(wait);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tunnel>> {
@@ -61,6 +72,9 @@ impl TunnelRuntime for LocalTunnels {
         }
         let mut options = RunOptions::new(&spec.config.vpp_api_socket);
         options.uapi_dir = self.uapi_dir.clone();
+        if let Some(wait) = self.memif_wait {
+            options.first_connect_timeout = wait;
+        }
         if !self.vpp_api {
             options.vpp = VppAccess::Off;
         }
@@ -191,6 +205,7 @@ fn counters(link: &Link) -> Vec<CounterSample> {
         ("link_down", &own.tx_dropped),
         ("too_big", &own.tx_too_big),
         ("not_ip", &own.rx_not_ip),
+        ("device_busy", &own.rx_device_busy),
     ] {
         out.push(sample(
             "dataplane_dropped",
@@ -199,4 +214,123 @@ fn counters(link: &Link) -> Vec<CounterSample> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! The real tunnel lifecycle with VPP left alone and no memif peer: the tunnel waits for VPP's
+    //! memif while its WireGuard device (a real UDP socket) is configured and edited as a diff.
+    use super::*;
+    use crate::config::Env;
+    use crate::k8s::WireGuardVppTunnel;
+    use crate::k8s::crd::SecretKeyRef;
+    use crate::k8s::gateway::Gateway;
+    use crate::k8s::keys::Key;
+    use crate::k8s::render::{SecretValues, render};
+    use serde::Deserialize;
+
+    const OTHER_PEER: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
+
+    fn spec(dir: &Path, port: u16) -> TunnelSpec {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("examples/k8s/tunnel.yaml")).expect("example");
+        let first = serde_yaml::Deserializer::from_str(&text)
+            .next()
+            .expect("a document");
+        let mut tunnel = WireGuardVppTunnel::deserialize(first).expect("example parses");
+        tunnel.spec.memif_secret_ref = None;
+        tunnel.spec.wireguard.listen_port = port;
+        tunnel.spec.wireguard.peers[0].preshared_key_secret_ref = None;
+        tunnel.spec.wireguard.peers[0].endpoint = Some("192.0.2.1:51820".into());
+        let mut secrets = SecretValues::default();
+        secrets.insert(
+            SecretKeyRef {
+                name: "home-key".into(),
+                key: "privateKey".into(),
+            },
+            b"yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=".to_vec(),
+        );
+        let gateway = Gateway::load(&root.join("examples/k8s/gateways"), 4242).expect("gateway");
+        let env = Env {
+            memif_socket_dir: dir.to_path_buf(),
+            ..Env::default()
+        };
+        render(&tunnel, 3, &secrets, Some(&gateway))
+            .and_then(|r| r.to_spec(&env))
+            .expect("valid")
+    }
+
+    fn free_udp_port() -> u16 {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        socket.local_addr().expect("addr").port()
+    }
+
+    async fn wait_for_phase(tunnels: &LocalTunnels, phase: Phase) -> TunnelState {
+        for _ in 0..100 {
+            if let Some(state) = tunnels.state("home").await
+                && state.phase == phase
+            {
+                return state;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "tunnel never reached {phase:?}: {:?}",
+            tunnels.state("home").await
+        );
+    }
+
+    #[tokio::test]
+    async fn tunnel_runs_edits_peers_as_a_diff_and_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Short: a tunnel whose memif never connected observes the stop only when this wait ends.
+        let tunnels = LocalTunnels::new(dir.path().join("uapi"), false)
+            .with_memif_wait(Duration::from_secs(8));
+        let port = free_udp_port();
+        let spec = spec(dir.path(), port);
+
+        tunnels.start(spec.clone()).await.expect("starts");
+        let state = wait_for_phase(&tunnels, Phase::WaitingForMemif).await;
+        assert_eq!(state.listen_port, Some(port));
+        assert_eq!(state.peers.len(), 1);
+        assert!(
+            state
+                .counters
+                .iter()
+                .any(|c| c.family == "l2_dropped" && c.label == Some(("reason", "runt")))
+        );
+        assert!(
+            dir.path().join("home.sock").exists(),
+            "the memif socket is served"
+        );
+
+        let mut wireguard = spec.wireguard.clone();
+        let mut second = wireguard.peers[0].clone();
+        second.public_key = Key::from_base64(OTHER_PEER.as_bytes()).expect("key");
+        second.allowed_ips = vec!["fd00::/64".parse().expect("net")];
+        second.endpoint = None;
+        wireguard.peers.push(second);
+        tunnels
+            .reconfigure("home", wireguard)
+            .await
+            .expect("reconfigured");
+        let peers: Vec<String> = tunnels
+            .state("home")
+            .await
+            .expect("running")
+            .peers
+            .into_iter()
+            .map(|p| p.public_key)
+            .collect();
+        assert_eq!(peers.len(), 2, "{peers:?}");
+        assert!(peers.contains(&OTHER_PEER.to_string()));
+
+        // The memif never connects, so the tunnel ends with that error when the stop is observed.
+        let _ = tunnels.stop("home").await;
+        assert!(tunnels.state("home").await.is_none());
+        tunnels
+            .stop("home")
+            .await
+            .expect("stopping a stopped tunnel is fine");
+    }
 }

@@ -8,8 +8,9 @@
 //!   with [`conflict`] (pure conflict checks and uid allocation), [`status`] (pure conditions),
 //!   [`secrets`] (keys from Secrets), [`keys`], [`gateway`] (the bridge's gateway file) and [`metrics`].
 //!
-//! The data plane is reached only through the [`runtime::TunnelRuntime`] trait, so this module knows
-//! nothing of VPP, memif or WireGuard internals.
+//! The controller reaches the data plane only through the [`runtime::TunnelRuntime`] trait;
+//! [`dataplane::LocalTunnels`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
+//! command line runs.
 
 pub mod conflict;
 pub mod controller;

@@ -167,6 +167,10 @@ impl Channel {
         Channel { sock, timeout }
     }
 
+    pub fn try_clone_fd(&self) -> std::io::Result<OwnedFd> {
+        self.sock.try_clone_fd()
+    }
+
     pub async fn send(&self, msg: &Message) -> Result<(), Error> {
         self.send_with_fd(msg, None).await
     }

@@ -10,6 +10,25 @@
 //! caller owns, without allocating. Interrupts: [`RxQueue::set_interrupt_mode`] and
 //! [`RxQueue::interrupt`] (a tokio waiter on the ring's eventfd).
 //!
+//! ```no_run
+//! # async fn serve() -> Result<(), wireguard_vpp::memif::Error> {
+//! use wireguard_vpp::memif::{Frame, Listener, ServerConfig};
+//!
+//! let mut listener = Listener::bind("home.sock", ServerConfig { id: 3, ..ServerConfig::default() })?;
+//! let connection = listener.accept().await?; // VPP (the client) connected
+//! let (mut control, mut rx, mut tx) = connection.split();
+//! let mut frames = Frame::batch(32, 2048); // reused for every burst
+//! let n = rx[0].rx_burst(&mut frames);
+//! let echoed = tx[0].tx_burst(&frames[..n]);
+//! let why = control.closed().await; // DISCONNECT, or the peer went away
+//! # Ok(()) }
+//! ```
+//!
+//! Not supported: several interface ids on one socket (one [`Listener`] serves one id), modes other
+//! than Ethernet, and zero-copy as a client (a server accepts zero-copy clients: any number of regions,
+//! any descriptor offsets). A client that truncates the memfd it shared can make this process fault
+//! (SIGBUS); DPDK, libmemif and VPP seal theirs against shrinking, as ours are.
+//!
 //! The parts: [`msg`] (control messages), `socket` (SEQPACKET and fd passing), `region` (mappings;
 //! the only place that touches shared memory), `ring` (ring header and descriptors), `queue` (bursts),
 //! `server` and `client` (the two handshakes), `connection` (the connected state). The peer is never

@@ -146,7 +146,9 @@ pub struct QueueStats {
 }
 
 /// The live counters, shared with monitoring code on other threads. Updated once per burst.
+/// Aligned so that the counters of an RX queue and a TX queue on two threads never share a cache line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct QueueCounters {
     packets: AtomicU64,
     bytes: AtomicU64,
@@ -331,6 +333,26 @@ impl RxQueue {
     pub fn set_interrupt_mode(&mut self, on: bool) {
         let flags = if on { 0 } else { RING_FLAG_MASK_INT };
         self.core.ring.flags().store(flags, Ordering::Release);
+    }
+
+    /// True when the peer has published frames that `rx_burst` has not taken yet.
+    pub fn has_pending(&self) -> bool {
+        let ring = &self.core.ring;
+        let produced = match self.client {
+            None => ring.head().load(Ordering::Acquire),
+            Some(_) => ring.tail().load(Ordering::Acquire),
+        };
+        produced != self.next
+    }
+
+    /// Switches from polling to interrupts without losing a wakeup: turns interrupts on, then looks
+    /// once more. `true` means frames arrived meanwhile (no signal may come for them): burst again
+    /// before waiting on the interrupt.
+    pub fn arm_interrupt(&mut self) -> bool {
+        self.set_interrupt_mode(true);
+        // The flag store must be visible before we read the producer's index (a store-load order).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.has_pending()
     }
 
     /// Clears a pending interrupt; returns how many signals were pending.

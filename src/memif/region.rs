@@ -206,6 +206,12 @@ impl std::fmt::Debug for Region {
 
 /// Copies bytes out of memory that the peer may be writing at the same time.
 ///
+/// Why a plain `memcpy` and not volatile loads: frame bytes are opaque data, read once into our own
+/// buffer and never checked in place, so a peer changing them mid-copy can only hand us different
+/// bytes, which is what a hostile peer can do anyway. Everything that steers memory accesses
+/// (descriptors, ring header) is read with volatile loads or atomics, copied once, then validated.
+/// A volatile word-by-word copy measured 6.7 times slower than `memcpy` for 64- and 1500-byte frames.
+///
 /// # Safety
 /// `src..src + dst.len()` must be inside a live mapping, and must not overlap `dst`.
 #[inline]

@@ -6,7 +6,7 @@
 //! that fails or vanishes mid-handshake costs nothing: everything it sent is closed or unmapped when
 //! the handshake is dropped, and the listener goes on to the next client.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use super::msg::{self, Hello, Init, Message, Name, Secret};
 use super::queue::{LinkState, RxQueue, TxQueue};
 use super::region::Region;
 use super::ring::{COOKIE, MAX_LOG2_RING_SIZE, Ring, RingError, ring_bytes};
-use super::socket::{ListenSocket, SocketAddr};
+use super::socket::{ListenSocket, SocketAddr, peer_hung_up};
 
 /// Settings of a server (master) interface.
 #[derive(Clone)]
@@ -376,8 +376,9 @@ pub struct Listener {
     sock: ListenSocket,
     cfg: ServerConfig,
     secret: Secret,
-    /// The live connection's state, to refuse a second client while it is up.
-    current: Option<Arc<LinkState>>,
+    /// The last connection's state and a duplicate of its control socket, to refuse a second client
+    /// while the first is up, and to notice a first one that went away unobserved.
+    current: Option<(Arc<LinkState>, OwnedFd)>,
 }
 
 impl Listener {
@@ -423,8 +424,14 @@ impl Listener {
             source,
         })?;
         let channel = Channel::new(sock, self.cfg.handshake_timeout);
-        if self.current.as_ref().is_some_and(|link| link.is_up()) {
-            return Err(channel.fail(ProtocolError::AlreadyConnected.into()).await);
+        if let Some((link, control)) = &self.current
+            && link.is_up()
+        {
+            if !peer_hung_up(control.as_fd()) {
+                return Err(channel.fail(ProtocolError::AlreadyConnected.into()).await);
+            }
+            // Its peer left and nobody awaited `Control::closed`: its queues learn it now.
+            link.set_down();
         }
         let mut handshake = ServerHandshake::new(&self.cfg, self.secret);
         if let Err(e) = channel.send(&handshake.hello()).await {
@@ -460,7 +467,8 @@ impl Listener {
             return Err(channel.fail(e).await);
         }
         tracing::info!(id = info.id, peer = %info.peer_app_name, rx = rx.len(), tx = tx.len(), "memif connected (server)");
-        self.current = Some(link.clone());
+        let watch = channel.try_clone_fd().map_err(Error::Io)?;
+        self.current = Some((link.clone(), watch));
         Ok(Connection {
             info,
             control: Control::new(channel, link),

@@ -305,10 +305,27 @@ impl ControlSocket {
         }
     }
 
+    /// A duplicate of the socket, to ask later whether the peer hung up ([`peer_hung_up`]).
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        self.fd.get_ref().try_clone()
+    }
+
     /// The raw fd (for logging).
     pub fn raw_fd(&self) -> RawFd {
         self.fd.get_ref().as_raw_fd()
     }
+}
+
+/// True when the other end of a connected socket closed (or the socket failed), without reading it.
+pub fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, timeout 0: the call only writes `revents`.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
 fn send_raw(sock: BorrowedFd<'_>, frame: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
@@ -414,6 +431,23 @@ fn recv_raw(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any name, path or abstract, either converts to an address of the right length or is refused.
+        #[test]
+        fn any_address_converts_or_is_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let name = std::ffi::OsStr::from_bytes(&bytes);
+            let addr = SocketAddr::parse(name);
+            if let Ok((_, len)) = addr.to_raw() {
+                let base = size_of::<libc::sa_family_t>();
+                match &addr {
+                    SocketAddr::Path(p) => prop_assert_eq!(len as usize, base + p.as_os_str().len() + 1),
+                    SocketAddr::Abstract(n) => prop_assert_eq!(len as usize, base + 1 + n.len()),
+                }
+            }
+        }
+    }
 
     #[tokio::test]
     async fn messages_and_fds_travel_and_stale_sockets_are_replaced() {

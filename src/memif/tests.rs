@@ -94,6 +94,16 @@ fn transfer(tx: &mut TxQueue, rx: &mut RxQueue, frames: &[Vec<u8>]) {
     }
 }
 
+#[test]
+fn queues_and_connections_can_move_to_other_threads() {
+    fn send<T: Send>() {}
+    send::<RxQueue>();
+    send::<TxQueue>();
+    send::<Connection>();
+    send::<Control>();
+    send::<Listener>();
+}
+
 #[tokio::test]
 async fn client_and_server_exchange_frames_on_1_2_and_4_queues_with_chains_up_to_9000() {
     for queues in [1u16, 2, 4] {
@@ -197,11 +207,24 @@ async fn interrupts_follow_the_mask_flag_both_ways() {
     );
     // Polling mode: the producer sees the mask and does not signal.
     srx[0].set_interrupt_mode(false);
+    assert!(srx[0].has_pending());
     assert!(!ctx[0].peer_wants_interrupts());
     assert_eq!(ctx[0].tx_burst(&[frame(3, 60)]), 1);
     assert_eq!(srx[0].clear_interrupt().unwrap(), 0);
     let mut bufs = Frame::batch(8, 2048);
     assert_eq!(srx[0].rx_burst(&mut bufs), 3);
+    assert!(!srx[0].has_pending());
+    // Back to interrupts: nothing waiting, so it is safe to sleep on the eventfd.
+    assert!(!srx[0].arm_interrupt());
+    assert!(ctx[0].peer_wants_interrupts());
+    // A frame published while we were still polling is reported by arm_interrupt.
+    srx[0].set_interrupt_mode(false);
+    assert_eq!(ctx[0].tx_burst(&[frame(4, 60)]), 1);
+    assert!(
+        srx[0].arm_interrupt(),
+        "the frame sent unsignalled must not be missed"
+    );
+    assert_eq!(srx[0].rx_burst(&mut bufs), 1);
 }
 
 #[tokio::test]
@@ -270,6 +293,16 @@ async fn wrong_secret_wrong_id_and_second_client_are_refused_with_reasons() {
         secret: Some("right".into()),
         ..client_cfg(5, 1)
     };
+    // A client that leaves while nobody watches its connection does not block the next one.
+    let (server, client) = pair(&mut l, &path, &good).await;
+    drop(client);
+    let (server2, _client2) = pair(&mut l, &path, &good).await;
+    let (_control, old_rx, _) = server.split();
+    assert!(
+        !old_rx[0].is_connected(),
+        "the unwatched connection is marked down"
+    );
+    drop(server2);
     let (_server, _client) = pair(&mut l, &path, &good).await;
     let (s, c) = tokio::join!(l.accept_one(), Connection::connect(&path, &good));
     assert!(matches!(
@@ -653,4 +686,261 @@ fn hostile_ring(log2: u8) -> (Arc<[Region]>, Ring) {
     ring.init();
     assert_eq!(ring.cookie(), COOKIE);
     (regions, ring)
+}
+
+/// A client laid out as libmemif and VPP's zero-copy mode do: rings alone in region 0, buffers in
+/// region 1 at offsets that are not multiples of the buffer size, posted with headroom and with stale
+/// flags. The server must follow each descriptor's (region, offset, length) and assign every flag.
+#[tokio::test]
+async fn server_follows_descriptors_into_a_second_region_and_assigns_flags() {
+    let (_dir, path, mut l) = listener(server_cfg(0));
+    let server = tokio::spawn(async move { l.accept_one().await });
+    let sock = raw_client(&path).await;
+    let regions: Arc<[Region]> = Arc::from(vec![
+        Region::create("rings", 2 * ring_bytes(4)).unwrap(),
+        Region::create("buffers", 40 * 2048).unwrap(),
+    ]);
+    let s2m = Ring::new(regions.clone(), 0, 0, 4).unwrap();
+    let m2s = Ring::new(regions.clone(), 0, ring_bytes(4) as u32, 4).unwrap();
+    s2m.init();
+    m2s.init();
+    let (s2m_irq, m2s_irq) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+    let init = Init {
+        version: msg::VERSION,
+        id: 0,
+        mode: 0,
+        secret: Secret::default(),
+        name: Name::new("libmemif-like"),
+    };
+    let ring_msg = |flags, offset| AddRing {
+        flags,
+        index: 0,
+        region: 0,
+        offset,
+        log2_ring_size: 4,
+        private_hdr_size: 0,
+    };
+    let steps: Vec<(Message, Option<std::os::fd::BorrowedFd<'_>>)> = vec![
+        (Message::Init(init), None),
+        (
+            Message::AddRegion(AddRegion {
+                index: 0,
+                size: regions[0].len() as u64,
+            }),
+            Some(regions[0].fd()),
+        ),
+        (
+            Message::AddRegion(AddRegion {
+                index: 1,
+                size: regions[1].len() as u64,
+            }),
+            Some(regions[1].fd()),
+        ),
+        (
+            Message::AddRing(ring_msg(1, 0)),
+            Some(std::os::fd::AsFd::as_fd(&s2m_irq)),
+        ),
+        (
+            Message::AddRing(ring_msg(0, ring_bytes(4) as u32)),
+            Some(std::os::fd::AsFd::as_fd(&m2s_irq)),
+        ),
+        (Message::Connect(Name::new("memif0/0")), None),
+    ];
+    for (i, (m, fd)) in steps.iter().enumerate() {
+        let mut frame = [0u8; msg::MSG_SIZE];
+        m.emit(&mut frame);
+        sock.send(&frame, *fd).await.unwrap();
+        let want = if i + 1 == steps.len() {
+            "CONNECTED"
+        } else {
+            "ACK"
+        };
+        let got = recv(&sock).await.unwrap();
+        assert_eq!(got.name(), want, "answer to {}: {got:?}", m.name());
+    }
+    let conn = server.await.unwrap().unwrap();
+    assert_eq!(conn.info().regions, 2);
+    assert_eq!(conn.info().peer_if_name, "memif0/0");
+    let (_control, mut rx, mut tx) = conn.split();
+
+    // Client -> server: a single frame and a two-descriptor chain, all in region 1 at odd offsets.
+    let (a, b) = (frame(1, 300), frame(2, 3000));
+    let place = |slot: u16, offset: u32, bytes: &[u8], flags: u16| {
+        regions[1].write(offset as usize, bytes).unwrap();
+        s2m.set_desc(
+            slot,
+            Desc {
+                flags,
+                region: 1,
+                length: bytes.len() as u32,
+                offset,
+            },
+        );
+    };
+    place(0, 100 + 128, &a, 0);
+    place(1, 100 + 2048 + 128, &b[..1900], DESC_FLAG_NEXT);
+    place(2, 100 + 2 * 2048 + 128, &b[1900..], 0);
+    s2m.head().store(3, Ordering::Release);
+    let mut bufs = Frame::batch(8, DEFAULT_FRAME_CAPACITY);
+    assert_eq!(rx[0].rx_burst(&mut bufs), 2);
+    assert_eq!((bufs[0].as_slice(), bufs[1].as_slice()), (&a[..], &b[..]));
+    assert_eq!(
+        s2m.tail().load(Ordering::Acquire),
+        3,
+        "the server releases what it read"
+    );
+
+    // Server -> client: buffers posted with 64 bytes of headroom, capacity 1000, and stale NEXT flags.
+    for slot in 0..4u16 {
+        let offset = 20 * 2048 + u32::from(slot) * 2048 + 64;
+        m2s.set_desc(
+            slot,
+            Desc {
+                flags: DESC_FLAG_NEXT,
+                region: 1,
+                length: 1000,
+                offset,
+            },
+        );
+    }
+    m2s.head().store(4, Ordering::Release);
+    let (c, d) = (frame(3, 1500), frame(4, 100));
+    assert_eq!(tx[0].tx_burst(&[&c, &d]), 2);
+    assert_eq!(m2s.tail().load(Ordering::Acquire), 3);
+    let got: Vec<Desc> = (0..3).map(|s| m2s.desc(s)).collect();
+    assert_eq!(
+        got.iter().map(|d| (d.flags, d.length)).collect::<Vec<_>>(),
+        [(1, 1000), (0, 500), (0, 100)]
+    );
+    let read = |d: &Desc| {
+        assert_eq!(d.region, 1, "the server never moves a posted buffer");
+        let mut v = vec![0u8; d.length as usize];
+        regions[1].read(d.offset as usize, &mut v).unwrap();
+        v
+    };
+    assert_eq!([read(&got[0]), read(&got[1])].concat(), c);
+    assert_eq!(read(&got[2]), d);
+    assert_eq!(
+        m2s_irq.drain().unwrap(),
+        1,
+        "one signal per burst, the client did not mask"
+    );
+    assert_eq!(tx[0].stats().chained, 1);
+}
+
+/// Refusals that need real fds: a ring index beyond what was asked for, a ring outside its region, a
+/// region the fd cannot back, and a ring whose cookie is wrong (checked at CONNECT).
+#[tokio::test]
+async fn rings_and_regions_that_do_not_add_up_are_refused() {
+    let (_dir, path, mut l) = listener(ServerConfig {
+        max_queues: 2,
+        ..server_cfg(0)
+    });
+    let memfd = Region::create("zeroed", 2 * ring_bytes(4)).unwrap(); // no cookies written
+    let irq = EventFd::new().unwrap();
+    let init = Message::Init(Init {
+        version: msg::VERSION,
+        id: 0,
+        mode: 0,
+        secret: Secret::default(),
+        name: Name::new("raw"),
+    });
+    let region = |size: u64| Message::AddRegion(AddRegion { index: 0, size });
+    let ring = |flags, index, offset| {
+        Message::AddRing(AddRing {
+            flags,
+            index,
+            region: 0,
+            offset,
+            log2_ring_size: 4,
+            private_hdr_size: 0,
+        })
+    };
+    let size = memfd.len() as u64;
+    let cases: Vec<(Vec<Message>, &str)> = vec![
+        (
+            vec![init, region(size), ring(1, 1, 0)],
+            "Invalid ring index 1",
+        ),
+        (
+            vec![
+                init,
+                region(size),
+                ring(1, 0, 0),
+                ring(1, 1, 0),
+                ring(1, 2, 0),
+            ],
+            "Invalid ring index 2",
+        ),
+        (
+            vec![init, region(size), ring(1, 0, ring_bytes(4) as u32 + 8)],
+            "does not fit in its region",
+        ),
+        (vec![init, region(size * 4)], "fewer than the announced"),
+        (
+            vec![
+                init,
+                region(size),
+                ring(1, 0, 0),
+                ring(0, 0, ring_bytes(4) as u32),
+                Message::Connect(Name::new("x")),
+            ],
+            "cookie",
+        ),
+        (
+            vec![
+                init,
+                region(size),
+                Message::AddRing(AddRing {
+                    private_hdr_size: 8,
+                    ..ring_fields(1)
+                }),
+            ],
+            "Private header",
+        ),
+    ];
+    for (script, reason) in cases {
+        let server = tokio::spawn(async move {
+            let r = l.accept_one().await;
+            (l, r)
+        });
+        let sock = raw_client(&path).await;
+        let mut answer = None;
+        for m in script {
+            let fd = match m {
+                Message::AddRegion(_) => Some(memfd.fd()),
+                Message::AddRing(_) => Some(std::os::fd::AsFd::as_fd(&irq)),
+                _ => None,
+            };
+            let mut frame = [0u8; msg::MSG_SIZE];
+            m.emit(&mut frame);
+            sock.send(&frame, fd).await.unwrap();
+            answer = recv(&sock).await;
+            if !matches!(answer, Some(Message::Ack)) {
+                break;
+            }
+        }
+        let Some(Message::Disconnect(d)) = answer else {
+            panic!("{reason}: got {answer:?}")
+        };
+        assert!(
+            d.reason.to_string_lossy().contains(reason),
+            "{} does not say {reason}",
+            d.reason
+        );
+        let (back, r) = server.await.unwrap();
+        l = back;
+        assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+    }
+}
+
+fn ring_fields(flags: u16) -> AddRing {
+    AddRing {
+        flags,
+        index: 0,
+        region: 0,
+        offset: 0,
+        log2_ring_size: 4,
+        private_hdr_size: 0,
+    }
 }

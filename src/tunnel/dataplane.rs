@@ -35,6 +35,8 @@ use crate::vpp;
 pub const BURST: usize = 64;
 /// The largest frame handled, chained or not (a 9000-byte jumbo IP packet plus headers).
 pub const MAX_FRAME: usize = 9216;
+/// Packets waiting between the RX pump and the device (one memif ring's worth).
+pub const DEVICE_QUEUE: usize = 1024;
 /// The MTU reported to the device (the original's value). gotatun uses it only to cap padding.
 pub const DEVICE_MTU: u16 = 9000;
 const ETHERNET_HEADER: usize = 14;
@@ -68,11 +70,14 @@ pub struct LinkCounters {
     pub tx_too_big: AtomicU64,
     /// Frames the adapter delivered that were not IPv4 or IPv6 after all.
     pub rx_not_ip: AtomicU64,
+    /// Packets for the device dropped because it was not reading (no private key yet, or overloaded).
+    pub rx_device_busy: AtomicU64,
 }
 
 impl Link {
-    /// A link for `adapter`, with the device's two ends; attach memif queues with [`Link::attach`].
-    pub fn new(adapter: Arc<Adapter>) -> (Arc<Link>, MemifIpSend, MemifIpRecv) {
+    /// A link for `adapter`, with the device's two ends and the RX pump to spawn; attach memif queues
+    /// with [`Link::attach`]. The pump runs until it is aborted.
+    pub fn new(adapter: Arc<Adapter>) -> (Arc<Link>, MemifIpSend, MemifIpRecv, RxPump) {
         let (rx_handover, rx_queues) = mpsc::channel(2);
         let self_mac = vpp::MacAddress(adapter.config().self_mac.0);
         let link = Arc::new(Link {
@@ -88,15 +93,21 @@ impl Link {
             link: Arc::clone(&link),
             frame: vec![0; MAX_FRAME],
         };
+        let (to_device, packets) = mpsc::channel(DEVICE_QUEUE);
         let recv = MemifIpRecv {
+            packets,
+            batch: Vec::with_capacity(BURST),
+        };
+        let pump = RxPump {
             link: Arc::clone(&link),
             queues: rx_queues,
             rx: None,
             frames: Frame::batch(BURST, MAX_FRAME),
             scratch: vec![0; MAX_FRAME],
-            delivered: Vec::with_capacity(BURST),
+            pool: PacketBufPool::new(DEVICE_QUEUE + BURST),
+            to_device,
         };
-        (link, send, recv)
+        (link, send, recv, pump)
     }
 
     /// The l2 adapter (counters and neighbours for status).
@@ -191,19 +202,47 @@ impl Link {
     }
 }
 
-/// The device's source of IP packets: frames received from VPP, classified by the adapter.
-pub struct MemifIpRecv {
+/// Drains the memif RX ring in its own task, so that ARP and NDP are answered whether or not the
+/// WireGuard device reads (gotatun reads its IP side only once it has a private key): replies go out at
+/// once, IP packets go to [`MemifIpRecv`] through a bounded channel (dropped and counted when full).
+pub struct RxPump {
     link: Arc<Link>,
     queues: mpsc::Receiver<RxQueue>,
     rx: Option<(RxQueue, Interrupt)>,
     frames: Vec<Frame>,
     scratch: Vec<u8>,
-    delivered: Vec<Packet<Ip>>,
+    pool: PacketBufPool,
+    to_device: mpsc::Sender<Packet<Ip>>,
 }
 
-impl MemifIpRecv {
-    /// Waits for the next RX queue when none is usable; `Err` once the link is gone for good.
-    async fn usable_queue(&mut self) -> io::Result<()> {
+impl RxPump {
+    /// Runs until the link is dropped. Busy rings are drained burst after burst without sleeping; an
+    /// empty ring waits on its interrupt eventfd, so an idle tunnel costs no CPU.
+    pub async fn run(mut self) {
+        loop {
+            if !self.usable_queue().await {
+                return;
+            }
+            let Some((queue, interrupt)) = self.rx.as_mut() else {
+                continue;
+            };
+            let n = queue.rx_burst(&mut self.frames);
+            if n == 0 {
+                tokio::select! {
+                    woken = interrupt.wait() => if woken.is_err() { self.rx = None },
+                    next = self.queues.recv() => match next {
+                        Some(queue) => self.rx = with_interrupt(queue),
+                        None => return,
+                    },
+                }
+                continue;
+            }
+            self.classify(n);
+        }
+    }
+
+    /// Waits for the next RX queue when none is usable; false once the link is gone for good.
+    async fn usable_queue(&mut self) -> bool {
         // A newer connection replaces the current one even before its loss was noticed here.
         if let Ok(queue) = self.queues.try_recv() {
             self.rx = with_interrupt(queue);
@@ -213,23 +252,20 @@ impl MemifIpRecv {
             .as_ref()
             .is_some_and(|(queue, _)| queue.is_connected())
         {
-            return Ok(());
+            return true;
         }
         self.rx = None;
         match self.queues.recv().await {
             Some(queue) => {
                 self.rx = with_interrupt(queue);
-                Ok(())
+                true
             }
-            None => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the tunnel's memif link is closed",
-            )),
+            None => false,
         }
     }
 
-    /// Classifies `frames[..n]`, sending replies and collecting packets for the device.
-    fn classify(&mut self, n: usize, pool: &PacketBufPool) {
+    /// Classifies `frames[..n]`: replies are sent, IP packets handed to the device.
+    fn classify(&mut self, n: usize) {
         let now = Instant::now();
         let link = &self.link;
         let mut neighbour_work = false;
@@ -238,12 +274,16 @@ impl MemifIpRecv {
             let outcome = link.adapter.on_frame(frame, now, &mut self.scratch);
             match outcome.action {
                 RxAction::Deliver(range) => {
-                    let mut packet = pool.get();
+                    let mut packet = self.pool.get();
                     let buf = packet.buf_mut();
                     buf.clear();
                     buf.extend_from_slice(&frame[range]);
                     match packet.try_into_ip() {
-                        Ok(ip) => self.delivered.push(ip),
+                        Ok(ip) => {
+                            if self.to_device.try_send(ip).is_err() {
+                                link.counters.rx_device_busy.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                         Err(_) => {
                             link.counters.rx_not_ip.fetch_add(1, Ordering::Relaxed);
                         }
@@ -265,6 +305,12 @@ impl MemifIpRecv {
     }
 }
 
+/// The device's source of IP packets: what the [`RxPump`] delivered, in batches.
+pub struct MemifIpRecv {
+    packets: mpsc::Receiver<Packet<Ip>>,
+    batch: Vec<Packet<Ip>>,
+}
+
 /// The queue with its interrupt waiter; `None` (the connection is dropped here, and the next one is
 /// awaited) when the eventfd cannot be watched, since an error returned to the device would stop it.
 fn with_interrupt(mut queue: RxQueue) -> Option<(RxQueue, Interrupt)> {
@@ -279,34 +325,18 @@ fn with_interrupt(mut queue: RxQueue) -> Option<(RxQueue, Interrupt)> {
 }
 
 impl IpRecv for MemifIpRecv {
-    /// Busy rings are drained burst after burst without sleeping; an empty ring waits on its
-    /// interrupt eventfd, so an idle tunnel costs no CPU.
     async fn recv<'a>(
         &'a mut self,
-        pool: &mut PacketBufPool,
+        _pool: &mut PacketBufPool,
     ) -> io::Result<impl Iterator<Item = Packet<Ip>> + Send + 'a> {
-        self.delivered.clear();
-        loop {
-            self.usable_queue().await?;
-            let Some((queue, interrupt)) = self.rx.as_mut() else {
-                continue;
-            };
-            let n = queue.rx_burst(&mut self.frames);
-            if n == 0 {
-                tokio::select! {
-                    woken = interrupt.wait() => if woken.is_err() { self.rx = None },
-                    next = self.queues.recv() => match next {
-                        Some(queue) => self.rx = with_interrupt(queue),
-                        None => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the tunnel's memif link is closed")),
-                    },
-                }
-                continue;
-            }
-            self.classify(n, pool);
-            if !self.delivered.is_empty() {
-                return Ok(self.delivered.drain(..));
-            }
+        self.batch.clear();
+        if self.packets.recv_many(&mut self.batch, BURST).await == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the tunnel's memif link is closed",
+            ));
         }
+        Ok(self.batch.drain(..))
     }
 
     fn mtu(&self) -> MtuWatcher {

@@ -11,9 +11,12 @@
 //!
 //! A memif that drops is waited for again (the device and its sessions stay); a VPP that restarts is
 //! reconnected and the tunnel's objects are created again, also without touching the sessions.
+//! Every wait (for VPP's API, for the first memif connection, for a VPP that went away) ends on a stop
+//! request; only a re-creation in progress is finished first, so that what it created is undone.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,7 @@ use super::settings;
 use super::status::{Phase, TunnelStatus};
 use crate::config::{Reconf, TunnelConfig};
 use crate::l2::Adapter;
-use crate::memif::{self, Listener};
+use crate::memif::{self, ClientConfig, Connection, Listener, Retry};
 use crate::vpp::{self, Client, ClientOptions, NeighbourInstaller, VppTunnel};
 use crate::wg::WgDevice;
 use crate::wg::uapi::{ServeEnd, UapiListener};
@@ -42,11 +45,23 @@ pub enum VppAccess {
     Off,
 }
 
+/// Which end of the memif this tunnel is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemifRole {
+    /// We listen on the socket and VPP connects (the original's arrangement).
+    #[default]
+    Server,
+    /// VPP listens on the socket and we connect, retrying with back-off while it is absent.
+    Client,
+}
+
 /// Settings of a run that do not come from the configuration files.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// How VPP is reached.
     pub vpp: VppAccess,
+    /// Which end of the memif we are.
+    pub memif_role: MemifRole,
     /// Directory of the UAPI socket (`/var/run/wireguard` for `wg`).
     pub uapi_dir: PathBuf,
     /// How long to wait for VPP's first memif connection before giving up.
@@ -60,6 +75,7 @@ impl RunOptions {
     pub fn new(api_socket: &Path) -> RunOptions {
         RunOptions {
             vpp: VppAccess::Api(ClientOptions::new(api_socket)),
+            memif_role: MemifRole::Server,
             uapi_dir: PathBuf::from(crate::wg::uapi::DEFAULT_SOCKET_DIR),
             first_connect_timeout: Duration::from_secs(30),
             reconf: None,
@@ -78,6 +94,7 @@ pub struct Tunnel {
     status: watch::Receiver<TunnelStatus>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), TunnelError>>,
+    rx_pump: JoinHandle<()>,
 }
 
 impl Tunnel {
@@ -85,12 +102,18 @@ impl Tunnel {
     /// its own. Errors after this returns end the task: see [`Tunnel::finished`].
     pub async fn start(cfg: TunnelConfig, options: RunOptions) -> Result<Tunnel, TunnelError> {
         let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
-        let (link, ip_send, ip_recv) = Link::new(adapter);
+        let (link, ip_send, ip_recv, rx_pump) = Link::new(adapter);
         let device = WgDevice::new(settings::device(&cfg), ip_send, ip_recv)
             .await
             .map_err(TunnelError::Device)?;
         let device = Arc::new(device);
-        let listener = bind_memif(&cfg)?;
+        let rx_pump = tokio::spawn(rx_pump.run());
+        let memif = match options.memif_role {
+            MemifRole::Server => MemifEnd::Listening(bind_memif(&cfg)?),
+            MemifRole::Client => {
+                MemifEnd::Connecting(settings::memif_client(&cfg, HANDSHAKE_TIMEOUT))
+            }
+        };
         let (status_tx, status) = watch::channel(TunnelStatus {
             listen_port: device.listen_port(),
             ..TunnelStatus::default()
@@ -105,7 +128,7 @@ impl Tunnel {
             link: Arc::clone(&link),
             status: status_tx,
         };
-        let task = tokio::spawn(lifecycle.run(listener, async move {
+        let task = tokio::spawn(lifecycle.run(memif, async move {
             let _ = stopped.await;
         }));
         Ok(Tunnel {
@@ -116,6 +139,7 @@ impl Tunnel {
             status,
             stop: Some(stop),
             task,
+            rx_pump,
         })
     }
 
@@ -164,6 +188,7 @@ impl Tunnel {
 impl Drop for Tunnel {
     fn drop(&mut self) {
         self.task.abort();
+        self.rx_pump.abort();
     }
 }
 
@@ -193,10 +218,10 @@ struct Lifecycle {
 impl Lifecycle {
     async fn run(
         self,
-        listener: Listener,
+        memif: MemifEnd,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), TunnelError> {
-        let result = self.serve(listener, shutdown).await;
+        let result = self.serve(memif, shutdown).await;
         self.status.send_modify(|s| {
             s.phase = Phase::Stopped;
             s.error = result.as_ref().err().map(ToString::to_string);
@@ -206,7 +231,7 @@ impl Lifecycle {
 
     async fn serve(
         &self,
-        listener: Listener,
+        memif: MemifEnd,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), TunnelError> {
         let Lifecycle {
@@ -216,9 +241,19 @@ impl Lifecycle {
             link,
             status,
         } = self;
+        tokio::pin!(shutdown);
         let mut vpp = match &options.vpp {
             VppAccess::Api(client_options) => {
-                let mut side = VppSide::setup(cfg, client_options).await?;
+                // Nothing exists in VPP while connecting, so a signal can end the wait at once.
+                let client = tokio::select! {
+                    client = Client::connect(client_options.clone()) => client.map_err(TunnelError::VppConnect)?,
+                    () = shutdown.as_mut() => {
+                        tracing::info!(tunnel = %cfg.name, "stopping on signal while connecting to VPP");
+                        return Ok(());
+                    }
+                };
+                let params = settings::vpp_setup(cfg, options.memif_role == MemifRole::Client);
+                let mut side = VppSide::setup(cfg, client, params).await?;
                 side.start_neighbours(cfg, link);
                 Some(side)
             }
@@ -230,9 +265,17 @@ impl Lifecycle {
         });
 
         let (memif_events, mut memif_rx) = mpsc::channel(4);
-        let memif_task = tokio::spawn(serve_memif(listener, Arc::clone(link), memif_events));
+        let memif_task = tokio::spawn(serve_memif(
+            memif,
+            cfg.memif_socket.clone(),
+            Arc::clone(link),
+            memif_events,
+        ));
         let result = async {
-            wait_first_connection(cfg, options, &mut memif_rx).await?;
+            if !wait_first_connection(cfg, options, &mut memif_rx, shutdown.as_mut()).await? {
+                tracing::info!(tunnel = %cfg.name, "stopping on signal before VPP connected to the memif");
+                return Ok(());
+            }
             on_memif_up(cfg, link, vpp.as_mut()).await;
             status.send_modify(|s| s.phase = Phase::Running);
             let uapi =
@@ -250,7 +293,7 @@ impl Lifecycle {
                 &mut memif_rx,
                 uapi,
                 device,
-                shutdown,
+                shutdown.as_mut(),
             )
             .await;
             if let Some(task) = reconf {
@@ -293,20 +336,54 @@ fn bind_memif(cfg: &TunnelConfig) -> Result<Listener, TunnelError> {
                 },
             })?;
     }
-    let server = settings::memif_server(cfg, Duration::from_secs(5));
+    let server = settings::memif_server(cfg, HANDSHAKE_TIMEOUT);
     Listener::bind(&cfg.memif_socket, server).map_err(|source| TunnelError::MemifSocket {
         path: cfg.memif_socket.clone(),
         source,
     })
 }
 
-/// Accepts VPP's memif connections one after the other, handing each one's queues to the packet path.
-async fn serve_memif(mut listener: Listener, link: Arc<Link>, events: mpsc::Sender<MemifEvent>) {
+/// Time allowed for each step of a memif handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Our end of the memif: a listening socket, or what we connect with.
+enum MemifEnd {
+    Listening(Listener),
+    Connecting(ClientConfig),
+}
+
+impl MemifEnd {
+    /// The next connection with VPP: accepted, or connected (retrying while VPP's socket is absent).
+    async fn next(&mut self, socket: &Path) -> Result<Connection, memif::Error> {
+        match self {
+            MemifEnd::Listening(listener) => listener.accept().await,
+            MemifEnd::Connecting(client) => {
+                Connection::connect_with_retry(
+                    socket,
+                    client,
+                    Retry {
+                        deadline: None,
+                        ..Retry::default()
+                    },
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Takes VPP's memif connections one after the other, handing each one's queues to the packet path.
+async fn serve_memif(
+    mut end: MemifEnd,
+    socket: PathBuf,
+    link: Arc<Link>,
+    events: mpsc::Sender<MemifEvent>,
+) {
     loop {
-        let connection = match listener.accept().await {
+        let connection = match end.next(&socket).await {
             Ok(connection) => connection,
             Err(err) => {
-                tracing::error!(error = %err, "memif: the listening socket failed; retrying in 1 s");
+                tracing::error!(error = %err, "memif: no connection with VPP; retrying in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -327,19 +404,22 @@ async fn serve_memif(mut listener: Listener, link: Arc<Link>, events: mpsc::Send
     }
 }
 
+/// Waits for VPP's first memif connection: true once connected, false when `shutdown` came first.
 async fn wait_first_connection(
     cfg: &TunnelConfig,
     options: &RunOptions,
     memif_rx: &mut mpsc::Receiver<MemifEvent>,
-) -> Result<(), TunnelError> {
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Result<bool, TunnelError> {
     let deadline = tokio::time::sleep(options.first_connect_timeout);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
+            () = shutdown.as_mut() => return Ok(false),
             event = memif_rx.recv() => match event {
                 Some(MemifEvent::Up(info)) => {
                     tracing::info!(tunnel = %cfg.name, peer = %info.peer_app_name, "memif connected");
-                    return Ok(());
+                    return Ok(true);
                 }
                 Some(MemifEvent::Down(_)) => {}
                 None => return Err(TunnelError::MemifTimeout { socket: cfg.memif_socket.clone(), waited: Duration::ZERO }),
@@ -394,13 +474,7 @@ async fn serve(
                 tracing::info!(tunnel = %cfg.name, "stopping on signal");
                 return Ok(());
             }
-            end = &mut uapi_served => return match end {
-                ServeEnd::SocketRemoved => {
-                    tracing::info!(tunnel = %cfg.name, "UAPI socket removed; stopping");
-                    Ok(())
-                }
-                ServeEnd::AcceptFailed(source) => Err(TunnelError::UapiAccept(source)),
-            },
+            end = &mut uapi_served => return uapi_end(cfg, end),
             event = memif_rx.recv() => match event {
                 Some(MemifEvent::Up(info)) => {
                     tracing::info!(tunnel = %cfg.name, peer = %info.peer_app_name, "memif reconnected");
@@ -415,15 +489,42 @@ async fn serve(
             },
             () = vpp_lost => {
                 status.send_modify(|s| s.phase = Phase::Reconnecting);
-                if let Some(side) = vpp.as_mut() {
-                    side.recover(cfg, link).await;
-                    status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
+                let Some(side) = vpp.as_mut() else { continue };
+                tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back");
+                let mut retry_after = None;
+                loop {
+                    // VPP may stay away for long: a signal or the UAPI socket's removal still stops the
+                    // tunnel. Re-creating is not raced, so that whatever it creates is recorded for undo.
+                    tokio::select! {
+                        () = side.reconnect(retry_after) => {}
+                        () = &mut shutdown => {
+                            tracing::info!(tunnel = %cfg.name, "stopping on signal while VPP is away");
+                            return Ok(());
+                        }
+                        end = &mut uapi_served => return uapi_end(cfg, end),
+                    }
+                    if side.recreate(cfg, link).await {
+                        break;
+                    }
+                    retry_after = Some(retry_after.map_or(Duration::from_millis(200), |d: Duration| (d * 2).min(Duration::from_secs(5))));
                 }
+                status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
             }
             () = tokio::time::sleep_until(next_neighbour_work.into()) => {
                 link.flush_neighbour_work(Instant::now(), &mut scratch);
             }
         }
+    }
+}
+
+/// Why serving the UAPI socket ended, as the tunnel's result.
+fn uapi_end(cfg: &TunnelConfig, end: ServeEnd) -> Result<(), TunnelError> {
+    match end {
+        ServeEnd::SocketRemoved => {
+            tracing::info!(tunnel = %cfg.name, "UAPI socket removed; stopping");
+            Ok(())
+        }
+        ServeEnd::AcceptFailed(source) => Err(TunnelError::UapiAccept(source)),
     }
 }
 
@@ -451,30 +552,56 @@ async fn reapply(device: Arc<MemifDevice>, reconf: Reconf) {
 /// The tunnel's objects in VPP and what keeps them: the API client and the neighbour installer.
 struct VppSide {
     client: Client,
+    /// What to create, again after a VPP restart.
+    params: vpp::TunnelSetup,
     tunnel: VppTunnel,
     neighbours: Option<NeighbourInstaller>,
+    /// Whether `tunnel` has the l2fib entry in its undo record (it is added again on every memif
+    /// connection, but must be removed once).
+    l2fib_recorded: bool,
 }
 
 impl VppSide {
-    async fn setup(cfg: &TunnelConfig, options: &ClientOptions) -> Result<VppSide, TunnelError> {
-        let client = Client::connect(options.clone())
-            .await
-            .map_err(TunnelError::VppConnect)?;
-        let tunnel = vpp::setup(&client, &settings::vpp_setup(cfg))
+    async fn setup(
+        cfg: &TunnelConfig,
+        client: Client,
+        params: vpp::TunnelSetup,
+    ) -> Result<VppSide, TunnelError> {
+        let tunnel = vpp::setup(&client, &params)
             .await
             .map_err(TunnelError::VppSetup)?;
         tracing::info!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), sw_if_index = tunnel.memif_sw_if_index, "VPP objects created");
         Ok(VppSide {
             client,
+            params,
             tunnel,
             neighbours: None,
+            l2fib_recorded: false,
         })
     }
 
+    /// Adds the l2fib entry for our MAC, recording it for teardown the first time only.
     async fn add_l2fib(&mut self, cfg: &TunnelConfig) {
         let mac = vpp::MacAddress(cfg.self_mac.0);
-        if let Err(err) = self.tunnel.add_l2fib(&self.client, mac).await {
-            tracing::warn!(tunnel = %cfg.name, error = %err, "l2fib entry not added; VPP learns our MAC from traffic instead");
+        let added = if self.l2fib_recorded {
+            let entry = vpp::messages::L2fibAddDel {
+                mac,
+                bd_id: self.tunnel.bridge_id,
+                sw_if_index: self.tunnel.memif_sw_if_index,
+                is_add: true,
+                static_mac: false,
+                filter_mac: false,
+                bvi_mac: false,
+            };
+            self.client.request(&entry).await.map(drop)
+        } else {
+            self.tunnel.add_l2fib(&self.client, mac).await
+        };
+        match added {
+            Ok(()) => self.l2fib_recorded = true,
+            Err(err) => {
+                tracing::warn!(tunnel = %cfg.name, error = %err, "l2fib entry not added; VPP learns our MAC from traffic instead")
+            }
         }
     }
 
@@ -492,32 +619,45 @@ impl VppSide {
         self.neighbours = Some(installer);
     }
 
-    /// VPP went away: reconnect (retrying until it is back) and create the tunnel's objects again. The
-    /// old objects died with VPP; a VPP that did not restart gets them swept and re-created.
-    async fn recover(&mut self, cfg: &TunnelConfig, link: &Link) {
-        tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back");
-        link.set_neighbour_installer(None);
-        if let Some(installer) = self.neighbours.take() {
-            drop(installer.stop().await);
+    /// Waits (after `delay`, if any) until the API client is connected to VPP again, retrying with
+    /// backoff. Safe to cancel: nothing is created here.
+    async fn reconnect(&self, delay: Option<Duration>) {
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
         let mut backoff = Duration::from_millis(200);
-        loop {
-            if self.client.reconnect().await.is_ok() {
-                match vpp::setup(&self.client, &settings::vpp_setup(cfg)).await {
-                    Ok(tunnel) => {
-                        tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
-                        self.tunnel = tunnel;
-                        self.start_neighbours(cfg, link);
-                        return;
-                    }
-                    Err(err) => {
-                        tracing::error!(tunnel = %cfg.name, error = %err, "re-creating the VPP objects failed; retrying")
-                    }
-                }
-            }
+        while self.client.reconnect().await.is_err() {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Creates the tunnel's objects again in a VPP that came back; false when that failed (logged; the
+    /// transaction undid its steps). The old objects died with VPP; a VPP that did not restart gets them
+    /// swept and re-created. The neighbour installer keeps running: it re-installs its entries once the
+    /// client has reconnected (B24), unless the BVI it installs on changed.
+    async fn recreate(&mut self, cfg: &TunnelConfig, link: &Link) -> bool {
+        let tunnel = match vpp::setup(&self.client, &self.params).await {
+            Ok(tunnel) => tunnel,
+            Err(err) => {
+                tracing::error!(tunnel = %cfg.name, error = %err, "re-creating the VPP objects failed; retrying");
+                return false;
+            }
+        };
+        tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
+        let same_bvi = same_target(&self.tunnel.installer, &tunnel.installer);
+        self.tunnel = tunnel;
+        self.l2fib_recorded = false;
+        if !same_bvi {
+            link.set_neighbour_installer(None);
+            if let Some(installer) = self.neighbours.take() {
+                drop(installer.stop().await);
+            }
+        }
+        if self.neighbours.is_none() {
+            self.start_neighbours(cfg, link);
+        }
+        true
     }
 
     async fn teardown(mut self, cfg: &TunnelConfig) {
@@ -526,9 +666,28 @@ impl VppSide {
                 self.tunnel.record(undo);
             }
         }
+        if !self.client.is_connected() {
+            tracing::warn!(
+                tunnel = %cfg.name,
+                "VPP's API is gone: nothing removed (a restarted VPP has none of the tunnel's objects; \
+                 those of a VPP that kept running are swept at the next start)"
+            );
+            return;
+        }
         for failure in self.tunnel.teardown(&self.client).await {
             tracing::error!(tunnel = %cfg.name, "{failure}");
         }
         let _ = self.client.close().await;
+    }
+}
+
+/// Whether two resolved install methods install on the same BVI the same way.
+fn same_target(a: &vpp::Installer, b: &vpp::Installer) -> bool {
+    use vpp::Installer::{Api, None, Vppctl};
+    match (a, b) {
+        (Api { bvi_sw_if_index: a }, Api { bvi_sw_if_index: b }) => a == b,
+        (Vppctl { bvi_name: a, .. }, Vppctl { bvi_name: b, .. }) => a == b,
+        (None, None) => true,
+        _ => false,
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::config::{InstallMethod, TunnelConfig};
 use crate::l2::{L2Config, NeighbourInstall};
-use crate::memif::ServerConfig;
+use crate::memif::{ClientConfig, ServerConfig};
 use crate::vpp;
 use crate::wg::DeviceSettings;
 
@@ -31,9 +31,9 @@ pub fn l2_config(cfg: &TunnelConfig) -> L2Config {
     l2
 }
 
-/// What VPP's side of the tunnel needs: the memif (VPP is the client and connects to our socket), the
-/// bridge port, host routes and the install method for routes and neighbours.
-pub fn vpp_setup(cfg: &TunnelConfig) -> vpp::TunnelSetup {
+/// What VPP's side of the tunnel needs: the memif (VPP connects to our socket, or listens on it when
+/// `vpp_listens`), the bridge port, host routes and the install method for routes and neighbours.
+pub fn vpp_setup(cfg: &TunnelConfig, vpp_listens: bool) -> vpp::TunnelSetup {
     let mut setup = vpp::TunnelSetup::new(
         cfg.uid,
         cfg.memif_socket.to_string_lossy().into_owned(),
@@ -65,6 +65,7 @@ pub fn vpp_setup(cfg: &TunnelConfig) -> vpp::TunnelSetup {
         },
     );
     setup.installs_neighbours = cfg.install.neighbours.any();
+    setup.vpp_listens = vpp_listens;
     setup
 }
 
@@ -80,6 +81,18 @@ fn install_method(cfg: &TunnelConfig) -> vpp::InstallMethod {
         InstallMethod::Vppctl => vpp::InstallMethod::Vppctl {
             binary: cfg.install.vppctl_binary.clone().into(),
         },
+    }
+}
+
+/// The memif client (slave) that connects to VPP's socket when VPP is the memif server.
+pub fn memif_client(cfg: &TunnelConfig, handshake_timeout: Duration) -> ClientConfig {
+    ClientConfig {
+        id: cfg.uid,
+        secret: cfg.secret.as_ref().map(|s| s.expose().to_owned()),
+        app_name: format!("wireguard-vpp {}", env!("CARGO_PKG_VERSION")),
+        if_name: cfg.name.clone(),
+        handshake_timeout,
+        ..ClientConfig::default()
     }
 }
 

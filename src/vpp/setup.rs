@@ -52,6 +52,9 @@ pub struct TunnelSetup {
     pub buffer_size: u16,
     /// Copy mode (the original's choice); false lets VPP share its buffers (zero-copy).
     pub no_zero_copy: bool,
+    /// VPP is the memif server (master) and listens on the socket; by default (false) VPP is the
+    /// client (slave) and connects to ours, as in the original.
+    pub vpp_listens: bool,
 }
 
 /// Shows everything but the memif secret.
@@ -70,6 +73,7 @@ impl std::fmt::Debug for TunnelSetup {
             .field("ring_size", &self.ring_size)
             .field("buffer_size", &self.buffer_size)
             .field("no_zero_copy", &self.no_zero_copy)
+            .field("vpp_listens", &self.vpp_listens)
             .finish()
     }
 }
@@ -104,6 +108,7 @@ impl TunnelSetup {
             ring_size: 1024,
             buffer_size: 2048,
             no_zero_copy: true,
+            vpp_listens: false,
         }
     }
 
@@ -154,7 +159,11 @@ impl TunnelSetup {
 
     fn memif_create(&self) -> MemifCreateV2 {
         MemifCreateV2 {
-            role: MemifRole::Slave,
+            role: if self.vpp_listens {
+                MemifRole::Master
+            } else {
+                MemifRole::Slave
+            },
             mode: MemifMode::Ethernet,
             rx_queues: 1,
             tx_queues: 1,
