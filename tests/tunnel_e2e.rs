@@ -42,14 +42,15 @@ impl Topology {
             dir: tempfile::tempdir().expect("temp dir"),
             daemon: None,
         };
-        topology.script("up");
+        topology.script("up", &[]);
         Some(topology)
     }
 
-    fn script(&self, command: &str) {
+    fn script(&self, command: &str, extra: &[&str]) {
         let out = Command::new(common::project_root().join("scripts/peers/topology.sh"))
             .args([command, &self.prefix])
             .arg(self.dir.path())
+            .args(extra)
             .output()
             .expect("topology.sh runs");
         assert!(
@@ -100,21 +101,11 @@ impl Topology {
     }
 
     fn start_testpmd(&self) {
-        self.script("testpmd");
+        self.script("testpmd", &[]);
     }
 
     fn start_testpmd_as_server(&self) {
-        let out = Command::new(common::project_root().join("scripts/peers/topology.sh"))
-            .args(["testpmd", &self.prefix])
-            .arg(self.dir.path())
-            .arg("server")
-            .output()
-            .expect("topology.sh runs");
-        assert!(
-            out.status.success(),
-            "topology.sh testpmd server: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.script("testpmd", &["server"]);
     }
 
     fn stop_testpmd(&self) {
@@ -184,7 +175,7 @@ impl Drop for Topology {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.script("down");
+        self.script("down", &[]);
         let _ = std::fs::remove_file(self.uapi_socket());
     }
 }

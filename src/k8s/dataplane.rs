@@ -202,7 +202,7 @@ fn counters(link: &Link) -> Vec<CounterSample> {
     }
     let own = link.counters();
     for (reason, counter) in [
-        ("link_down", &own.tx_dropped),
+        ("not_sent", &own.tx_dropped),
         ("too_big", &own.tx_too_big),
         ("not_ip", &own.rx_not_ip),
         ("device_busy", &own.rx_device_busy),
