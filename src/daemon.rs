@@ -150,7 +150,7 @@ fn is_socket(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
 }
 
-/// `LOG_LEVEL` as in the original (debug/verbose, error, silent); `RUST_LOG` overrides it when set.
+/// Logs to stderr (colours only on a terminal) at `LOG_LEVEL`; `RUST_LOG` overrides it when set.
 pub fn init_logging(env: &Env) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -164,8 +164,11 @@ pub fn init_logging(env: &Env) {
             filter
         }
     });
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

@@ -429,7 +429,7 @@ fn call(name: &str, fields: Value) -> Call {
     (name.to_owned(), fields)
 }
 
-fn route(is_add: bool, address: &str, proto: u32, nh: &str) -> Call {
+fn route(is_add: bool, address: &str, proto: u32) -> Call {
     let label = json!({"is_uniform": 0, "label": 0, "ttl": 0, "exp": 0});
     let len = if proto == 0 { 32 } else { 128 };
     call(
@@ -438,7 +438,7 @@ fn route(is_add: bool, address: &str, proto: u32, nh: &str) -> Call {
             "table_id": 0, "stats_index": 0, "prefix": format!("{address}/{len}"), "n_paths": 1,
             "paths": [{"sw_if_index": 1, "table_id": 0, "rpf_id": 0, "weight": 1, "preference": 1, "type": 0,
                        "flags": 0, "proto": proto,
-                       "nh": {"address": {"ip6": nh}, "via_label": 0, "obj_id": 0, "classify_table_index": 0},
+                       "nh": {"address": {"ip6": "::"}, "via_label": 0, "obj_id": 0, "classify_table_index": 0},
                        "n_labels": 0, "label_stack": vec![label; 16]}]}}),
     )
 }
@@ -468,8 +468,8 @@ fn setup_sequence(socket: &str) -> Vec<Call> {
             "sw_interface_set_l2_bridge",
             json!({"rx_sw_if_index": MEMIF, "bd_id": 4242, "port_type": 0, "shg": 0, "enable": true}),
         ),
-        route(true, "172.22.77.33", 0, "ac16:4d21::"),
-        route(true, "fe80::42:1817:1", 1, "fe80::42:1817:1"),
+        route(true, "172.22.77.33", 0),
+        route(true, "fe80::42:1817:1", 1),
     ]
 }
 
@@ -492,8 +492,8 @@ fn neighbour(is_add: bool) -> Call {
 /// Scenario 4's undo of the setup sequence: routes, memif, socket id.
 fn undo_of_setup(socket: &str) -> Vec<Call> {
     vec![
-        route(false, "fe80::42:1817:1", 1, "fe80::42:1817:1"),
-        route(false, "172.22.77.33", 0, "ac16:4d21::"),
+        route(false, "fe80::42:1817:1", 1),
+        route(false, "172.22.77.33", 0),
         call("memif_delete", json!({"sw_if_index": MEMIF})),
         call(
             "memif_socket_filename_add_del_v2",

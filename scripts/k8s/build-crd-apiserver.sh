@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds `crd-apiserver`: the upstream Kubernetes apiextensions API server with an embedded etcd, the real
 # API server the Kubernetes tests run against (CRDs, OpenAPI validation, CEL, defaulting, server-side apply,
-# status subresource, finalizers, watch). It is not a full cluster: there is no core/v1 API.
+# status subresource, finalizers, watch), which also serves core/v1 Secrets, Namespaces and Events (and the
+# same Events as events.k8s.io/v1) with the upstream generic registry storage. It is not a full cluster:
+# there are no other core resources, no RBAC, no admission plugins and no controllers besides the CRD ones.
 #
 # The Go sources and the Go toolchain come from Debian unstable's `golang-*` source packages, fetched with a
 # private apt state (the system's apt configuration and installed packages are neither read nor changed),
-# extracted and never installed or committed. Only the wrapper `main.go` next to this script is ours.
+# extracted and never installed or committed. Only the wrapper `main.go` next to this script is ours; the
+# OpenAPI definitions of the core types it serves (k8s.io/kubernetes's generated ones are not packaged) are
+# generated here with the packaged openapi-gen into the package `wgvpp.local/crd-apiserver/coreopenapi`.
 #
 # Usage: build-crd-apiserver.sh [CACHE_DIR] [OUTPUT]
 #   CACHE_DIR  apt state, extracted sources and Go build cache (default: target/crd-apiserver-cache)
@@ -55,7 +59,9 @@ if [ ! -f "$CACHE/.extracted" ]; then
   apt-get "${APTO[@]}" update -qq
   # Only the arch-independent Go sources and the Go toolchain are needed; the rest of the closure (libc,
   # protobuf, ...) is already on the machine or irrelevant to a pure-Go build.
-  mapfile -t wanted < <(apt-get "${APTO[@]}" --print-uris -y -qq install golang-k8s-apiextensions-apiserver-dev golang-go \
+  # golang-k8s-api-dev has the core/v1 and events/v1 types; kube-openapi, gengo and x/tools make openapi-gen.
+  mapfile -t wanted < <(apt-get "${APTO[@]}" --print-uris -y -qq install golang-k8s-apiextensions-apiserver-dev \
+      golang-k8s-api-dev golang-k8s-kube-openapi-dev golang-github-kubernetes-gengo-dev golang-golang-x-tools-dev golang-go \
     | awk '{print $2}' | grep '^golang-' \
     | python3 -c 'import sys, urllib.parse
 for line in sys.stdin:
@@ -83,12 +89,27 @@ cp "$WRAPPER" "$SRC/main.go"
 # A go.mod next to main.go turns on GOPATH mode's "minimal module compatibility", without which the
 # `/v3/` import paths of etcd are not found.
 printf 'module wgvpp.local/crd-apiserver\n\ngo 1.25\n' > "$SRC/go.mod"
+GO=(env GOROOT="$GOROOT_DIR" GOPATH="$GOPATH_DIR" GO111MODULE=off GOTOOLCHAIN=local GOPROXY=off GOFLAGS=
+    CGO_ENABLED=0 GOCACHE="$CACHE/gocache" PATH="$GOROOT_DIR/bin:$PATH")
+
+# The OpenAPI definitions of core/v1 and events.k8s.io/v1 (server-side apply needs them), generated together
+# with the apimachinery packages they refer to so that every reference uses the same model names.
+OPENAPI_GEN="$CACHE/bin/openapi-gen"
+if [ ! -x "$OPENAPI_GEN" ]; then
+  echo "crd-apiserver: building openapi-gen"
+  "${GO[@]}" go build -trimpath -o "$OPENAPI_GEN.tmp" k8s.io/kube-openapi/cmd/openapi-gen
+  mv "$OPENAPI_GEN.tmp" "$OPENAPI_GEN"
+fi
+echo "crd-apiserver: generating the core OpenAPI definitions"
+rm -rf "$SRC/coreopenapi"
+"${GO[@]}" "$OPENAPI_GEN" --output-dir "$SRC/coreopenapi" --output-pkg wgvpp.local/crd-apiserver/coreopenapi \
+  --output-file zz_generated.openapi.go --go-header-file /dev/null --report-filename /dev/null \
+  k8s.io/api/core/v1 k8s.io/api/events/v1 k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime \
+  k8s.io/apimachinery/pkg/api/resource k8s.io/apimachinery/pkg/util/intstr k8s.io/apimachinery/pkg/version
 
 echo "crd-apiserver: building Kubernetes v1.$MINOR (${K8S_VERSION}) with $(basename "$GOROOT_DIR")"
 mkdir -p "$(dirname "$OUT")"
-env GOROOT="$GOROOT_DIR" GOPATH="$GOPATH_DIR" GO111MODULE=off GOTOOLCHAIN=local GOPROXY=off GOFLAGS= \
-  CGO_ENABLED=0 GOCACHE="$CACHE/gocache" PATH="$GOROOT_DIR/bin:$PATH" \
-  go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v1.$MINOR.${K8S_VERSION##*.} \
+"${GO[@]}" go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v1.$MINOR.${K8S_VERSION##*.} \
     -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$MINOR" \
   -o "$OUT.tmp" wgvpp.local/crd-apiserver
 mv "$OUT.tmp" "$OUT"

@@ -12,15 +12,21 @@
 # a net_tap port whose TAP device lives in that namespace; so the Linux stack there is the real neighbour that
 # answers ARP and NDP, ping and TCP, as VPP's BVI would.
 #
+# With a real VPP instead (`topology.sh vpp P DIR`, after `up`): scripts/peers/vpp.sh starts VPP with its
+# runtime directory DIR/vpp and lays out bridge 4242 with the BVI loop42 (10.127.111.1/24, fd00:4242::1/64,
+# fe80::4242); the daemon's files are rewritten for it (install method api on loop42, host routes for all
+# three families), and the peer routes VPP's subnets into the tunnel. The peer also owns fe80::42:1817:1.
+#
 # Usage: topology.sh up P DIR      namespaces, veth, the wireguard-go peer, config files under DIR
 #        topology.sh testpmd P DIR [client|server]
 #                                  start testpmd as the memif client (default: the daemon P must listen on
 #                                  DIR/run/P.sock first) or as the memif server (the daemon connects)
+#        topology.sh vpp P DIR     start a real VPP for the daemon P (see above)
 #        topology.sh down P DIR    kill every process started here (by PID) and delete the namespaces
 # P is a short unique prefix (at most 6 characters, interface names are limited to 15).
 set -euo pipefail
 
-cmd=${1:?usage: topology.sh up|testpmd|down PREFIX DIR}
+cmd=${1:?usage: topology.sh up|testpmd|vpp|down PREFIX DIR}
 P=${2:?prefix}
 DIR=${3:?directory}
 GW_MAC=42:42:42:42:42:42
@@ -58,10 +64,11 @@ up() {
   for _ in $(seq 100); do [ -S "/var/run/wireguard/$P-w.sock" ] && break; sleep 0.05; done
   wg set "$P-w" listen-port 51821 private-key "$DIR/keys/peer.key" \
     peer "$(cat "$DIR/keys/ours.pub")" endpoint 10.99.77.1:51820 persistent-keepalive 25 \
-    allowed-ips 172.22.77.0/24,fd28:cb8f:4c92::/64,224.0.0.0/4,ff00::/8
+    allowed-ips 172.22.77.0/24,fd28:cb8f:4c92::/64,10.127.111.0/24,fd00:4242::/64,fe80::4242/128,224.0.0.0/4,ff00::/8
   ip -n "$PEER" addr add 172.22.77.33/32 dev "$P-w"
   ip -n "$PEER" addr add fd28:cb8f:4c92::33/128 dev "$P-w"
   ip -n "$PEER" link set "$P-w" mtu 1420 up
+  ip -n "$PEER" addr add fe80::42:1817:1/64 dev "$P-w" nodad
   ip -n "$PEER" route add 172.22.77.0/24 dev "$P-w"
   ip -n "$PEER" route add fd28:cb8f:4c92::/64 dev "$P-w"
 
@@ -90,6 +97,27 @@ AllowedIPs = 172.22.77.33/32, fd28:cb8f:4c92::33/128, 224.0.0.0/4, ff00::/8
 CONF
 }
 
+start_vpp() {
+  "$(dirname "$0")/vpp.sh" start "$DIR/vpp" "${VPP_CORE:-0}"
+  ip -n "$PEER" route add 10.127.111.0/24 dev "$P-w"
+  ip -n "$PEER" route add fd00:4242::/64 dev "$P-w"
+  cat > "$DIR/etc/if/$P.json" <<JSON
+{"uid": 3, "secret": "demo-secret",
+ "IPv4ArpResponseRanges": ["172.22.77.33/32"],
+ "IPv6NdpNeighAdvRanges": ["fd28:cb8f:4c92::33/128", "fe80::42:1817:1/128"],
+ "IPv4ArpLearningRanges": ["10.127.111.0/24"],
+ "IPv6NdpLearningRanges": ["fd00:4242::/64"],
+ "VppBridgeID": 4242}
+JSON
+  cat > "$DIR/etc/gw/4242.json" <<JSON
+{"GatewayMacAddr": "$GW_MAC", "WgIfMacaddrPrefix": "98:D2:93", "VppIfMacaddrPrefix": "A4:77:33",
+ "VppBridgeLoop_InstallMethod": "api", "VppBridgeLoop_SwIfName": "loop42",
+ "VppBridgeLoop_InstallRoutes": {"IPv4": true, "IPv6": true, "IPv6 link-local": true}}
+JSON
+  sed -i 's#^AllowedIPs = .*#AllowedIPs = 172.22.77.33/32, fd28:cb8f:4c92::33/128, fe80::42:1817:1/128, 224.0.0.0/4, ff00::/8#' \
+    "$DIR/ours.conf"
+}
+
 start_testpmd() {
   local role=${1:-client}
   # The LAN namespace's TAP device comes from testpmd itself (net_tap), created inside that namespace.
@@ -110,6 +138,7 @@ down() {
   kill_pidfile testpmd
   kill_pidfile daemon
   kill_pidfile peer
+  [ ! -d "$DIR/vpp" ] || "$(dirname "$0")/vpp.sh" stop "$DIR/vpp"
   for ns in "$LAN" "$WGNS" "$PEER"; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "/var/run/dpdk/$P"
   rm -f "/var/run/wireguard/$P-w.sock"
@@ -118,6 +147,7 @@ down() {
 case "$cmd" in
   up) up ;;
   testpmd) start_testpmd "${4:-client}" ;;
+  vpp) start_vpp ;;
   down) down ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

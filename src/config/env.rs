@@ -38,8 +38,6 @@ pub struct Env {
     pub reconf: Option<Reconf>,
     /// `LOG_LEVEL`.
     pub log_level: LogLevel,
-    /// `WG_UAPI_FD`: an inherited, listening UAPI socket to use instead of creating one.
-    pub uapi_fd: Option<i32>,
     /// What was noticed while parsing; to be logged once logging is set up (it depends on `LOG_LEVEL`).
     pub warnings: Vec<ConfigWarning>,
 }
@@ -53,36 +51,50 @@ pub struct Reconf {
     pub path: PathBuf,
 }
 
-/// `LOG_LEVEL` as the original mapped it.
+/// `LOG_LEVEL`: the original's words (`debug`/`verbose`, `error`, `silent`) and the other levels operators
+/// type (`warn`, `info`, `trace`), in any case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogLevel {
-    /// `debug` or `verbose`.
-    Debug,
-    /// `error`, unset, or any other value.
-    #[default]
-    Error,
     /// `silent`: nothing is logged.
     Silent,
+    /// `error`: failures only (the original's default).
+    Error,
+    /// `warn` or `warning`, the default: also what an operator should act on (a VPP that does not answer
+    /// yet, a memif secret readable by everyone).
+    #[default]
+    Warn,
+    /// `info`: also each step of a tunnel's life.
+    Info,
+    /// `debug` or `verbose`.
+    Debug,
+    /// `trace`.
+    Trace,
 }
 
 impl LogLevel {
-    /// The original's mapping; `None` for a value it did not know (it then used `error`).
+    /// The level named `value`; `None` for a word none of the levels has.
     pub fn parse(value: &str) -> Option<LogLevel> {
-        match value {
-            "debug" | "verbose" => Some(LogLevel::Debug),
-            "error" => Some(LogLevel::Error),
-            "silent" => Some(LogLevel::Silent),
-            _ => None,
-        }
+        Some(match value.to_ascii_lowercase().as_str() {
+            "silent" => LogLevel::Silent,
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" | "verbose" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => return None,
+        })
     }
 
     /// The `tracing` filter for this level.
     pub fn level_filter(self) -> tracing::level_filters::LevelFilter {
         use tracing::level_filters::LevelFilter;
         match self {
-            LogLevel::Debug => LevelFilter::DEBUG,
-            LogLevel::Error => LevelFilter::ERROR,
             LogLevel::Silent => LevelFilter::OFF,
+            LogLevel::Error => LevelFilter::ERROR,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Trace => LevelFilter::TRACE,
         }
     }
 }
@@ -95,8 +107,7 @@ impl Default for Env {
             memif_socket_dir: PathBuf::from(DEFAULT_MEMIF_SOCKET_DIR),
             config_dir: PathBuf::from(DEFAULT_CONFIG_DIR),
             reconf: None,
-            log_level: LogLevel::Error,
-            uapi_fd: None,
+            log_level: LogLevel::default(),
             warnings: Vec::new(),
         }
     }
@@ -133,14 +144,12 @@ impl Env {
             env.config_dir = PathBuf::from(dir);
         }
         if let Some(value) = get("LOG_LEVEL") {
-            env.log_level = LogLevel::parse(&value).unwrap_or_else(|| {
-                env.warnings.push(ConfigWarning::Env {
-                    var: "LOG_LEVEL",
-                    value: value.clone(),
-                    message: "not one of debug, verbose, error, silent; using error".into(),
-                });
-                LogLevel::Error
-            });
+            env.log_level = LogLevel::parse(&value).ok_or_else(|| ConfigError::Env {
+                var: "LOG_LEVEL",
+                value: value.clone(),
+                reason: "expected one of error, warn, info, debug (or verbose), trace, silent"
+                    .into(),
+            })?;
         }
         if let Some(value) = get("WG_TUN_FD") {
             return Err(ConfigError::Env {
@@ -150,13 +159,11 @@ impl Env {
             });
         }
         if let Some(value) = get("WG_UAPI_FD") {
-            env.uapi_fd = Some(value.parse::<i32>().ok().filter(|fd| *fd >= 0).ok_or_else(
-                || ConfigError::Env {
-                    var: "WG_UAPI_FD",
-                    value: value.clone(),
-                    reason: "not a file descriptor number".into(),
-                },
-            )?);
+            return Err(ConfigError::Env {
+                var: "WG_UAPI_FD",
+                value,
+                reason: "not supported: wireguard-vpp creates its UAPI socket itself, also when it detaches; unset it".into(),
+            });
         }
         let interval = get("WGGO_RECONF_INTERVAL")
             .map(|value| parse_interval(&value).map(|d| (value, d)))
@@ -250,10 +257,7 @@ mod tests {
         assert_eq!(e.vpp_api_socket, Path::new("/run/vpp/api.sock"));
         assert_eq!(e.memif_socket_dir, Path::new("/var/run/wggo-vpp"));
         assert_eq!(e.config_dir, Path::new("/etc/wggo-vpp"));
-        assert_eq!(
-            (&e.reconf, e.log_level, e.uapi_fd),
-            (&None, LogLevel::Error, None)
-        );
+        assert_eq!((&e.reconf, e.log_level), (&None, LogLevel::Warn));
         assert_eq!(
             e.memif_socket_path("home"),
             Path::new("/var/run/wggo-vpp/home.sock")
@@ -272,35 +276,33 @@ mod tests {
             ("VPP_API_SOCKET_PATH", "/run/vpp/api2.sock"),
             ("VPP_MEMIF_SOCKET_DIR", "/run/m"),
             ("VPP_MEMIF_CONFIG_DIR", "cfg"),
-            ("WG_UAPI_FD", "4"),
         ])
         .unwrap();
         assert_eq!(e.vpp_api_socket, Path::new("/run/vpp/api2.sock"));
         assert_eq!(e.memif_socket_path("x"), Path::new("/run/m/x.sock"));
         assert_eq!(e.config_dir, Path::new("cfg"));
-        assert_eq!(e.uapi_fd, Some(4));
     }
 
     #[test]
     fn log_level_mapping() {
         use tracing::level_filters::LevelFilter;
         let cases = [
-            ("debug", LogLevel::Debug, LevelFilter::DEBUG, false),
-            ("verbose", LogLevel::Debug, LevelFilter::DEBUG, false),
-            ("error", LogLevel::Error, LevelFilter::ERROR, false),
-            ("silent", LogLevel::Silent, LevelFilter::OFF, false),
-            ("DEBUG", LogLevel::Error, LevelFilter::ERROR, true),
-            ("info", LogLevel::Error, LevelFilter::ERROR, true),
+            ("debug", LevelFilter::DEBUG),
+            ("verbose", LevelFilter::DEBUG),
+            ("DEBUG", LevelFilter::DEBUG),
+            ("error", LevelFilter::ERROR),
+            ("warn", LevelFilter::WARN),
+            ("Warning", LevelFilter::WARN),
+            ("info", LevelFilter::INFO),
+            ("trace", LevelFilter::TRACE),
+            ("silent", LevelFilter::OFF),
         ];
-        for (value, level, filter, warned) in cases {
+        for (value, filter) in cases {
             let e = env(&[("LOG_LEVEL", value)]).unwrap();
-            assert_eq!(
-                (e.log_level, e.log_level.level_filter()),
-                (level, filter),
-                "{value}"
-            );
-            assert_eq!(!e.warnings.is_empty(), warned, "{value}");
+            assert_eq!(e.log_level.level_filter(), filter, "{value}");
         }
+        let err = env(&[("LOG_LEVEL", "loud")]).unwrap_err().to_string();
+        assert!(err.contains("LOG_LEVEL") && err.contains("loud"), "{err}");
     }
 
     #[test]
@@ -359,8 +361,7 @@ mod tests {
                 "cannot use this wg(8) config file",
             ),
             ("WG_TUN_FD", "3", "not supported"),
-            ("WG_UAPI_FD", "x", "not a file descriptor"),
-            ("WG_UAPI_FD", "-1", "not a file descriptor"),
+            ("WG_UAPI_FD", "4", "not supported"),
         ];
         for (var, value, reason) in cases {
             let err = env(&[(var, value)]).unwrap_err();

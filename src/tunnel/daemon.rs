@@ -9,6 +9,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// How long to wait for VPP's first memif connection, in seconds (default 30); not in the original.
 pub const MEMIF_CONNECT_TIMEOUT_VAR: &str = "WGVPP_MEMIF_CONNECT_TIMEOUT";
+/// How long to wait for VPP's API socket at start, in seconds (default 60); not in the original.
+pub const API_CONNECT_TIMEOUT_VAR: &str = "WGVPP_API_CONNECT_TIMEOUT";
 
 /// Loads and validates the configuration (nothing is created before it passes), then runs the tunnel.
 /// `vpp_api: false` leaves VPP alone (its side of the memif is configured elsewhere); `memif_role` says
@@ -19,34 +21,43 @@ pub async fn run_named(
     vpp_api: bool,
     memif_role: MemifRole,
 ) -> Result<(), TunnelError> {
-    let connect_timeout =
-        memif_connect_timeout(std::env::var(MEMIF_CONNECT_TIMEOUT_VAR).ok().as_deref())?;
+    let memif_timeout = timeout_var(MEMIF_CONNECT_TIMEOUT_VAR, "VPP's first memif connection")?;
+    let api_timeout = timeout_var(API_CONNECT_TIMEOUT_VAR, "VPP's API socket")?;
     let cfg = config::load(&env.config_dir, name, &env)?;
     let mut options = RunOptions::new(&cfg.vpp_api_socket);
     options.reconf = env.reconf.clone();
     options.memif_role = memif_role;
-    if let Some(timeout) = connect_timeout {
+    if let Some(timeout) = memif_timeout {
         options.first_connect_timeout = timeout;
     }
     if !vpp_api {
         options.vpp = VppAccess::Off;
+    } else if let (VppAccess::Api(client), Some(timeout)) = (&mut options.vpp, api_timeout) {
+        client.connect_deadline = timeout;
     }
     run(cfg, options, terminated()).await
 }
 
-/// Parses `WGVPP_MEMIF_CONNECT_TIMEOUT` (seconds, fractions allowed, above 0); empty counts as unset.
-pub fn memif_connect_timeout(value: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+fn timeout_var(var: &'static str, what: &str) -> Result<Option<Duration>, ConfigError> {
+    parse_timeout(var, std::env::var(var).ok().as_deref(), what)
+}
+
+/// Parses the timeout variable `var` (seconds to wait for `what`, fractions allowed, above 0); empty
+/// counts as unset.
+pub fn parse_timeout(
+    var: &'static str,
+    value: Option<&str>,
+    what: &str,
+) -> Result<Option<Duration>, ConfigError> {
     let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
     match value.trim().parse::<f64>().map(Duration::try_from_secs_f64) {
         Ok(Ok(timeout)) if !timeout.is_zero() => Ok(Some(timeout)),
         _ => Err(ConfigError::Env {
-            var: MEMIF_CONNECT_TIMEOUT_VAR,
+            var,
             value: value.to_owned(),
-            reason:
-                "expected the seconds to wait for VPP's first memif connection, a number above 0"
-                    .to_owned(),
+            reason: format!("expected the seconds to wait for {what}, a number above 0"),
         }),
     }
 }
@@ -78,16 +89,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_connect_timeout_is_seconds_above_zero() {
-        assert_eq!(memif_connect_timeout(None).ok(), Some(None));
-        assert_eq!(memif_connect_timeout(Some("")).ok(), Some(None));
+    fn the_connect_timeouts_are_seconds_above_zero() {
+        let parse = |value| parse_timeout(API_CONNECT_TIMEOUT_VAR, value, "VPP's API socket");
+        assert_eq!(parse(None).ok(), Some(None));
+        assert_eq!(parse(Some("")).ok(), Some(None));
         assert_eq!(
-            memif_connect_timeout(Some("2.5")).ok(),
+            parse(Some("2.5")).ok(),
             Some(Some(Duration::from_millis(2500)))
         );
         for bad in ["0", "-1", "ten", "NaN", "inf", "1e30"] {
-            let err = memif_connect_timeout(Some(bad)).expect_err(bad);
-            assert!(err.to_string().contains(MEMIF_CONNECT_TIMEOUT_VAR), "{err}");
+            let err = parse(Some(bad)).expect_err(bad).to_string();
+            assert!(err.contains(API_CONNECT_TIMEOUT_VAR), "{err}");
+            assert!(err.contains("VPP's API socket"), "{err}");
         }
     }
 }

@@ -463,9 +463,9 @@ async fn serve(
             .adapter()
             .poll_at(Instant::now())
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-        let vpp_lost = async {
-            match vpp.as_ref() {
-                Some(side) => side.client.disconnected().await,
+        let vpp_trouble = async {
+            match vpp.as_mut() {
+                Some(side) => side.trouble().await,
                 None => std::future::pending().await,
             }
         };
@@ -487,14 +487,18 @@ async fn serve(
                 }
                 None => return Err(TunnelError::MemifTaskEnded),
             },
-            () = vpp_lost => {
+            trouble = vpp_trouble => {
                 status.send_modify(|s| s.phase = Phase::Reconnecting);
                 let Some(side) = vpp.as_mut() else { continue };
-                tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back");
+                match trouble {
+                    VppTrouble::ApiLost => tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back"),
+                    VppTrouble::MemifDeleted => tracing::warn!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), "VPP deleted our memif; creating it again"),
+                }
                 let mut retry_after = None;
                 loop {
                     // VPP may stay away for long: a signal or the UAPI socket's removal still stops the
                     // tunnel. Re-creating is not raced, so that whatever it creates is recorded for undo.
+                    // (With the API still connected, `reconnect` returns at once.)
                     tokio::select! {
                         () = side.reconnect(retry_after) => {}
                         () = &mut shutdown => {
@@ -549,9 +553,19 @@ async fn reapply(device: Arc<MemifDevice>, reconf: Reconf) {
     }
 }
 
+/// Why the tunnel's objects in VPP must be created again.
+enum VppTrouble {
+    /// The API connection closed: VPP exited or restarted.
+    ApiLost,
+    /// Our memif was deleted in a VPP that stays up (`delete memif`, by hand or by a tool).
+    MemifDeleted,
+}
+
 /// The tunnel's objects in VPP and what keeps them: the API client and the neighbour installer.
 struct VppSide {
     client: Client,
+    /// VPP's interface events (`None` when VPP refused the subscription: deletions go unnoticed then).
+    events: Option<tokio::sync::broadcast::Receiver<vpp::messages::SwInterfaceEvent>>,
     /// What to create, again after a VPP restart.
     params: vpp::TunnelSetup,
     tunnel: VppTunnel,
@@ -567,17 +581,58 @@ impl VppSide {
         client: Client,
         params: vpp::TunnelSetup,
     ) -> Result<VppSide, TunnelError> {
+        sweep_neighbours(cfg, &client, "left by an earlier run").await;
         let tunnel = vpp::setup(&client, &params)
             .await
             .map_err(TunnelError::VppSetup)?;
         tracing::info!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), sw_if_index = tunnel.memif_sw_if_index, "VPP objects created");
+        let events = match client.interface_events().await {
+            Ok(events) => Some(events),
+            Err(err) => {
+                tracing::warn!(tunnel = %cfg.name, error = %err, "no interface events from VPP: a memif deleted by hand will not be noticed");
+                None
+            }
+        };
         Ok(VppSide {
             client,
+            events,
             params,
             tunnel,
             neighbours: None,
             l2fib_recorded: false,
         })
+    }
+
+    /// Resolves when VPP's API connection closes, or when VPP reports our memif deleted and a dump
+    /// confirms it (VPP reuses interface indexes, so an event about an older memif is checked).
+    async fn trouble(&mut self) -> VppTrouble {
+        let VppSide {
+            client,
+            events,
+            tunnel,
+            ..
+        } = self;
+        let deleted = async {
+            let Some(events) = events.as_mut() else {
+                return std::future::pending().await;
+            };
+            loop {
+                let suspect = match events.recv().await {
+                    Ok(event) => event.deleted && event.sw_if_index == tunnel.memif_sw_if_index,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return std::future::pending().await;
+                    }
+                };
+                if suspect && !memif_exists(client, tunnel.memif_sw_if_index).await {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            () = client.disconnected() => VppTrouble::ApiLost,
+            () = deleted => VppTrouble::MemifDeleted,
+        }
     }
 
     /// Adds the l2fib entry for our MAC, recording it for teardown the first time only.
@@ -677,7 +732,30 @@ impl VppSide {
         for failure in self.tunnel.teardown(&self.client).await {
             tracing::error!(tunnel = %cfg.name, "{failure}");
         }
+        sweep_neighbours(cfg, &self.client, "learned by VPP from our answers").await;
         let _ = self.client.close().await;
+    }
+}
+
+/// Removes VPP's neighbour entries with our MAC (see [`vpp::sweep_neighbours`]); a failure is logged.
+async fn sweep_neighbours(cfg: &TunnelConfig, client: &Client, which: &str) {
+    match vpp::sweep_neighbours(client, vpp::MacAddress(cfg.self_mac.0)).await {
+        Ok(0) => {}
+        Ok(removed) => {
+            tracing::info!(tunnel = %cfg.name, removed, "removed neighbour entries {which}")
+        }
+        Err(err) => {
+            tracing::warn!(tunnel = %cfg.name, error = %err, "could not remove neighbour entries {which}")
+        }
+    }
+}
+
+/// Whether VPP still has the memif `sw_if_index`; true when the dump fails (the API's own loss is
+/// noticed elsewhere).
+async fn memif_exists(client: &Client, sw_if_index: u32) -> bool {
+    match client.dump(&vpp::messages::MemifDump).await {
+        Ok(memifs) => memifs.iter().any(|m| m.sw_if_index == sw_if_index),
+        Err(_) => true,
     }
 }
 

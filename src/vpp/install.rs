@@ -136,8 +136,9 @@ impl Installer {
         matches!(self, Self::None)
     }
 
-    /// Adds (or removes) the host route `ip`/32 or /128 via the BVI with `ip` itself as next hop, so that
-    /// VPP resolves it by ARP/ND on the BVI.
+    /// Adds (or removes) the host route `ip`/32 or /128 attached to the BVI, so that VPP resolves `ip` by
+    /// ARP/ND on the BVI and accepts our replies. (The original's `via <ip> <bvi>` is attached-nexthop: VPP's
+    /// ARP input drops replies from such an address, "IP4 source address not local to subnet".)
     pub async fn host_route(
         &self,
         client: &Client,
@@ -151,7 +152,7 @@ impl Installer {
                     table_id: 0,
                     stats_index: 0,
                     prefix: Prefix::host(ip),
-                    paths: vec![FibPath::via_interface(*bvi_sw_if_index, ip)],
+                    paths: vec![FibPath::attached(*bvi_sw_if_index, ip)],
                 };
                 client
                     .request(&IpRouteAddDel {
@@ -163,12 +164,7 @@ impl Installer {
                     .map(drop)
             }
             Self::Vppctl { vppctl, bvi_name } => Ok(vppctl
-                .run(&vppctl::route_command(
-                    is_add,
-                    Prefix::host(ip),
-                    ip,
-                    bvi_name,
-                ))
+                .run(&vppctl::route_command(is_add, Prefix::host(ip), bvi_name))
                 .await?),
         }
     }

@@ -34,7 +34,7 @@ pub use install::{
     Bvi, BviError, InstallMethod, Installer, RouteFamilies, find_interface, host_routes,
 };
 pub use neighbour::{NeighbourCounts, NeighbourHandle, NeighbourInstaller};
-pub use setup::{SetupError, TunnelSetup, VppTunnel, setup, sweep_stale};
+pub use setup::{SetupError, TunnelSetup, VppTunnel, setup, sweep_neighbours, sweep_stale};
 pub use types::{IpNeighborFlags, MacAddress};
 pub use undo::{Undo, UndoFailure, undo_all};
 pub use vppctl::{Vppctl, VppctlError};

@@ -255,6 +255,14 @@ impl Worker {
     }
 
     async fn attempt(&mut self, ip: IpAddr, mac: MacAddress, previous_attempts: u32) {
+        if self.flags.contains(IpNeighborFlags::NO_FIB_ENTRY) {
+            // VPP applies no-fib-entry only when it creates an entry, and it has usually learned this one
+            // (with its FIB entry) from the answer we just sent: replace it. A missing entry is no error.
+            let _ = self
+                .installer
+                .neighbour(&self.client, false, ip, mac, IpNeighborFlags::NONE)
+                .await;
+        }
         match self
             .installer
             .neighbour(&self.client, true, ip, mac, self.flags)

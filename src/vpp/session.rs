@@ -81,7 +81,17 @@ impl Session {
             if tokio::time::Instant::now() + backoff > deadline {
                 return Err(error);
             }
-            tracing::info!(path = %options.socket_path.display(), %error, "VPP API not ready, retrying");
+            if attempts == 1 {
+                // Said at once and at the default level: a wait in silence looks like a hang.
+                tracing::warn!(
+                    path = %options.socket_path.display(),
+                    %error,
+                    wait_seconds = options.connect_deadline.as_secs_f64(),
+                    "VPP's API socket does not answer yet; waiting for VPP"
+                );
+            } else {
+                tracing::debug!(path = %options.socket_path.display(), %error, "VPP API not ready, retrying");
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }

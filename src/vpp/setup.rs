@@ -14,8 +14,9 @@ use super::client::Client;
 use super::error::VppError;
 use super::install::{Bvi, BviError, InstallMethod, Installer};
 use super::messages::{
-    L2fibAddDel, MemifCreateV2, MemifDelete, MemifDump, MemifSocketFilenameAddDelV2,
-    MemifSocketFilenameDump, SwInterfaceSetFlags, SwInterfaceSetL2Bridge,
+    IpNeighborAddDel, IpNeighborDump, L2fibAddDel, MemifCreateV2, MemifDelete, MemifDump,
+    MemifSocketFilenameAddDelV2, MemifSocketFilenameDump, SwInterfaceSetFlags,
+    SwInterfaceSetL2Bridge,
 };
 use super::types::{IfStatusFlags, L2PortType, MacAddress, MemifMode, MemifRole};
 use super::undo::{Undo, UndoFailure, undo_all};
@@ -325,6 +326,34 @@ pub async fn sweep_stale(
     };
     undo.apply(client).await.map_err(failed)?;
     removed.push(undo);
+    Ok(removed)
+}
+
+/// Removes every neighbour entry in VPP that carries `mac`, the tunnel's own MAC: entries installed by a run
+/// that died, and those VPP learned from our ARP/NDP answers, which would point at a MAC that is gone once
+/// the tunnel stops (VPP does not age neighbours out unless configured to). Returns how many were removed.
+pub async fn sweep_neighbours(client: &Client, mac: MacAddress) -> Result<usize, VppError> {
+    let mut removed = 0;
+    for ipv6 in [false, true] {
+        let dump = IpNeighborDump {
+            sw_if_index: u32::MAX,
+            ipv6,
+        };
+        for entry in client.dump(&dump).await? {
+            if entry.neighbor.mac_address != mac {
+                continue;
+            }
+            let neighbor = entry.neighbor;
+            client
+                .request(&IpNeighborAddDel {
+                    is_add: false,
+                    neighbor,
+                })
+                .await?;
+            tracing::debug!(ip = %neighbor.ip_address, sw_if_index = neighbor.sw_if_index, "removed a neighbour entry with our MAC");
+            removed += 1;
+        }
+    }
     Ok(removed)
 }
 

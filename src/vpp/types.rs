@@ -333,6 +333,17 @@ impl FibPath {
     /// Encoded size of one path.
     pub const SIZE: usize = 167;
 
+    /// A path straight out of `sw_if_index` with no next hop, for `family`'s address family (`via loop42`,
+    /// the same as `via 0.0.0.0 loop42`): VPP marks the route *attached*, resolves the destination itself by
+    /// ARP/ND on the interface, and accepts ARP replies from it.
+    pub fn attached(sw_if_index: u32, family: IpAddr) -> Self {
+        let unspecified = match family {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        Self::via_interface(sw_if_index, unspecified)
+    }
+
     /// A path out of `sw_if_index` towards `next_hop`, with weight 1 and preference 1 (the original's
     /// values), in table 0, no labels.
     pub fn via_interface(sw_if_index: u32, next_hop: IpAddr) -> Self {

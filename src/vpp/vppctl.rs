@@ -103,20 +103,13 @@ impl Vppctl {
     }
 }
 
-/// `ip route add <ip>/<len> via <ip> <bvi>` (or `del`): a host route via the BVI with itself as next hop.
-pub fn route_command(is_add: bool, prefix: Prefix, via: IpAddr, bvi_name: &str) -> Vec<String> {
+/// `ip route add <ip>/<len> via <bvi>` (or `del`): a host route attached to the BVI (see
+/// [`super::FibPath::attached`]).
+pub fn route_command(is_add: bool, prefix: Prefix, bvi_name: &str) -> Vec<String> {
     let verb = if is_add { "add" } else { "del" };
-    [
-        "ip",
-        "route",
-        verb,
-        &prefix.to_string(),
-        "via",
-        &via.to_string(),
-        bvi_name,
-    ]
-    .map(str::to_owned)
-    .to_vec()
+    ["ip", "route", verb, &prefix.to_string(), "via", bvi_name]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 /// `set ip neighbor [del] <bvi> <ip> <mac> [static] [no-fib-entry]`.
@@ -149,8 +142,8 @@ mod tests {
     fn commands_are_the_originals() {
         let ip: IpAddr = "172.22.77.33".parse().unwrap();
         assert_eq!(
-            route_command(true, Prefix::host(ip), ip, "loop42").join(" "),
-            "ip route add 172.22.77.33/32 via 172.22.77.33 loop42"
+            route_command(true, Prefix::host(ip), "loop42").join(" "),
+            "ip route add 172.22.77.33/32 via loop42"
         );
         let mac = "98:d2:93:00:00:03".parse().unwrap();
         assert_eq!(

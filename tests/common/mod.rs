@@ -7,6 +7,8 @@
 //! machine still runs everything else.
 #![allow(dead_code)]
 
+pub mod vpp;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -115,6 +115,8 @@ pub const USED: &[&str] = &[
     IpRouteAddDelReply::NAME_CRC,
     IpNeighborAddDel::NAME_CRC,
     IpNeighborAddDelReply::NAME_CRC,
+    IpNeighborDump::NAME_CRC,
+    IpNeighborDetails::NAME_CRC,
 ];
 
 #[cfg(test)]

@@ -1,0 +1,367 @@
+//! A real VPP with the bridge an operator lays out (scripts/peers/vpp.sh), a wireguard-go peer in its own
+//! namespace, and our daemon in a third (scripts/peers/topology.sh `up` + `vpp`):
+//!
+//! ```text
+//!  VPP (runtime dir DIR/vpp)             <P>-wg namespace               <P>-peer namespace
+//!  loop42 BVI of bridge 4242   memif3/3  wireguard-vpp P (memif server)  wireguard-go <P>w
+//!  10.127.111.1/24            <-------->  UDP 10.99.77.1:51820 <--veth--> 10.99.77.2:51821
+//!  fd00:4242::1/64, fe80::4242                                           172.22.77.33, fd28:cb8f:4c92::33,
+//!  loop420 (a decoy name)                                                fe80::42:1817:1
+//! ```
+//!
+//! Everything is removed on drop, also when the test fails: the daemon, VPP (by PID), the peer, the
+//! namespaces.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Checks that a VPP can be found (`VPP_HOME`, `../shared/vpp`, or the PATH), with the peer rules of
+/// [`super::require`].
+pub fn require_vpp() -> bool {
+    let found = Command::new(super::project_root().join("scripts/peers/vpp.sh"))
+        .arg("home")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    found || super::missing("VPP is not found: set VPP_HOME or install vpp and vppctl on the PATH")
+}
+
+/// One test's VPP, peer and daemon.
+pub struct VppBed {
+    prefix: String,
+    dir: tempfile::TempDir,
+    daemon: Option<Child>,
+}
+
+impl VppBed {
+    /// Starts VPP with its bridge and the wireguard-go peer, and writes the daemon's files; `None` (skip)
+    /// when a peer is missing outside CI.
+    pub fn up() -> Option<VppBed> {
+        for (program, purpose) in [
+            ("wireguard-go", "WireGuard peer"),
+            ("wg", "UAPI client"),
+            ("ip", "network namespaces"),
+        ] {
+            if !super::require(program, purpose) {
+                return None;
+            }
+        }
+        if !super::require_root("the real-VPP tests") || !require_vpp() {
+            return None;
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let bed = VppBed {
+            prefix: format!("v{}{}", std::process::id() % 10_000, n),
+            dir: tempfile::tempdir().expect("temp dir"),
+            daemon: None,
+        };
+        bed.topology("up");
+        bed.topology("vpp");
+        Some(bed)
+    }
+
+    fn topology(&self, command: &str) {
+        let out = Command::new(super::project_root().join("scripts/peers/topology.sh"))
+            .args([command, &self.prefix])
+            .arg(self.dir.path())
+            .output()
+            .expect("topology.sh runs");
+        assert!(
+            out.status.success(),
+            "topology.sh {command}: {}",
+            text(&out)
+        );
+    }
+
+    /// The tunnel's name (also the namespace prefix).
+    pub fn name(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The test's directory: `etc/` (config files), `run/` (memif sockets), `vpp/` (VPP's runtime).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The daemon's interface config file.
+    pub fn if_file(&self) -> PathBuf {
+        self.dir().join(format!("etc/if/{}.json", self.prefix))
+    }
+
+    /// The bridge's gateway file.
+    pub fn gw_file(&self) -> PathBuf {
+        self.dir().join("etc/gw/4242.json")
+    }
+
+    /// VPP's API socket.
+    pub fn api_socket(&self) -> PathBuf {
+        self.dir().join("vpp/api.sock")
+    }
+
+    pub fn uapi_socket(&self) -> PathBuf {
+        PathBuf::from(format!("/var/run/wireguard/{}.sock", self.prefix))
+    }
+
+    pub fn memif_socket(&self) -> PathBuf {
+        self.dir().join(format!("run/{}.sock", self.prefix))
+    }
+
+    /// A CLI command on this VPP; its output.
+    pub fn vppctl(&self, command: &str) -> String {
+        let out = self.vpp_sh("ctl", command.split_whitespace());
+        assert!(out.status.success(), "vppctl {command}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn vpp_sh<'a>(&self, command: &str, args: impl IntoIterator<Item = &'a str>) -> Output {
+        Command::new(super::project_root().join("scripts/peers/vpp.sh"))
+            .arg(command)
+            .arg(self.dir().join("vpp"))
+            .args(args)
+            .output()
+            .expect("vpp.sh runs")
+    }
+
+    /// Kills VPP (-9, as a crash) and starts it again with the same bridge.
+    pub fn restart_vpp(&self) {
+        let out = self.vpp_sh("restart", []);
+        assert!(out.status.success(), "vpp.sh restart: {}", text(&out));
+    }
+
+    /// VPP's objects that a tunnel may create, one text: memifs and their sockets, the bridge's ports,
+    /// the l2fib, the FIBs and the neighbours. Compared before and after a run, not against a list of the
+    /// calls we expect to make.
+    pub fn objects(&self) -> String {
+        [
+            "show memif",
+            "show bridge-domain 4242 detail",
+            "show l2fib verbose",
+            "show ip fib",
+            "show ip6 fib",
+            "show ip neighbors",
+            "show interface",
+        ]
+        .iter()
+        .map(|c| format!("== {c}\n{}", without_counters(c, &self.vppctl(c))))
+        .collect()
+    }
+
+    /// Starts the daemon in the `<P>-wg` namespace with the API install method, without waiting.
+    pub fn spawn_daemon(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        let log = std::fs::File::create(self.dir().join("daemon.log")).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-wg", self.prefix)])
+            .arg(env!("CARGO_BIN_EXE_wireguard-vpp"))
+            .arg("--foreground")
+            .args(args)
+            .arg(&self.prefix)
+            .env("VPP_MEMIF_CONFIG_DIR", self.dir().join("etc"))
+            .env("VPP_MEMIF_SOCKET_DIR", self.dir().join("run"))
+            .env("VPP_API_SOCKET_PATH", self.api_socket())
+            .env("LOG_LEVEL", "debug")
+            .envs(env.iter().copied())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("daemon starts");
+        self.daemon = Some(child);
+    }
+
+    /// Starts the daemon, waits until VPP's memif is connected and the UAPI socket is up, and configures
+    /// WireGuard with `wg setconf`.
+    pub fn start_tunnel(&mut self) {
+        self.spawn_daemon(&[], &[]);
+        self.wait_until_up();
+        self.configure_wireguard();
+    }
+
+    /// Waits until this run of the daemon says it is up (its UAPI socket is there) and VPP shows our memif
+    /// connected.
+    pub fn wait_until_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.daemon_log().contains("tunnel up")
+                && self.vppctl("show memif").contains("connected")
+            {
+                return;
+            }
+            if let Some(status) = self
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("the daemon exited ({status}):\n{}", self.daemon_log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the tunnel did not come up:\n{}\n{}",
+                self.vppctl("show memif"),
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn configure_wireguard(&self) {
+        let out = Command::new("wg")
+            .args(["setconf", &self.prefix])
+            .arg(self.dir().join("ours.conf"))
+            .output()
+            .expect("wg runs");
+        assert!(out.status.success(), "wg setconf: {}", text(&out));
+    }
+
+    /// Runs a command in one of the namespaces (`wg` or `peer`).
+    pub fn in_ns(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{ns}", self.prefix)])
+            .args(args)
+            .output()
+            .expect("command runs")
+    }
+
+    /// The peer's `wg show <dump>` lines for its one peer (our end).
+    pub fn peer_wg_show(&self, field: &str) -> String {
+        let out = Command::new("wg")
+            .args(["show", &format!("{}-w", self.prefix), field])
+            .output()
+            .expect("wg runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn daemon_is_running(&mut self) -> bool {
+        self.daemon
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Sends `signal` (a `kill` name such as TERM or KILL) and waits for the exit.
+    pub fn signal_daemon(&mut self, signal: &str) -> ExitStatus {
+        let child = self.daemon.as_ref().expect("daemon started");
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        self.wait_daemon(Duration::from_secs(15))
+    }
+
+    /// Waits for the daemon's exit.
+    pub fn wait_daemon(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.daemon.take().expect("daemon started");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon did not exit:\n{}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pings `dst` from the peer's namespace until one answer came back, then `count` more with no loss.
+    pub fn ping_from_peer(&self, dst: &str, count: u32) {
+        let family = if dst.contains(':') { "-6" } else { "-4" };
+        let warm = self.in_ns("peer", &["ping", family, "-c", "1", "-w", "10", dst]);
+        assert!(
+            warm.status.success(),
+            "no answer from {dst}: {}\n{}\n{}",
+            text(&warm),
+            self.vppctl("show errors"),
+            self.daemon_log()
+        );
+        let count = count.to_string();
+        let out = self.in_ns(
+            "peer",
+            &[
+                "ping", family, "-q", "-c", &count, "-i", "0.01", "-W", "2", dst,
+            ],
+        );
+        let report = text(&out);
+        assert!(
+            out.status.success() && report.contains(" 0% packet loss"),
+            "ping {dst} from the peer: {report}"
+        );
+    }
+
+    /// Pings `dst` from VPP (`source loop42`); returns how many of `count` answers came back once the path
+    /// has settled (warm-up rounds of three until all three come back: ARP/ND and a handshake may cost the
+    /// first echoes), or 0 when it never settled.
+    pub fn ping_from_vpp(&self, dst: &str, count: u32) -> u32 {
+        let warm_up = format!("ping {dst} source loop42 repeat 3 interval 0.05");
+        for _ in 0..10 {
+            if received(&self.vppctl(&warm_up)) == 3 {
+                let command = format!("ping {dst} source loop42 repeat {count} interval 0.02");
+                return received(&self.vppctl(&command));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        0
+    }
+}
+
+/// `N received` of VPP's ping statistics.
+fn received(ping_output: &str) -> u32 {
+    ping_output
+        .split(',')
+        .find_map(|part| part.trim().strip_suffix(" received"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The output without what any traffic or time changes: `show interface`'s counter columns, the FIB's
+/// `to:[packets:bytes]` and `via:[packets:bytes]`, the l2fib's last scan time.
+fn without_counters(command: &str, output: &str) -> String {
+    let output = output.split(" Last scan time:").next().unwrap_or_default();
+    if command == "show interface" {
+        return output
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let mut out = String::with_capacity(output.len());
+    let mut rest = output;
+    while let Some(at) = ["to:[", "via:["]
+        .iter()
+        .filter_map(|m| rest.find(m).map(|i| (i, m.len())))
+        .min()
+    {
+        let (start, len) = at;
+        out.push_str(&rest[..start + len]);
+        rest = &rest[start + len..];
+        let end = rest.find(']').unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Drop for VppBed {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.topology("down");
+        let _ = std::fs::remove_file(self.uapi_socket());
+    }
+}
+
+/// stdout and stderr of a finished command.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -1,0 +1,434 @@
+//! The drop-in daemon `wireguard-vpp -f NAME` against a real VPP (scripts/peers/vpp.sh: the bridge 4242 with
+//! its BVI loop42 as an operator lays it out) and a Debian wireguard-go peer. Every assertion reads VPP's own
+//! state (its `show` commands) or the peer's (`wg show`, ping), never a list of the calls we make.
+
+mod common;
+
+use std::time::Duration;
+
+use common::vpp::{VppBed, text};
+
+/// Our memif in VPP: `memif<uid>/<uid>`, uid 3 in the bed's config.
+const MEMIF: &str = "memif3/3";
+
+#[test]
+fn the_memif_sits_in_the_bridge_and_pings_cross_both_ways_in_every_family() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.start_tunnel();
+
+    let memif = bed.vppctl("show memif");
+    assert!(
+        memif.contains(MEMIF) && memif.contains("connected"),
+        "{memif}"
+    );
+    let bridge = bed.vppctl("show bridge-domain 4242 detail");
+    assert!(
+        bridge.contains(MEMIF) && bridge.contains("loop42"),
+        "{bridge}"
+    );
+    // Host routes are attached to the BVI found by its exact name (loop42, not the decoy loop420).
+    for route in [
+        "show ip fib 172.22.77.33/32",
+        "show ip6 fib fd28:cb8f:4c92::33/128",
+    ] {
+        let fib = bed.vppctl(route);
+        assert!(
+            fib.contains("attached") && fib.contains("loop42") && !fib.contains("loop420"),
+            "{route}: {fib}"
+        );
+    }
+
+    // From the peer through the tunnel to the BVI: VPP answers, its replies reach the peer through ARP/NDP
+    // that we answer for the peer's addresses.
+    bed.ping_from_peer("10.127.111.1", 20);
+    bed.ping_from_peer("fd00:4242::1", 20);
+    bed.ping_from_peer(&format!("fe80::4242%{}-w", bed.name()), 20);
+    // From VPP to the peer.
+    for dst in ["172.22.77.33", "fd28:cb8f:4c92::33", "fe80::42:1817:1"] {
+        assert_eq!(bed.ping_from_vpp(dst, 10), 10, "ping {dst} from VPP");
+    }
+
+    // VPP learned the peer's addresses from our ARP/NDP answers: our MAC on the BVI.
+    let neighbours = bed.vppctl("show ip neighbors");
+    for ip in ["172.22.77.33", "fd28:cb8f:4c92::33", "fe80::42:1817:1"] {
+        let line = neighbours.lines().find(|l| l.contains(ip));
+        assert!(
+            line.is_some_and(|l| l.contains("loop42") && l.contains("98:d2:93:00:00:03")),
+            "{ip}: {neighbours}"
+        );
+    }
+    let errors = bed.vppctl("show errors");
+    assert!(!errors.contains("not local to subnet"), "{errors}");
+}
+
+/// The case of the issue: no host routes, and the operator's DN42-style route `via 0.0.0.0 loop42` (an
+/// attached route covering the peer's range) is what makes VPP resolve the peer by ARP.
+#[test]
+fn ipv4_works_through_an_attached_operator_route_without_host_routes() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let gw = std::fs::read_to_string(bed.gw_file()).expect("gw file");
+    std::fs::write(
+        bed.gw_file(),
+        gw.replace(
+            r#""IPv4": true, "IPv6": true, "IPv6 link-local": true"#,
+            r#""IPv4": false"#,
+        ),
+    )
+    .expect("gw file");
+    bed.vppctl("ip route add 172.20.0.0/14 via 0.0.0.0 loop42");
+    bed.start_tunnel();
+    let fib = bed.vppctl("show ip fib 172.22.77.33/32");
+    assert!(
+        fib.contains("172.20.0.0/14"),
+        "no host route expected: {fib}"
+    );
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 10), 10);
+    bed.ping_from_peer("10.127.111.1", 20);
+}
+
+/// SIGTERM removes every object the run created: VPP's state after equals its state before.
+#[test]
+fn sigterm_leaves_vpp_as_it_was() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    bed.start_tunnel();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+    bed.ping_from_peer("fd00:4242::1", 5);
+    assert_ne!(bed.objects(), before, "the tunnel created nothing?");
+    let status = bed.signal_daemon("TERM");
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+    assert!(!bed.memif_socket().exists() && !bed.uapi_socket().exists());
+}
+
+/// Removing the UAPI socket stops the tunnel as SIGTERM does (the original's way to stop it).
+#[test]
+fn removing_the_uapi_socket_leaves_vpp_as_it_was() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    bed.start_tunnel();
+    assert_eq!(bed.ping_from_vpp("fd28:cb8f:4c92::33", 3), 3);
+    std::fs::remove_file(bed.uapi_socket()).expect("remove the UAPI socket");
+    let status = bed.wait_daemon(Duration::from_secs(15));
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+}
+
+/// `kill -9` leaves the run's objects in VPP; the next start sweeps them, and its SIGTERM leaves VPP as it
+/// was before the first run.
+#[test]
+fn a_start_after_kill_9_sweeps_what_the_dead_run_left() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    bed.start_tunnel();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 3), 3);
+    bed.signal_daemon("KILL");
+    assert!(
+        bed.vppctl("show memif").contains(MEMIF),
+        "kill -9 undid something?"
+    );
+
+    bed.start_tunnel();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+    bed.ping_from_peer("10.127.111.1", 5);
+    let status = bed.signal_daemon("TERM");
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+}
+
+/// VPP crashes and comes back: the daemon lives on, creates its objects again, keeps its WireGuard session
+/// (no new handshake is needed for traffic), and pings flow again.
+#[test]
+fn a_vpp_restart_is_survived_with_the_session_kept() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.start_tunnel();
+    bed.ping_from_peer("10.127.111.1", 5);
+    let handshake = bed.peer_wg_show("latest-handshakes");
+
+    bed.restart_vpp();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !bed.vppctl("show memif").contains("connected") {
+        assert!(bed.daemon_is_running(), "{}", bed.daemon_log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not re-created: {}\n{}",
+            bed.vppctl("show memif"),
+            bed.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bed.ping_from_peer("10.127.111.1", 5);
+    assert_eq!(bed.ping_from_vpp("fd28:cb8f:4c92::33", 5), 5);
+    assert_eq!(
+        bed.peer_wg_show("latest-handshakes"),
+        handshake,
+        "the session was not kept"
+    );
+    let status = bed.signal_daemon("TERM");
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert!(!bed.vppctl("show memif").contains(MEMIF));
+}
+
+/// A config error exits 1 naming the file and field, before anything exists in VPP.
+#[test]
+fn a_bad_config_exits_1_and_creates_nothing_in_vpp() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    let config = std::fs::read_to_string(bed.if_file()).expect("if file");
+    std::fs::write(
+        bed.if_file(),
+        config.replace("172.22.77.33/32", "172.22.77.33/33"),
+    )
+    .expect("if file");
+    bed.spawn_daemon(&[], &[]);
+    let status = bed.wait_daemon(Duration::from_secs(15));
+    let log = bed.daemon_log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("IPv4ArpResponseRanges") && log.contains("172.22.77.33/33"),
+        "{log}"
+    );
+    assert_eq!(bed.objects(), before);
+    assert!(!bed.memif_socket().exists());
+}
+
+/// A BVI name that VPP does not have: exit 1 naming it (and the similar names), nothing left in VPP.
+#[test]
+fn an_unknown_bvi_exits_1_naming_it_and_leaves_nothing() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    let gw = std::fs::read_to_string(bed.gw_file()).expect("gw file");
+    std::fs::write(bed.gw_file(), gw.replace("\"loop42\"", "\"loop4\"")).expect("gw file");
+    bed.spawn_daemon(&[], &[]);
+    let status = bed.wait_daemon(Duration::from_secs(15));
+    let log = bed.daemon_log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("`loop4`") && log.contains("loop42"), "{log}");
+    assert_eq!(bed.objects(), before);
+}
+
+/// An API socket nobody listens on: the daemon says at once that it waits for VPP, gives up after
+/// `WGVPP_API_CONNECT_TIMEOUT` with exit 1 and the socket's path, and VPP (at its real socket) got nothing.
+#[test]
+fn an_unreachable_api_socket_is_reported_at_once_and_ends_in_exit_1() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    let nowhere = bed.dir().join("nowhere.sock");
+    bed.spawn_daemon(
+        &[],
+        &[
+            ("VPP_API_SOCKET_PATH", nowhere.to_str().expect("utf-8 path")),
+            ("WGVPP_API_CONNECT_TIMEOUT", "2"),
+            // The default level (empty counts as unset).
+            ("LOG_LEVEL", ""),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        bed.daemon_log().contains("waiting for VPP"),
+        "silent while waiting: {}",
+        bed.daemon_log()
+    );
+    let status = bed.wait_daemon(Duration::from_secs(10));
+    let log = bed.daemon_log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("nowhere.sock"), "{log}");
+    assert_eq!(bed.objects(), before);
+    assert!(!bed.memif_socket().exists(), "{log}");
+}
+
+/// Our end as memif client (`--memif-role client`): VPP listens (memif master) on the socket it creates.
+#[test]
+fn the_client_role_connects_to_a_listening_vpp() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    bed.spawn_daemon(&["--memif-role", "client"], &[]);
+    bed.wait_until_up();
+    bed.configure_wireguard();
+    // VPP listens on socket id 3 and its memif is no slave.
+    let memif = bed.vppctl("show memif");
+    assert!(
+        memif
+            .lines()
+            .any(|l| l.trim_start().starts_with("3 ") && l.contains("yes")),
+        "{memif}"
+    );
+    let flags = memif.lines().find(|l| l.trim_start().starts_with("flags"));
+    assert!(
+        flags.is_some_and(|f| f.contains("connected") && !f.contains("slave")),
+        "{memif}"
+    );
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+    bed.ping_from_peer("fd00:4242::1", 5);
+    let status = bed.signal_daemon("TERM");
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+}
+
+/// The vppctl install method, with VPP's real vppctl on the BVI's name.
+#[test]
+fn the_vppctl_install_method_installs_and_removes_through_the_real_vppctl() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    // A wrapper that points VPP's vppctl at this instance's CLI socket, as an operator's would.
+    let wrapper = bed.dir().join("vppctl");
+    let home = String::from_utf8(
+        std::process::Command::new(common::project_root().join("scripts/peers/vpp.sh"))
+            .arg("home")
+            .output()
+            .expect("vpp.sh home")
+            .stdout,
+    )
+    .expect("utf-8");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {}/bin/vppctl -s {}/vpp/cli.sock \"$@\"\n",
+            home.trim(),
+            bed.dir().display()
+        ),
+    )
+    .expect("wrapper");
+    let chmod = std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&wrapper)
+        .output()
+        .expect("chmod");
+    assert!(chmod.status.success(), "{}", text(&chmod));
+    let gw = std::fs::read_to_string(bed.gw_file()).expect("gw file");
+    std::fs::write(
+        bed.gw_file(),
+        gw.replace(
+            r#""VppBridgeLoop_InstallMethod": "api""#,
+            &format!(
+                r#""VppBridgeLoop_InstallMethod": "vppctl", "VppBridgeLoop_VppctlBinary": "{}""#,
+                wrapper.display()
+            ),
+        ),
+    )
+    .expect("gw file");
+    bed.start_tunnel();
+    let fib = bed.vppctl("show ip fib 172.22.77.33/32");
+    assert!(fib.contains("attached") && fib.contains("loop42"), "{fib}");
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+    let status = bed.signal_daemon("TERM");
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+}
+
+/// `delete interface memif` in a VPP that stays up: noticed through VPP's interface events (not a wait for a memif
+/// that will never come back), created again, and traffic flows again.
+#[test]
+fn a_memif_deleted_by_hand_is_created_again() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    bed.start_tunnel();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 3), 3);
+    bed.vppctl(&format!("delete interface memif {MEMIF}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !bed.vppctl("show memif").contains("connected") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not re-created: {}\n{}",
+            bed.vppctl("show memif"),
+            bed.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(bed.daemon_log().contains("VPP deleted our memif"));
+    assert!(bed.vppctl("show bridge-domain 4242 detail").contains(MEMIF));
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+    bed.ping_from_peer("fd00:4242::1", 5);
+    let status = bed.signal_daemon("TERM");
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+}
+
+/// Neighbour installs (`VppBridgeLoop_InstallNeighbor`) with each flag combination: after our ARP/NDP
+/// answers, VPP's neighbour table holds the peer's addresses with our MAC and the flags asked for; SIGTERM
+/// removes them with everything else.
+#[test]
+fn neighbour_installs_carry_each_flag_combination_and_are_removed() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let gw = std::fs::read_to_string(bed.gw_file()).expect("gw file");
+    for (flags, shown) in [
+        (r#"{}"#, ""),
+        (r#"{"static": true}"#, "S"),
+        (r#"{"no-fib-entry": true}"#, "N"),
+        (r#"{"static": true, "no-fib-entry": true}"#, "SN"),
+    ] {
+        let before = bed.objects();
+        std::fs::write(
+            bed.gw_file(),
+            gw.replace(
+                r#""VppBridgeLoop_InstallRoutes""#,
+                &format!(
+                    r#""VppBridgeLoop_InstallNeighbor": {{"IPv4": true, "IPv6": true, "IPv6 link-local": true}},
+                       "VppBridgeLoop_InstallNeighbor_Flag": {flags}, "VppBridgeLoop_InstallRoutes""#
+                ),
+            ),
+        )
+        .expect("gw file");
+        bed.start_tunnel();
+        for dst in ["172.22.77.33", "fd28:cb8f:4c92::33"] {
+            assert_eq!(bed.ping_from_vpp(dst, 3), 3, "{flags}: ping {dst}");
+        }
+        // VPP reaches a link-local address only through its neighbour's FIB entry, which no-fib-entry
+        // leaves out: that ping fails by design, but its neighbour solicitation is answered and installed.
+        let link_local = bed.ping_from_vpp("fe80::42:1817:1", 3);
+        assert!(
+            shown.contains('N') || link_local == 3,
+            "{flags}: ping fe80::42:1817:1"
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let neighbours = bed.vppctl("show ip neighbors");
+            let installed = ["172.22.77.33", "fd28:cb8f:4c92::33", "fe80::42:1817:1"]
+                .iter()
+                .all(|ip| {
+                    neighbours.lines().any(|l| {
+                        let cols: Vec<&str> = l.split_whitespace().collect();
+                        cols.contains(ip)
+                            && cols.contains(&"98:d2:93:00:00:03")
+                            && cols.contains(&"loop42")
+                            && flag_column(&cols) == shown
+                    })
+                });
+            if installed {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{flags}: expected flags {shown:?}: {neighbours}\n{}",
+                bed.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let status = bed.signal_daemon("TERM");
+        assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+        assert_eq!(bed.objects(), before, "{flags}: {}", bed.daemon_log());
+    }
+}
+
+/// The flags of a `show ip neighbors` row (`Time IP Flags Ethernet Interface`): the column before the
+/// MAC, "D" (dynamic) shown as "".
+fn flag_column(cols: &[&str]) -> String {
+    let mac = cols
+        .iter()
+        .position(|c| c.matches(':').count() == 5 && c.len() == 17);
+    match mac {
+        Some(i) if i >= 1 && !cols[i - 1].contains(['.', ':']) => cols[i - 1].replace('D', ""),
+        _ => String::new(),
+    }
+}
+
+/// IPv6 multicast from VPP into the bridge (a ping to ff02::1 out of the BVI) is carried to the peer, whose
+/// answer comes back: routing protocols over the tunnel work.
+#[test]
+fn ipv6_multicast_from_vpp_reaches_the_peer() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.start_tunnel();
+    bed.ping_from_peer("fd00:4242::1", 1);
+    let answered = bed.ping_from_vpp("ff02::1", 3);
+    assert!(answered >= 1, "no answer to ff02::1:\n{}", bed.daemon_log());
+}
