@@ -683,6 +683,7 @@ fn the_config_reference_matches_the_code() {
     };
     let interface = config::InterfaceFile {
         macaddr: "x".into(),
+        mtu: 1420,
         ..Default::default()
     };
     let mut documented = section("## `if/<name>.json`");

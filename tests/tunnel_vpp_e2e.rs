@@ -432,3 +432,57 @@ fn ipv6_multicast_from_vpp_reaches_the_peer() {
     let answered = bed.ping_from_vpp("ff02::1", 3);
     assert!(answered >= 1, "no answer to ff02::1:\n{}", bed.daemon_log());
 }
+
+/// The tunnel MTU comes from the BVI's (1500 less WireGuard's 80 bytes). From a host on VPP's bridge: the
+/// largest packet that fits (1420 bytes) crosses with DF set; one byte more is answered with ICMP
+/// "fragmentation needed" / "packet too big" naming 1420, which the host's kernel takes as the path MTU;
+/// without DF a larger IPv4 packet is still carried.
+#[test]
+fn the_tunnel_mtu_is_the_bvis_less_80_and_larger_packets_get_icmp_too_big() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.add_lan_host();
+    bed.start_tunnel();
+    assert!(
+        bed.daemon_log().contains("mtu=1420 bvi_mtu=1500"),
+        "{}",
+        bed.daemon_log()
+    );
+    let ping = |args: &[&str]| {
+        let mut argv = vec!["ping", "-c", "3", "-i", "0.2", "-W", "2"];
+        argv.extend_from_slice(args);
+        bed.in_ns("lan", &argv)
+    };
+    // Resolve ARP/ND and the handshake first.
+    for dst in ["172.22.77.33", "fd28:cb8f:4c92::33"] {
+        let warm = bed.in_ns("lan", &["ping", "-c", "1", "-w", "10", dst]);
+        assert!(warm.status.success(), "{}", text(&warm));
+    }
+
+    // IPv4: 1392 bytes of payload make a 1420-byte packet.
+    let fits = ping(&["-4", "-M", "do", "-s", "1392", "172.22.77.33"]);
+    assert!(fits.status.success(), "1420 bytes: {}", text(&fits));
+    let too_big = ping(&["-4", "-M", "do", "-s", "1393", "172.22.77.33"]);
+    let report = text(&too_big);
+    assert!(!too_big.status.success(), "1421 bytes crossed: {report}");
+    assert!(
+        report.contains("mtu = 1420") || report.contains("mtu=1420"),
+        "{report}"
+    );
+    let unfragmentable = ping(&["-4", "-M", "dont", "-s", "1472", "172.22.77.33"]);
+    assert!(
+        unfragmentable.status.success(),
+        "1500 bytes without DF: {}",
+        text(&unfragmentable)
+    );
+
+    // IPv6: 1372 bytes of payload make a 1420-byte packet; IPv6 is never fragmented on the way.
+    let fits = ping(&["-6", "-M", "do", "-s", "1372", "fd28:cb8f:4c92::33"]);
+    assert!(fits.status.success(), "1420 bytes: {}", text(&fits));
+    let too_big = ping(&["-6", "-M", "do", "-s", "1373", "fd28:cb8f:4c92::33"]);
+    let report = text(&too_big);
+    assert!(!too_big.status.success(), "1421 bytes crossed: {report}");
+    assert!(
+        report.contains("mtu=1420") || report.contains("mtu = 1420"),
+        "{report}"
+    );
+}

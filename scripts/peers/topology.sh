@@ -22,11 +22,13 @@
 #                                  start testpmd as the memif client (default: the daemon P must listen on
 #                                  DIR/run/P.sock first) or as the memif server (the daemon connects)
 #        topology.sh vpp P DIR     start a real VPP for the daemon P (see above)
+#        topology.sh lan P DIR     after `vpp`: a host on VPP's bridge, the <P>-lan namespace on an af_packet
+#                                  veth in bridge 4242 (10.127.111.2/24, fd00:4242::2/64, routes via the BVI)
 #        topology.sh down P DIR    kill every process started here (by PID) and delete the namespaces
 # P is a short unique prefix (at most 6 characters, interface names are limited to 15).
 set -euo pipefail
 
-cmd=${1:?usage: topology.sh up|testpmd|vpp|down PREFIX DIR}
+cmd=${1:?usage: topology.sh up|testpmd|vpp|lan|down PREFIX DIR}
 P=${2:?prefix}
 DIR=${3:?directory}
 GW_MAC=42:42:42:42:42:42
@@ -118,6 +120,21 @@ JSON
     "$DIR/ours.conf"
 }
 
+start_lan() {
+  ip link add "$P-h" type veth peer name "$P-l"
+  ip link set "$P-l" netns "$LAN"
+  ip link set "$P-h" up
+  local vpp="$(dirname "$0")/vpp.sh"
+  "$vpp" ctl "$DIR/vpp" create host-interface name "$P-h" > /dev/null
+  "$vpp" ctl "$DIR/vpp" set interface l2 bridge "host-$P-h" 4242
+  "$vpp" ctl "$DIR/vpp" set interface state "host-$P-h" up
+  ip -n "$LAN" addr add 10.127.111.2/24 dev "$P-l"
+  ip -n "$LAN" addr add fd00:4242::2/64 dev "$P-l" nodad
+  ip -n "$LAN" link set "$P-l" up
+  ip -n "$LAN" route add default via 10.127.111.1
+  ip -n "$LAN" -6 route add default via fd00:4242::1
+}
+
 start_testpmd() {
   local role=${1:-client}
   # The LAN namespace's TAP device comes from testpmd itself (net_tap), created inside that namespace.
@@ -140,6 +157,7 @@ down() {
   kill_pidfile peer
   [ ! -d "$DIR/vpp" ] || "$(dirname "$0")/vpp.sh" stop "$DIR/vpp"
   for ns in "$LAN" "$WGNS" "$PEER"; do ip netns del "$ns" 2>/dev/null || true; done
+  ip link del "$P-h" 2>/dev/null || true
   rm -rf "/var/run/dpdk/$P"
   rm -f "/var/run/wireguard/$P-w.sock"
 }
@@ -148,6 +166,7 @@ case "$cmd" in
   up) up ;;
   testpmd) start_testpmd "${4:-client}" ;;
   vpp) start_vpp ;;
+  lan) start_lan ;;
   down) down ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
 esac

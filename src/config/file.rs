@@ -43,6 +43,14 @@ pub struct InterfaceFile {
     /// The VPP bridge domain; also names the gateway file.
     #[serde(rename = "VppBridgeID")]
     pub vpp_bridge_id: u32,
+    /// The tunnel's MTU (the largest inner IP packet); 0, the default, derives it from the BVI's MTU in
+    /// VPP. Not in the original.
+    #[serde(rename = "Mtu", skip_serializing_if = "is_zero")]
+    pub mtu: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl fmt::Debug for InterfaceFile {
@@ -243,7 +251,8 @@ impl GoDecode for InterfaceFile {
                     "GratuitousARPOnStartUP",
                     &mut self.gratuitous_arp_on_startup,
                 )?
-                || m.field("VppBridgeID", &mut self.vpp_bridge_id)?)
+                || m.field("VppBridgeID", &mut self.vpp_bridge_id)?
+                || m.field("Mtu", &mut self.mtu)?)
         })
     }
 }
@@ -560,6 +569,7 @@ pub(crate) mod tests {
                     ipv6_ndp_learning_ranges: d,
                     gratuitous_arp_on_startup: garp,
                     vpp_bridge_id: bridge,
+                    mtu: 0,
                 },
             )
     }

@@ -35,6 +35,8 @@ pub struct TunnelConfig {
     pub ranges: Ranges,
     /// Announce the response ranges at startup (gratuitous ARP, unsolicited NA).
     pub gratuitous_on_startup: bool,
+    /// The tunnel's MTU when the interface file sets one (`Mtu`); otherwise it is derived from the BVI.
+    pub mtu: Option<u16>,
     /// What to install in VPP besides the memif.
     pub install: Install,
     /// `<VPP_MEMIF_SOCKET_DIR>/<name>.sock`; at most [`SOCKET_PATH_MAX`] bytes.
@@ -42,6 +44,9 @@ pub struct TunnelConfig {
     /// `VPP_API_SOCKET_PATH`.
     pub vpp_api_socket: PathBuf,
 }
+
+/// The range of `Mtu`: IPv6's minimum link MTU up to a jumbo frame's.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 1280..=9000;
 
 /// The largest VPP bridge domain id (VPP keeps them in 24 bits).
 pub const BRIDGE_ID_MAX: u32 = (1 << 24) - 1;

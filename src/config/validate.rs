@@ -15,7 +15,7 @@ use rand::Rng;
 
 use super::file::{GatewayFile, InterfaceFile};
 use super::mac::parse_mac;
-use super::resolved::{BRIDGE_ID_MAX, Install, InstallMethod, Ranges, SOCKET_PATH_MAX};
+use super::resolved::{BRIDGE_ID_MAX, Install, InstallMethod, MTU_RANGE, Ranges, SOCKET_PATH_MAX};
 use super::{ConfigError, ConfigWarning, Env, MacPrefix, MemifSecret, TunnelConfig};
 use crate::l2::MacAddr;
 
@@ -86,6 +86,7 @@ pub fn validate(
         &mut warnings,
     )?;
     check_bridge_id(if_path, iface.vpp_bridge_id)?;
+    let mtu = check_mtu(if_path, iface.mtu)?;
     let memif_socket = env.memif_socket_path(name);
     check_socket_path(&memif_socket)?;
 
@@ -108,6 +109,7 @@ pub fn validate(
         gateway_mac,
         ranges,
         gratuitous_on_startup: iface.gratuitous_arp_on_startup,
+        mtu,
         install,
         memif_socket,
         vpp_api_socket: env.vpp_api_socket.clone(),
@@ -436,6 +438,26 @@ fn check_uid(uid: u32, prefix: &MacPrefix, file: &Path) -> Result<(), ConfigErro
         ));
     }
     Ok(())
+}
+
+/// `Mtu`: 0 (derive it from the BVI) or within [`MTU_RANGE`].
+fn check_mtu(file: &Path, mtu: u32) -> Result<Option<u16>, ConfigError> {
+    if mtu == 0 {
+        return Ok(None);
+    }
+    match u16::try_from(mtu) {
+        Ok(mtu) if MTU_RANGE.contains(&mtu) => Ok(Some(mtu)),
+        _ => Err(ConfigError::invalid(
+            file,
+            "Mtu",
+            mtu.to_string(),
+            format!(
+                "the tunnel MTU must be {} to {} (or 0 to derive it from the BVI's MTU)",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            ),
+        )),
+    }
 }
 
 /// The bridge domain id: VPP keeps 24 bits, and bridge domain 0 is its default one, which cannot

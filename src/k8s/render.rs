@@ -421,6 +421,7 @@ pub fn render(
         ipv6_ndp_learning_ranges: spec.ndp.learn.clone(),
         gratuitous_arp_on_startup: spec.arp.announce_on_startup || spec.ndp.announce_on_startup,
         vpp_bridge_id: spec.bridge_id,
+        mtu: 0,
     };
 
     let wg = &spec.wireguard;

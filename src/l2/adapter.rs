@@ -5,13 +5,14 @@
 //! - the neighbour cache and its packet queue sit behind one `Mutex`, taken only by ARP/ND frames,
 //!   packets to learning-range destinations, [`Adapter::poll_transmit`] and status reads. Frames and
 //!   packets for the gateway, for multicast groups and for our own MAC never touch it;
-//! - counters are relaxed atomics, one cache-line bank per direction.
+//! - counters and the tunnel MTU are relaxed atomics, the counters one cache-line bank per direction.
 //!
 //! `Adapter` is therefore `Send + Sync`: put it in an `Arc` and call it from the RX and TX threads at once.
 //! It never sends anything itself: every frame to send is written into a buffer the caller provides.
 
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -26,7 +27,12 @@ pub struct Adapter {
     pub(super) config: L2Config,
     pub(super) cache: Mutex<NeighbourCache>,
     pub(super) counters: Counters,
+    /// The tunnel MTU: known only once VPP's BVI has been read, so set after construction.
+    mtu: AtomicU16,
 }
+
+/// The tunnel MTU until [`Adapter::set_mtu`]: WireGuard's usual 1420 (a 1500-byte path less 80 bytes).
+pub const DEFAULT_MTU: u16 = 1420;
 
 /// What to do with a frame from VPP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +124,19 @@ impl Adapter {
             config,
             cache: Mutex::new(cache),
             counters: Counters::default(),
+            mtu: AtomicU16::new(DEFAULT_MTU),
         }
+    }
+
+    /// The tunnel MTU: the largest IP packet from VPP carried as it is. A larger one that may not be
+    /// fragmented is answered with ICMP "too big" naming this MTU.
+    pub fn mtu(&self) -> u16 {
+        self.mtu.load(Ordering::Relaxed)
+    }
+
+    /// Sets the tunnel MTU (see [`Adapter::mtu`]).
+    pub fn set_mtu(&self, mtu: u16) {
+        self.mtu.store(mtu, Ordering::Relaxed);
     }
 
     /// The configuration.

@@ -55,11 +55,13 @@ pub enum DropReason {
     QueueFull,
     /// TX: the caller's buffer is too small for the frame.
     TransmitBufferTooSmall,
+    /// RX: a packet above the tunnel MTU that may not be fragmented; answered with ICMP "too big".
+    TooBig,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 22] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Runt,
         DropReason::VlanTagged,
         DropReason::InvalidSourceMac,
@@ -82,6 +84,7 @@ impl DropReason {
         DropReason::QueueOverflow,
         DropReason::QueueFull,
         DropReason::TransmitBufferTooSmall,
+        DropReason::TooBig,
     ];
 
     /// A stable snake_case label, for metrics and logs.
@@ -109,6 +112,7 @@ impl DropReason {
             DropReason::QueueOverflow => "queue_overflow",
             DropReason::QueueFull => "queue_full",
             DropReason::TransmitBufferTooSmall => "transmit_buffer_too_small",
+            DropReason::TooBig => "too_big",
         }
     }
 

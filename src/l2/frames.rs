@@ -1,6 +1,7 @@
 //! Builders for the control frames the Ethernet side sends (spec section 7): ARP requests and replies,
-//! gratuitous ARP, Neighbour Solicitations and Advertisements. Each writes a whole frame into the
-//! caller's buffer and returns its length, or `None` when the buffer is too small.
+//! gratuitous ARP, Neighbour Solicitations and Advertisements, and the ICMP "too big" errors for packets
+//! above the tunnel MTU. Each writes a whole frame into the caller's buffer and returns its length, or
+//! `None` when the buffer is too small.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -8,15 +9,121 @@ use super::wire::ethernet::HEADER_LEN;
 use super::wire::ipv6::{self, next_header};
 use super::wire::{
     ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetFrame, EthernetRepr, Icmpv6Packet,
-    Ipv6Packet, Ipv6Repr, MacAddr, NdiscRepr, arp,
+    Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, MacAddr, NdiscRepr, arp, checksum, ipv4,
 };
 
 /// The length of every ARP frame we send.
 pub const ARP_FRAME_LEN: usize = HEADER_LEN + arp::ETHERNET_IPV4_LEN;
 /// The length of every NS and NA we send (with its link-layer address option).
 pub const NDISC_FRAME_LEN: usize = HEADER_LEN + ipv6::HEADER_LEN + 32;
+/// How much of an offending packet an ICMP "too big" error quotes: its headers and the start of its
+/// payload (RFC 1191 asks for the IP header and 8 bytes; more lets tunnels and NATs find their flow).
+pub const TOO_BIG_QUOTE: usize = 128;
+/// The longest ICMP "too big" frame we send (over IPv6; the IPv4 one is 20 bytes shorter).
+pub const TOO_BIG_FRAME_LEN: usize =
+    HEADER_LEN + ipv6::HEADER_LEN + ICMP_ERROR_HEADER_LEN + TOO_BIG_QUOTE;
 /// A buffer of this size holds any control frame the adapter writes.
-pub const MAX_CONTROL_FRAME_LEN: usize = NDISC_FRAME_LEN;
+pub const MAX_CONTROL_FRAME_LEN: usize = TOO_BIG_FRAME_LEN;
+
+/// Type, code, checksum and the 4 bytes that carry the MTU, in ICMPv4 and ICMPv6 errors alike.
+const ICMP_ERROR_HEADER_LEN: usize = 8;
+/// ICMPv4 "destination unreachable" (RFC 792).
+const ICMPV4_UNREACHABLE: u8 = 3;
+/// Its code "fragmentation needed and DF set" (RFC 1191).
+const ICMPV4_FRAGMENTATION_NEEDED: u8 = 4;
+/// ICMPv6 "packet too big" (RFC 4443 §3.2).
+const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+/// ICMP's protocol number in IPv4.
+const PROTOCOL_ICMP: u8 = 1;
+/// The TTL / hop limit of the errors we originate.
+const ERROR_TTL: u8 = 64;
+
+/// ICMPv4 "fragmentation needed" (type 3, code 4) with next-hop MTU `mtu`, answering `packet` (a whole
+/// IPv4 packet) on behalf of its destination, which the tunnel carries: from there back to its source.
+pub fn ipv4_too_big(
+    out: &mut [u8],
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    packet: &Ipv4Packet<&[u8]>,
+    mtu: u16,
+) -> Option<usize> {
+    let original = packet.bytes();
+    let quote = &original[..original.len().min(TOO_BIG_QUOTE)];
+    let icmp_len = ICMP_ERROR_HEADER_LEN + quote.len();
+    let len = HEADER_LEN + ipv4::HEADER_LEN + icmp_len;
+    let frame = out.get_mut(..len)?;
+    let mut frame = EthernetFrame::new_unchecked(frame);
+    EthernetRepr {
+        src_addr: eth_src,
+        dst_addr: eth_dst,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut frame);
+    let ip = frame.payload_mut();
+    Ipv4Repr {
+        src_addr: packet.dst_addr(),
+        dst_addr: packet.src_addr(),
+        protocol: PROTOCOL_ICMP,
+        ttl: ERROR_TTL,
+        payload_len: icmp_len,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(&mut ip[..]));
+    let icmp = &mut ip[ipv4::HEADER_LEN..];
+    icmp[..ICMP_ERROR_HEADER_LEN].copy_from_slice(&[
+        ICMPV4_UNREACHABLE,
+        ICMPV4_FRAGMENTATION_NEEDED,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]);
+    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    icmp[ICMP_ERROR_HEADER_LEN..].copy_from_slice(quote);
+    let sum = checksum::checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Some(len)
+}
+
+/// ICMPv6 "packet too big" with MTU `mtu`, answering `packet` (a whole IPv6 packet) on behalf of its
+/// destination, which the tunnel carries: from there back to its source.
+pub fn ipv6_too_big(
+    out: &mut [u8],
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    packet: &Ipv6Packet<&[u8]>,
+    mtu: u16,
+) -> Option<usize> {
+    let original = packet.bytes();
+    let quote = &original[..original.len().min(TOO_BIG_QUOTE)];
+    let icmp_len = ICMP_ERROR_HEADER_LEN + quote.len();
+    let len = HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
+    let frame = out.get_mut(..len)?;
+    let mut frame = EthernetFrame::new_unchecked(frame);
+    EthernetRepr {
+        src_addr: eth_src,
+        dst_addr: eth_dst,
+        ethertype: EtherType::Ipv6,
+    }
+    .emit(&mut frame);
+    let (src, dst) = (packet.dst_addr(), packet.src_addr());
+    let mut ip = Ipv6Packet::new_unchecked(frame.payload_mut());
+    Ipv6Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: next_header::ICMPV6,
+        hop_limit: ERROR_TTL,
+        payload_len: icmp_len,
+    }
+    .emit(&mut ip);
+    let icmp = &mut ip.payload_mut()[..icmp_len];
+    icmp[..ICMP_ERROR_HEADER_LEN].copy_from_slice(&[ICMPV6_PACKET_TOO_BIG, 0, 0, 0, 0, 0, 0, 0]);
+    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    icmp[ICMP_ERROR_HEADER_LEN..].copy_from_slice(quote);
+    Icmpv6Packet::new_unchecked(icmp).fill_checksum(&src, &dst);
+    Some(len)
+}
 
 /// Writes an Ethernet + ARP frame.
 pub fn arp_frame(

@@ -70,7 +70,9 @@ mod scenarios;
 #[cfg(test)]
 mod proptests;
 
-pub use adapter::{Adapter, Neighbour, RxAction, RxOutcome, Transmit, TransmitKind, TxAction};
+pub use adapter::{
+    Adapter, DEFAULT_MTU, Neighbour, RxAction, RxOutcome, Transmit, TransmitKind, TxAction,
+};
 pub use announce::Announcement;
 pub use config::{L2Config, NeighbourInstall, NeighbourSettings};
 pub use counters::{CountersSnapshot, DropReason, Event};

@@ -18,6 +18,13 @@ use super::wire::{
     Ipv6Packet, MacAddr, NdiscRepr, NeighbourFlags, ethernet,
 };
 
+/// True for the ICMPv4 error messages (RFC 1122 §3.2.2: never answered with another error).
+fn is_icmpv4_error(packet: &Ipv4Packet<&[u8]>) -> bool {
+    const PROTOCOL_ICMP: u8 = 1;
+    packet.protocol() == PROTOCOL_ICMP
+        && matches!(packet.payload().first(), Some(3 | 4 | 5 | 11 | 12))
+}
+
 /// The Ethernet addresses of a received frame.
 #[derive(Clone, Copy)]
 struct Link {
@@ -60,7 +67,7 @@ impl Adapter {
         }
         match eth.ethertype() {
             EtherType::Arp => self.on_arp(link, eth.payload(), now, reply),
-            EtherType::Ipv4 => self.on_ipv4(link, eth.payload()),
+            EtherType::Ipv4 => self.on_ipv4(link, eth.payload(), reply),
             EtherType::Ipv6 => self.on_ipv6(link, eth.payload(), now, reply),
             EtherType::Vlan | EtherType::QinQ => RxOutcome::dropped(DropReason::VlanTagged),
             EtherType::Unknown(_) => RxOutcome::dropped(DropReason::UnsupportedEtherType),
@@ -148,7 +155,7 @@ impl Adapter {
 
     /// IPv4: deliver what is addressed to our MAC, and IP multicast (not IGMP) when enabled (B7), trimmed
     /// to the total length (B20). Broadcast IP is dropped.
-    fn on_ipv4(&self, link: Link, payload: &[u8]) -> RxOutcome {
+    fn on_ipv4(&self, link: Link, payload: &[u8], reply: &mut [u8]) -> RxOutcome {
         let Ok(packet) = Ipv4Packet::new_checked(payload) else {
             return RxOutcome::dropped(DropReason::MalformedIp);
         };
@@ -173,10 +180,39 @@ impl Adapter {
                 return RxOutcome::dropped(DropReason::MulticastDisabled);
             }
         }
+        if packet.total_len() > self.mtu() && packet.dont_fragment() {
+            return self.too_big(link, reply, |out, mtu| {
+                let src = packet.src_addr();
+                let answerable = packet.fragment_offset() == 0
+                    && !(src.is_unspecified() || src.is_multicast() || src.is_broadcast())
+                    && !is_icmpv4_error(&packet);
+                answerable
+                    .then(|| {
+                        frames::ipv4_too_big(out, link.src, self.config.self_mac, &packet, mtu)
+                    })
+                    .flatten()
+            });
+        }
         let start = ethernet::HEADER_LEN;
         RxOutcome::action(RxAction::Deliver(
             start..start + usize::from(packet.total_len()),
         ))
+    }
+
+    /// A packet above the tunnel MTU that may not be fragmented: counted, and when it came to our MAC
+    /// (not to a group) answered with the ICMP error `write` builds, if any (none for ICMP errors,
+    /// later fragments or unusable sources, as RFC 1122 and RFC 4443 §2.4 say).
+    fn too_big(
+        &self,
+        link: Link,
+        reply: &mut [u8],
+        write: impl FnOnce(&mut [u8], u16) -> Option<usize>,
+    ) -> RxOutcome {
+        self.counters.drop(Direction::Rx, DropReason::TooBig);
+        match link.to_us.then(|| write(reply, self.mtu())).flatten() {
+            Some(len) => RxOutcome::action(RxAction::Reply(len)),
+            None => RxOutcome::action(RxAction::Consumed),
+        }
     }
 
     /// IPv6: NS and NA are handled here and never delivered (B5); other ND and MLD are dropped; data to
@@ -216,6 +252,19 @@ impl Adapter {
         }
         if !link.to_us && !self.config.deliver_multicast {
             return RxOutcome::dropped(DropReason::MulticastDisabled);
+        }
+        if packet.total_len() > usize::from(self.mtu()) {
+            return self.too_big(link, reply, |out, mtu| {
+                let src = packet.src_addr();
+                let is_error =
+                    protocol == next_header::ICMPV6 && upper.first().is_some_and(|t| *t < 128);
+                let answerable = !(src.is_unspecified() || src.is_multicast() || is_error);
+                answerable
+                    .then(|| {
+                        frames::ipv6_too_big(out, link.src, self.config.self_mac, &packet, mtu)
+                    })
+                    .flatten()
+            });
         }
         let start = ethernet::HEADER_LEN;
         RxOutcome::action(RxAction::Deliver(start..start + packet.total_len()))

@@ -834,6 +834,8 @@ fn rx_scenarios() {
     for case in rx_cases() {
         let now = Instant::now();
         let adapter = Adapter::new(fixture());
+        // The spec's frames include jumbo ones; the MTU's own rules are tested on their own.
+        adapter.set_mtu(9000);
         for (ip, mac) in case.known {
             adapter.lock_cache().learn(self::ip(ip), *mac, true, now);
         }
@@ -992,6 +994,109 @@ fn too_small_reply_buffer_is_a_counted_drop() {
         adapter.counters().dropped(DropReason::ReplyBufferTooSmall),
         1
     );
+}
+
+/// Above the tunnel MTU: DF IPv4 and any IPv6 to our MAC are answered with ICMP "too big" naming the MTU,
+/// from the destination back to the source; IPv4 without DF is carried; ICMP errors, multicast and later
+/// fragments get no answer (RFC 1122, RFC 4443 §2.4). Every one is counted.
+#[test]
+fn packets_above_the_mtu_get_icmp_too_big_when_allowed() {
+    let adapter = Adapter::new(fixture());
+    adapter.set_mtu(1280);
+    let now = Instant::now();
+    let mut reply = [0; MAX_CONTROL_FRAME_LEN];
+    let big = vec![0u8; 1300];
+    let with_df = |mut packet: Vec<u8>, offset: u16| {
+        packet[6..8].copy_from_slice(&(0x4000 | offset).to_be_bytes());
+        packet[10..12].fill(0);
+        let sum = checksum::checksum(&packet[..20]);
+        packet[10..12].copy_from_slice(&sum.to_be_bytes());
+        packet
+    };
+
+    let packet4 = with_df(ipv4_packet("10.127.111.2", "172.22.77.33", 17, &big), 0);
+    let frame = ethernet(SELF, GATEWAY, EtherType::Ipv4, &packet4, 0);
+    let RxAction::Reply(len) = adapter.on_frame(&frame, now, &mut reply).action else {
+        panic!("no ICMP for a DF packet above the MTU");
+    };
+    let eth = EthernetFrame::new_checked(&reply[..len]).unwrap();
+    assert_eq!((eth.dst_addr(), eth.src_addr()), (GATEWAY, SELF));
+    let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr(), ip.protocol()),
+        (v4("172.22.77.33"), v4("10.127.111.2"), 1)
+    );
+    let icmp = ip.payload();
+    assert_eq!(
+        (icmp[0], icmp[1], &icmp[6..8]),
+        (3, 4, &1280u16.to_be_bytes()[..])
+    );
+    assert_eq!(checksum::checksum(icmp), 0);
+    assert_eq!(&icmp[8..28], &packet4[..20], "the original header is quoted");
+
+    let packet6 = ipv6_packet("fd00:4242::2", "fd28:cb8f:4c92::33", 17, &big);
+    let frame = ethernet(SELF, GATEWAY, EtherType::Ipv6, &packet6, 0);
+    let RxAction::Reply(len) = adapter.on_frame(&frame, now, &mut reply).action else {
+        panic!("no ICMPv6 for an IPv6 packet above the MTU");
+    };
+    let eth = EthernetFrame::new_checked(&reply[..len]).unwrap();
+    let ip = Ipv6Packet::new_checked(eth.payload()).unwrap();
+    assert_eq!(
+        (ip.src_addr(), ip.dst_addr()),
+        (v6("fd28:cb8f:4c92::33"), v6("fd00:4242::2"))
+    );
+    let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+    assert!(icmp.verify_checksum(&ip.src_addr(), &ip.dst_addr()));
+    assert_eq!(
+        (icmp.msg_type(), &ip.payload()[4..8]),
+        (2, &1280u32.to_be_bytes()[..])
+    );
+
+    // Without DF, IPv4 is carried (its UDP datagram is fragmented on the way).
+    let plain = ipv4_packet("10.127.111.2", "172.22.77.33", 17, &big);
+    let frame = ethernet(SELF, GATEWAY, EtherType::Ipv4, &plain, 0);
+    assert!(matches!(
+        adapter.on_frame(&frame, now, &mut reply).action,
+        RxAction::Deliver(_)
+    ));
+
+    // No error about an ICMP error, a later fragment, or a packet to a group.
+    let mut unreachable = vec![3u8, 1, 0, 0, 0, 0, 0, 0];
+    unreachable.extend_from_slice(&big);
+    let silent = [
+        ethernet(
+            SELF,
+            GATEWAY,
+            EtherType::Ipv4,
+            &with_df(
+                ipv4_packet("10.127.111.2", "172.22.77.33", 1, &unreachable),
+                0,
+            ),
+            0,
+        ),
+        ethernet(
+            SELF,
+            GATEWAY,
+            EtherType::Ipv4,
+            &with_df(ipv4_packet("10.127.111.2", "172.22.77.33", 17, &big), 185),
+            0,
+        ),
+        ethernet(
+            MacAddr([0x33, 0x33, 0, 0, 0, 5]),
+            GATEWAY,
+            EtherType::Ipv6,
+            &ipv6_packet("fe80::aa:1111:1", "ff02::5", 89, &big),
+            0,
+        ),
+    ];
+    for frame in silent {
+        assert_eq!(
+            adapter.on_frame(&frame, now, &mut reply).action,
+            RxAction::Consumed
+        );
+    }
+    assert_eq!(adapter.counters().dropped(DropReason::TooBig), 5);
 }
 
 // ---- TX ----

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use gotatun::packet::{Ip, Packet, PacketBufPool};
 use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::l2::{Adapter, RxAction, TxAction};
 use crate::memif::{Frame, Interrupt, QueueCounters, RxQueue, TxQueue};
@@ -37,8 +37,6 @@ pub const BURST: usize = 64;
 pub const MAX_FRAME: usize = 9216;
 /// Packets waiting between the RX pump and the device (one memif ring's worth).
 pub const DEVICE_QUEUE: usize = 1024;
-/// The MTU reported to the device (the original's value). gotatun uses it only to cap padding.
-pub const DEVICE_MTU: u16 = 9000;
 const ETHERNET_HEADER: usize = 14;
 
 /// The tunnel's shared packet-path state: the adapter, the TX queue and the neighbour installer.
@@ -50,6 +48,8 @@ pub struct Link {
     neighbours: Mutex<Option<vpp::NeighbourHandle>>,
     memif: Mutex<Option<MemifCounters>>,
     counters: LinkCounters,
+    /// The tunnel MTU as the device sees it (gotatun caps its padding at it).
+    mtu: watch::Sender<u16>,
 }
 
 /// The live counters of the current memif connection's queues.
@@ -80,6 +80,7 @@ impl Link {
     pub fn new(adapter: Arc<Adapter>) -> (Arc<Link>, MemifIpSend, MemifIpRecv, RxPump) {
         let (rx_handover, rx_queues) = mpsc::channel(2);
         let self_mac = vpp::MacAddress(adapter.config().self_mac.0);
+        let (mtu, mtu_watch) = watch::channel(adapter.mtu());
         let link = Arc::new(Link {
             adapter,
             self_mac,
@@ -88,6 +89,7 @@ impl Link {
             neighbours: Mutex::new(None),
             memif: Mutex::new(None),
             counters: LinkCounters::default(),
+            mtu,
         });
         let send = MemifIpSend {
             link: Arc::clone(&link),
@@ -97,6 +99,7 @@ impl Link {
         let recv = MemifIpRecv {
             packets,
             batch: Vec::with_capacity(BURST),
+            mtu: mtu_watch,
         };
         let pump = RxPump {
             link: Arc::clone(&link),
@@ -113,6 +116,12 @@ impl Link {
     /// The l2 adapter (counters and neighbours for status).
     pub fn adapter(&self) -> &Adapter {
         &self.adapter
+    }
+
+    /// Sets the tunnel MTU, for the adapter (ICMP "too big" above it) and the device.
+    pub fn set_mtu(&self, mtu: u16) {
+        self.adapter.set_mtu(mtu);
+        self.mtu.send_replace(mtu);
     }
 
     /// The packet path's own counters.
@@ -309,6 +318,7 @@ impl RxPump {
 pub struct MemifIpRecv {
     packets: mpsc::Receiver<Packet<Ip>>,
     batch: Vec<Packet<Ip>>,
+    mtu: watch::Receiver<u16>,
 }
 
 /// The queue with its interrupt waiter; `None` (the connection is dropped here, and the next one is
@@ -340,7 +350,7 @@ impl IpRecv for MemifIpRecv {
     }
 
     fn mtu(&self) -> MtuWatcher {
-        MtuWatcher::new(DEVICE_MTU)
+        MtuWatcher::from(self.mtu.clone())
     }
 }
 

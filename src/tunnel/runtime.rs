@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::dataplane::{Link, MAX_FRAME};
@@ -103,6 +103,7 @@ impl Tunnel {
     pub async fn start(cfg: TunnelConfig, options: RunOptions) -> Result<Tunnel, TunnelError> {
         let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
         let (link, ip_send, ip_recv, rx_pump) = Link::new(adapter);
+        link.set_mtu(settings::tunnel_mtu(&cfg, None));
         let device = WgDevice::new(settings::device(&cfg), ip_send, ip_recv)
             .await
             .map_err(TunnelError::Device)?;
@@ -255,6 +256,7 @@ impl Lifecycle {
                 let params = settings::vpp_setup(cfg, options.memif_role == MemifRole::Client);
                 let mut side = VppSide::setup(cfg, client, params).await?;
                 side.start_neighbours(cfg, link);
+                side.apply_mtu(cfg, link).await;
                 Some(side)
             }
             VppAccess::Off => None,
@@ -565,7 +567,9 @@ enum VppTrouble {
 struct VppSide {
     client: Client,
     /// VPP's interface events (`None` when VPP refused the subscription: deletions go unnoticed then).
-    events: Option<tokio::sync::broadcast::Receiver<vpp::messages::SwInterfaceEvent>>,
+    events: Option<broadcast::Receiver<vpp::messages::SwInterfaceEvent>>,
+    /// An event said our memif may be gone; a dump has yet to confirm it.
+    memif_suspect: bool,
     /// What to create, again after a VPP restart.
     params: vpp::TunnelSetup,
     tunnel: VppTunnel,
@@ -596,6 +600,7 @@ impl VppSide {
         Ok(VppSide {
             client,
             events,
+            memif_suspect: false,
             params,
             tunnel,
             neighbours: None,
@@ -605,33 +610,61 @@ impl VppSide {
 
     /// Resolves when VPP's API connection closes, or when VPP reports our memif deleted and a dump
     /// confirms it (VPP reuses interface indexes, so an event about an older memif is checked).
+    /// Cancel-safe: the serve loop drops it whenever another branch wins, so an event that is being
+    /// checked is remembered in `memif_suspect` and checked again on the next call.
     async fn trouble(&mut self) -> VppTrouble {
-        let VppSide {
-            client,
-            events,
-            tunnel,
-            ..
-        } = self;
-        let deleted = async {
-            let Some(events) = events.as_mut() else {
-                return std::future::pending().await;
+        loop {
+            if self.memif_suspect {
+                let exists = memif_exists(&self.client, self.tunnel.memif_sw_if_index).await;
+                self.memif_suspect = false;
+                if !exists {
+                    return VppTrouble::MemifDeleted;
+                }
+            }
+            let memif = self.tunnel.memif_sw_if_index;
+            let event = async {
+                match self.events.as_mut() {
+                    Some(events) => events.recv().await,
+                    None => std::future::pending().await,
+                }
             };
-            loop {
-                let suspect = match events.recv().await {
-                    Ok(event) => event.deleted && event.sw_if_index == tunnel.memif_sw_if_index,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        return std::future::pending().await;
-                    }
-                };
-                if suspect && !memif_exists(client, tunnel.memif_sw_if_index).await {
-                    return;
+            tokio::select! {
+                () = self.client.disconnected() => return VppTrouble::ApiLost,
+                event = event => match event {
+                    Ok(event) => self.memif_suspect = event.deleted && event.sw_if_index == memif,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.memif_suspect = true,
+                    Err(broadcast::error::RecvError::Closed) => self.events = None,
+                },
+            }
+        }
+    }
+
+    /// Sets the tunnel MTU from the interface file or the BVI's MTU in VPP (read again after each
+    /// re-creation: VPP may have come back with another).
+    async fn apply_mtu(&self, cfg: &TunnelConfig, link: &Link) {
+        let bvi_mtu = if cfg.mtu.is_some() {
+            None
+        } else {
+            match vpp::bvi_mtu(&self.client, &self.params.bvi).await {
+                Ok(mtu) => mtu,
+                Err(err) => {
+                    tracing::warn!(tunnel = %cfg.name, error = %err, "cannot read the BVI's MTU; the tunnel MTU stays at its default");
+                    None
                 }
             }
         };
-        tokio::select! {
-            () = client.disconnected() => VppTrouble::ApiLost,
-            () = deleted => VppTrouble::MemifDeleted,
+        let mtu = settings::tunnel_mtu(cfg, bvi_mtu);
+        link.set_mtu(mtu);
+        match (cfg.mtu, bvi_mtu) {
+            (Some(_), _) => {
+                tracing::info!(tunnel = %cfg.name, mtu, "tunnel MTU from the interface file")
+            }
+            (None, Some(bvi)) => {
+                tracing::info!(tunnel = %cfg.name, mtu, bvi_mtu = bvi, "tunnel MTU: the BVI's MTU less WireGuard's 80 bytes")
+            }
+            (None, None) => {
+                tracing::info!(tunnel = %cfg.name, mtu, "tunnel MTU: the default (no BVI named)")
+            }
         }
     }
 
@@ -700,6 +733,7 @@ impl VppSide {
             }
         };
         tracing::info!(tunnel = %cfg.name, sw_if_index = tunnel.memif_sw_if_index, "VPP is back; objects created again");
+        self.apply_mtu(cfg, link).await;
         let same_bvi = same_target(&self.tunnel.installer, &tunnel.installer);
         self.tunnel = tunnel;
         self.l2fib_recorded = false;

@@ -15,6 +15,19 @@ pub const MEMIF_RING_SIZE: u32 = 1024;
 /// memif buffer size the VPP side creates (bytes), as the original. Larger frames arrive chained.
 pub const MEMIF_BUFFER_SIZE: u16 = 2048;
 
+/// What WireGuard adds to each packet over an IPv6 path: IPv6 and UDP headers, its own header and tag.
+pub const WIREGUARD_OVERHEAD: u16 = 80;
+
+/// The tunnel MTU: the interface file's `Mtu`, else the BVI's MTU less [`WIREGUARD_OVERHEAD`] (at least
+/// IPv6's 1280), else [`crate::l2::DEFAULT_MTU`].
+pub fn tunnel_mtu(cfg: &TunnelConfig, bvi_mtu: Option<u16>) -> u16 {
+    cfg.mtu.unwrap_or_else(|| {
+        bvi_mtu.map_or(crate::l2::DEFAULT_MTU, |bvi| {
+            bvi.saturating_sub(WIREGUARD_OVERHEAD).max(1280)
+        })
+    })
+}
+
 /// The l2 adapter's settings: our MAC, the gateway's, the four range lists and the neighbour installs.
 pub fn l2_config(cfg: &TunnelConfig) -> L2Config {
     let mut l2 = L2Config::new(cfg.self_mac, cfg.gateway_mac);

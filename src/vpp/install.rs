@@ -100,6 +100,41 @@ pub async fn find_interface(client: &Client, name: &str) -> Result<SwInterfaceDe
     }
 }
 
+/// The BVI's IP MTU: the smaller of its IPv4 and IPv6 MTUs, each its L3 MTU when unset (0); `set
+/// interface mtu packet 1500 loop42` sets the L3 one. `None` when the gateway file names no BVI.
+pub async fn bvi_mtu(client: &Client, bvi: &Bvi) -> Result<Option<u16>, BviError> {
+    let details = if bvi.sw_if_index != 0 {
+        let dump = SwInterfaceDump {
+            sw_if_index: bvi.sw_if_index,
+            ..SwInterfaceDump::default()
+        };
+        let found = client
+            .dump(&dump)
+            .await
+            .map_err(|source| BviError::Lookup {
+                name: format!("sw_if_index {}", bvi.sw_if_index),
+                source,
+            })?;
+        found.into_iter().next().ok_or_else(|| BviError::NotFound {
+            name: format!("sw_if_index {}", bvi.sw_if_index),
+            similar: Vec::new(),
+        })?
+    } else if !bvi.name.is_empty() {
+        find_interface(client, &bvi.name).await?
+    } else {
+        return Ok(None);
+    };
+    let [l3, ip4, ip6, _mpls] = details.mtu;
+    let l3 = if l3 == 0 {
+        u32::from(details.link_mtu)
+    } else {
+        l3
+    };
+    let ip = |mtu: u32| if mtu == 0 { l3 } else { mtu };
+    let mtu = ip(ip4).min(ip(ip6));
+    Ok((mtu != 0).then(|| u16::try_from(mtu).unwrap_or(u16::MAX)))
+}
+
 impl Installer {
     /// Resolves `method` for `bvi`. With `api` and no index, the index is looked up by exact name; a BVI
     /// with neither is an error only when something is to be installed (`needed`).

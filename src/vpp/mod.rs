@@ -31,7 +31,7 @@ pub mod vppctl;
 pub use client::{Client, ClientOptions, DEFAULT_SOCKET_PATH};
 pub use error::{ApiError, MessageMismatch, VppError};
 pub use install::{
-    Bvi, BviError, InstallMethod, Installer, RouteFamilies, find_interface, host_routes,
+    Bvi, BviError, InstallMethod, Installer, RouteFamilies, bvi_mtu, find_interface, host_routes,
 };
 pub use neighbour::{NeighbourCounts, NeighbourHandle, NeighbourInstaller};
 pub use setup::{SetupError, TunnelSetup, VppTunnel, setup, sweep_neighbours, sweep_stale};

@@ -76,6 +76,12 @@ impl VppBed {
         );
     }
 
+    /// A host on VPP's bridge (topology.sh `lan`): namespace `<P>-lan`, 10.127.111.2/24 and
+    /// fd00:4242::2/64 on an af_packet veth in bridge 4242, routing through the BVI.
+    pub fn add_lan_host(&self) {
+        self.topology("lan");
+    }
+
     /// The tunnel's name (also the namespace prefix).
     pub fn name(&self) -> &str {
         &self.prefix

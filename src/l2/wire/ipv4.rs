@@ -77,9 +77,25 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         read_u16(self.buffer.as_ref(), field::LENGTH)
     }
 
+    /// The packet up to its total length (without the Ethernet padding after it).
+    pub fn bytes(&self) -> &[u8] {
+        let buffer = self.buffer.as_ref();
+        &buffer[..usize::from(self.total_len()).min(buffer.len())]
+    }
+
     /// The time to live.
     pub fn ttl(&self) -> u8 {
         self.buffer.as_ref()[field::TTL]
+    }
+
+    /// The Don't Fragment flag.
+    pub fn dont_fragment(&self) -> bool {
+        self.buffer.as_ref()[field::FLAGS_FRAG.start] & 0x40 != 0
+    }
+
+    /// The fragment offset (in 8-byte units); non-zero for every fragment but the first.
+    pub fn fragment_offset(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::FLAGS_FRAG.start) & 0x1fff
     }
 
     /// The protocol of the payload.

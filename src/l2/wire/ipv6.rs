@@ -89,6 +89,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         HEADER_LEN + usize::from(self.payload_len())
     }
 
+    /// The packet up to its total length (without the Ethernet padding after it).
+    pub fn bytes(&self) -> &[u8] {
+        let buffer = self.buffer.as_ref();
+        &buffer[..self.total_len().min(buffer.len())]
+    }
+
     /// The next header after the fixed header.
     pub fn next_header(&self) -> u8 {
         self.buffer.as_ref()[field::NEXT_HEADER]
