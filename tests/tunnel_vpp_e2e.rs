@@ -86,19 +86,128 @@ fn ipv4_works_through_an_attached_operator_route_without_host_routes() {
     bed.ping_from_peer("10.127.111.1", 20);
 }
 
-/// SIGTERM removes every object the run created: VPP's state after equals its state before.
+/// SIGTERM, SIGHUP and SIGQUIT each remove every object the run created (the original died on the last
+/// two and left everything, B12): VPP's state after equals its state before. The UAPI socket is the
+/// owner's only while it runs.
 #[test]
-fn sigterm_leaves_vpp_as_it_was() {
+fn sigterm_sighup_and_sigquit_leave_vpp_as_it_was() {
+    use std::os::unix::fs::PermissionsExt;
     let Some(mut bed) = VppBed::up() else { return };
     let before = bed.objects();
-    bed.start_tunnel();
-    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
-    bed.ping_from_peer("fd00:4242::1", 5);
-    assert_ne!(bed.objects(), before, "the tunnel created nothing?");
+    for signal in ["TERM", "HUP", "QUIT"] {
+        bed.start_tunnel();
+        let mode = std::fs::metadata(bed.uapi_socket())
+            .expect("UAPI socket")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "UAPI socket mode {mode:o}");
+        assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+        bed.ping_from_peer("fd00:4242::1", 5);
+        assert_ne!(bed.objects(), before, "the tunnel created nothing?");
+        let status = bed.signal_daemon(signal);
+        assert!(
+            status.success(),
+            "SIG{signal}: {status}:\n{}",
+            bed.daemon_log()
+        );
+        assert_eq!(bed.objects(), before, "SIG{signal}: {}", bed.daemon_log());
+        assert!(!bed.memif_socket().exists() && !bed.uapi_socket().exists());
+    }
+}
+
+/// VPP may start after the daemon (B27): it says it waits, and sets up once VPP answers. A stop signal
+/// during that wait ends it at once, with nothing left behind.
+#[test]
+fn a_vpp_starting_later_is_waited_for_and_a_signal_ends_the_wait() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.stop_vpp();
+    bed.spawn_daemon(&[], &[]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(bed.daemon_is_running(), "{}", bed.daemon_log());
+    assert!(
+        bed.daemon_log().contains("waiting for VPP"),
+        "{}",
+        bed.daemon_log()
+    );
+    let started = std::time::Instant::now();
     let status = bed.signal_daemon("TERM");
     assert!(status.success(), "{status}:\n{}", bed.daemon_log());
-    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+    assert!(started.elapsed() < Duration::from_secs(3), "slow to stop");
     assert!(!bed.memif_socket().exists() && !bed.uapi_socket().exists());
+
+    bed.spawn_daemon(&[], &[]);
+    std::thread::sleep(Duration::from_millis(700));
+    bed.start_vpp();
+    bed.wait_until_up();
+    bed.configure_wireguard();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+}
+
+/// SIGTERM while VPP is away (crashed, not back): the daemon stops at once with exit 0; the next VPP has
+/// none of its objects anyway.
+#[test]
+fn sigterm_while_vpp_is_away_stops_at_once() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.start_tunnel();
+    bed.stop_vpp();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(bed.daemon_is_running(), "{}", bed.daemon_log());
+    let started = std::time::Instant::now();
+    let status = bed.signal_daemon("TERM");
+    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
+    assert!(started.elapsed() < Duration::from_secs(3), "slow to stop");
+    assert!(!bed.memif_socket().exists() && !bed.uapi_socket().exists());
+}
+
+/// Scenario 3: a response range that is not a single host gets no route; and scenario 10: the secret
+/// "random" reaches VPP's memif and ours alike (VPP connects with it).
+#[test]
+fn a_range_that_is_no_host_gets_no_route_and_a_random_secret_connects() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let config = std::fs::read_to_string(bed.if_file()).expect("if file");
+    std::fs::write(
+        bed.if_file(),
+        config
+            .replace("\"172.22.77.33/32\"", "\"172.22.77.32/30\"")
+            .replace("\"demo-secret\"", "\"random\""),
+    )
+    .expect("if file");
+    bed.start_tunnel();
+    let fib = bed.vppctl("show ip fib");
+    assert!(!fib.contains("172.22.77.32/30"), "{fib}");
+    assert!(
+        bed.vppctl("show ip6 fib")
+            .contains("fd28:cb8f:4c92::33/128")
+    );
+}
+
+/// Background mode really detaches (the original's did not): the launcher exits 0 once VPP's memif is
+/// connected and the UAPI socket is up; the detached daemon serves, and removing its UAPI socket stops it
+/// with the full undo.
+#[test]
+fn background_mode_detaches_once_up_and_undoes_at_the_end() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    bed.spawn(&[], &[]);
+    let status = bed.wait_daemon(Duration::from_secs(20));
+    assert!(status.success(), "launcher: {status}\n{}", bed.daemon_log());
+    assert!(
+        bed.uapi_socket().exists(),
+        "the launcher returned before the UAPI socket"
+    );
+    assert!(bed.vppctl("show memif").contains("connected"));
+    bed.configure_wireguard();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+    std::fs::remove_file(bed.uapi_socket()).expect("remove the UAPI socket");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while bed.objects() != before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the detached daemon did not undo: {}",
+            bed.vppctl("show memif")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Removing the UAPI socket stops the tunnel as SIGTERM does (the original's way to stop it).

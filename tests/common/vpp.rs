@@ -131,6 +131,18 @@ impl VppBed {
             .expect("vpp.sh runs")
     }
 
+    /// Stops VPP (by its PID) and removes what it left.
+    pub fn stop_vpp(&self) {
+        let out = self.vpp_sh("stop", []);
+        assert!(out.status.success(), "vpp.sh stop: {}", text(&out));
+    }
+
+    /// Starts VPP again after [`VppBed::stop_vpp`], with the same bridge.
+    pub fn start_vpp(&self) {
+        let out = self.vpp_sh("start", []);
+        assert!(out.status.success(), "vpp.sh start: {}", text(&out));
+    }
+
     /// Kills VPP (-9, as a crash) and starts it again with the same bridge.
     pub fn restart_vpp(&self) {
         let out = self.vpp_sh("restart", []);
@@ -155,13 +167,20 @@ impl VppBed {
         .collect()
     }
 
-    /// Starts the daemon in the `<P>-wg` namespace with the API install method, without waiting.
+    /// Starts the daemon in the `<P>-wg` namespace with the API install method, in the foreground,
+    /// without waiting.
     pub fn spawn_daemon(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        let mut argv = vec!["--foreground"];
+        argv.extend_from_slice(args);
+        self.spawn(&argv, env);
+    }
+
+    /// Starts the daemon with exactly `args` before its name (no `--foreground`), without waiting.
+    pub fn spawn(&mut self, args: &[&str], env: &[(&str, &str)]) {
         let log = std::fs::File::create(self.dir().join("daemon.log")).expect("log file");
         let child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-wg", self.prefix)])
             .arg(env!("CARGO_BIN_EXE_wireguard-vpp"))
-            .arg("--foreground")
             .args(args)
             .arg(&self.prefix)
             .env("VPP_MEMIF_CONFIG_DIR", self.dir().join("etc"))
@@ -358,6 +377,14 @@ impl Drop for VppBed {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A daemon that detached (background mode) is no child of ours.
+        let _ = Command::new("pkill")
+            .args([
+                "-KILL",
+                "-f",
+                &format!("wireguard-vpp( .*)? {}$", self.prefix),
+            ])
+            .status();
         self.topology("down");
         let _ = std::fs::remove_file(self.uapi_socket());
     }
