@@ -177,6 +177,9 @@ class FakeVpp:
                           ring_size=1024, buffer_size=2048, if_name=self.interfaces[idx])
                 for idx, (sid, mid) in sorted(self.memifs.items())]
 
+    def on_ip_neighbor_dump(self, conn, ctx, f):
+        return []  # no neighbours: the stand-in keeps none
+
     def on_memif_socket_filename_dump(self, conn, ctx, f):
         return [self.body("memif_socket_filename_details", ctx, socket_id=sid, socket_filename=name)
                 for sid, name in sorted(self.sockets.items())]
