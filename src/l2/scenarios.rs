@@ -1033,7 +1033,11 @@ fn packets_above_the_mtu_get_icmp_too_big_when_allowed() {
         (3, 4, &1280u16.to_be_bytes()[..])
     );
     assert_eq!(checksum::checksum(icmp), 0);
-    assert_eq!(&icmp[8..28], &packet4[..20], "the original header is quoted");
+    assert_eq!(
+        &icmp[8..28],
+        &packet4[..20],
+        "the original header is quoted"
+    );
 
     let packet6 = ipv6_packet("fd00:4242::2", "fd28:cb8f:4c92::33", 17, &big);
     let frame = ethernet(SELF, GATEWAY, EtherType::Ipv6, &packet6, 0);
