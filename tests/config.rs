@@ -711,7 +711,7 @@ fn the_config_reference_matches_the_code() {
         ("VPP_API_SOCKET_PATH", config::DEFAULT_VPP_API_SOCKET),
         ("VPP_MEMIF_SOCKET_DIR", config::DEFAULT_MEMIF_SOCKET_DIR),
         ("VPP_MEMIF_CONFIG_DIR", config::DEFAULT_CONFIG_DIR),
-        ("LOG_LEVEL", "error"),
+        ("LOG_LEVEL", "warn"),
     ];
     for (var, default) in env_rows {
         assert!(

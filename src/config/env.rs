@@ -14,7 +14,7 @@ pub const DEFAULT_MEMIF_SOCKET_DIR: &str = "/var/run/wggo-vpp";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/wggo-vpp";
 
 /// The variables the program reads (besides `PATH`).
-pub const VARIABLES: [&str; 8] = [
+pub const VARIABLES: [&str; 10] = [
     "VPP_API_SOCKET_PATH",
     "VPP_MEMIF_SOCKET_DIR",
     "VPP_MEMIF_CONFIG_DIR",
@@ -23,6 +23,8 @@ pub const VARIABLES: [&str; 8] = [
     "LOG_LEVEL",
     "WG_UAPI_FD",
     "WG_TUN_FD",
+    "WGVPP_API_CONNECT_TIMEOUT",
+    "WGVPP_MEMIF_CONNECT_TIMEOUT",
 ];
 
 /// The process environment as the program uses it.
@@ -38,6 +40,11 @@ pub struct Env {
     pub reconf: Option<Reconf>,
     /// `LOG_LEVEL`.
     pub log_level: LogLevel,
+    /// `WGVPP_API_CONNECT_TIMEOUT`: how long to wait for VPP's API socket at start (not in the original).
+    pub api_connect_timeout: Option<Duration>,
+    /// `WGVPP_MEMIF_CONNECT_TIMEOUT`: how long to wait for VPP's first memif connection (not in the
+    /// original).
+    pub memif_connect_timeout: Option<Duration>,
     /// What was noticed while parsing; to be logged once logging is set up (it depends on `LOG_LEVEL`).
     pub warnings: Vec<ConfigWarning>,
 }
@@ -108,6 +115,8 @@ impl Default for Env {
             config_dir: PathBuf::from(DEFAULT_CONFIG_DIR),
             reconf: None,
             log_level: LogLevel::default(),
+            api_connect_timeout: None,
+            memif_connect_timeout: None,
             warnings: Vec::new(),
         }
     }
@@ -165,6 +174,18 @@ impl Env {
                 reason: "not supported: wireguard-vpp creates its UAPI socket itself, also when it detaches; unset it".into(),
             });
         }
+        env.api_connect_timeout = get("WGVPP_API_CONNECT_TIMEOUT")
+            .map(|v| parse_timeout("WGVPP_API_CONNECT_TIMEOUT", &v, "VPP's API socket"))
+            .transpose()?;
+        env.memif_connect_timeout = get("WGVPP_MEMIF_CONNECT_TIMEOUT")
+            .map(|v| {
+                parse_timeout(
+                    "WGVPP_MEMIF_CONNECT_TIMEOUT",
+                    &v,
+                    "VPP's first memif connection",
+                )
+            })
+            .transpose()?;
         let interval = get("WGGO_RECONF_INTERVAL")
             .map(|value| parse_interval(&value).map(|d| (value, d)))
             .transpose()?;
@@ -203,6 +224,18 @@ impl Env {
 
 /// Seconds as a decimal number (`600`, `0.5`, `1e3`); 0 disables. The original exited on a value it
 /// could not parse and silently disabled reconfiguration for a negative one; both are errors here.
+/// A timeout variable: seconds to wait for `what`, fractions allowed, above 0.
+fn parse_timeout(var: &'static str, value: &str, what: &str) -> Result<Duration, ConfigError> {
+    match value.trim().parse::<f64>().map(Duration::try_from_secs_f64) {
+        Ok(Ok(timeout)) if !timeout.is_zero() => Ok(timeout),
+        _ => Err(ConfigError::Env {
+            var,
+            value: value.to_owned(),
+            reason: format!("expected the seconds to wait for {what}, a number above 0"),
+        }),
+    }
+}
+
 fn parse_interval(value: &str) -> Result<Duration, ConfigError> {
     let bad = |reason: &str| ConfigError::Env {
         var: "WGGO_RECONF_INTERVAL",
@@ -281,6 +314,19 @@ mod tests {
         assert_eq!(e.vpp_api_socket, Path::new("/run/vpp/api2.sock"));
         assert_eq!(e.memif_socket_path("x"), Path::new("/run/m/x.sock"));
         assert_eq!(e.config_dir, Path::new("cfg"));
+    }
+
+    #[test]
+    fn the_connect_timeouts_are_seconds_above_zero() {
+        let e = env(&[("WGVPP_API_CONNECT_TIMEOUT", "2.5")]).unwrap();
+        assert_eq!(e.api_connect_timeout, Some(Duration::from_millis(2500)));
+        for bad in ["0", "-1", "ten", "NaN", "inf", "1e30"] {
+            let err = env(&[("WGVPP_MEMIF_CONNECT_TIMEOUT", bad)])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("WGVPP_MEMIF_CONNECT_TIMEOUT"), "{err}");
+            assert!(err.contains("VPP's first memif connection"), "{err}");
+        }
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub const BURST: usize = 64;
 pub const MAX_FRAME: usize = 9216;
 /// Packets waiting between the RX pump and the device (one memif ring's worth).
 pub const DEVICE_QUEUE: usize = 1024;
+/// How long the RX pump waits for the device to make room before it reads the ring anyway: a device that
+/// does not read at all (no private key yet) must not stop ARP and NDP from being answered.
+const DEVICE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 const ETHERNET_HEADER: usize = 14;
 
 /// The tunnel's shared packet-path state: the adapter, the TX queue and the neighbour installer.
@@ -232,10 +235,14 @@ impl RxPump {
             if !self.usable_queue().await {
                 return;
             }
+            // Backpressure: while the device is busy, frames stay in VPP's ring (which VPP then stops
+            // filling, dropping at its side at no cost to us) instead of being read only to be dropped
+            // here; that read-and-drop is what starved the encryption under overload.
+            let room = self.room_for_device().await;
             let Some((queue, interrupt)) = self.rx.as_mut() else {
                 continue;
             };
-            let n = queue.rx_burst(&mut self.frames);
+            let n = queue.rx_burst(&mut self.frames[..room]);
             if n == 0 {
                 tokio::select! {
                     woken = interrupt.wait() => if woken.is_err() { self.rx = None },
@@ -247,6 +254,20 @@ impl RxPump {
                 continue;
             }
             self.classify(n);
+        }
+    }
+
+    /// How many frames to read now: as many as the device queue has room for (up to a burst), after
+    /// waiting [`DEVICE_WAIT`] at most for it to make some; a whole burst when it made none (the device is
+    /// not reading: its packets are dropped, the ARP/NDP among them still answered).
+    async fn room_for_device(&self) -> usize {
+        if self.to_device.capacity() == 0 {
+            // The permit is given back at once: only the wait for room matters.
+            let _ = tokio::time::timeout(DEVICE_WAIT, self.to_device.reserve()).await;
+        }
+        match self.to_device.capacity() {
+            0 => self.frames.len(),
+            room => room.min(self.frames.len()),
         }
     }
 
