@@ -595,3 +595,47 @@ fn the_tunnel_mtu_is_the_bvis_less_80_and_larger_packets_get_icmp_too_big() {
         "{report}"
     );
 }
+
+/// A flood from VPP's side, more than the tunnel can encrypt: VPP's ARP for a peer address it forgot is
+/// still answered, its pings still cross, and the tunnel carries traffic again once the flood ends.
+#[test]
+fn arp_is_answered_and_pings_cross_during_a_flood_from_the_bridge() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.add_lan_host();
+    bed.start_tunnel();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 3), 3);
+    let flood = std::process::Command::new("ip")
+        .args(["netns", "exec", &format!("{}-lan", bed.name())])
+        .args(["python3", "-c", FLOOD])
+        .spawn()
+        .expect("flood starts");
+    std::thread::sleep(Duration::from_millis(1000));
+    bed.vppctl("set ip neighbor del loop42 172.22.77.33 98:d2:93:00:00:03");
+    let answered = bed.vppctl("ping 172.22.77.33 source loop42 repeat 20 interval 0.1");
+    let neighbours = bed.vppctl("show ip neighbors");
+    let flood = flood.wait_with_output().expect("flood ends");
+    assert!(flood.status.success(), "{}", text(&flood));
+    assert!(
+        neighbours.contains("172.22.77.33"),
+        "VPP's ARP was not answered during the flood: {neighbours}"
+    );
+    assert!(
+        answered.contains(" received") && !answered.contains(" 0 received"),
+        "no ping crossed during the flood: {answered}"
+    );
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
+}
+
+/// UDP to the peer through the tunnel, as fast as Python sends, for four seconds.
+const FLOOD: &str = r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+payload = bytes(1000)
+end = time.monotonic() + 4
+while time.monotonic() < end:
+    for _ in range(1000):
+        try:
+            s.sendto(payload, ("172.22.77.33", 9))
+        except OSError:
+            pass
+"#;

@@ -37,9 +37,6 @@ pub const BURST: usize = 64;
 pub const MAX_FRAME: usize = 9216;
 /// Packets waiting between the RX pump and the device (one memif ring's worth).
 pub const DEVICE_QUEUE: usize = 1024;
-/// How long the RX pump waits for the device to make room before it reads the ring anyway: a device that
-/// does not read at all (no private key yet) must not stop ARP and NDP from being answered.
-const DEVICE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 const ETHERNET_HEADER: usize = 14;
 
 /// The tunnel's shared packet-path state: the adapter, the TX queue and the neighbour installer.
@@ -235,14 +232,10 @@ impl RxPump {
             if !self.usable_queue().await {
                 return;
             }
-            // Backpressure: while the device is busy, frames stay in VPP's ring (which VPP then stops
-            // filling, dropping at its side at no cost to us) instead of being read only to be dropped
-            // here; that read-and-drop is what starved the encryption under overload.
-            let room = self.room_for_device().await;
             let Some((queue, interrupt)) = self.rx.as_mut() else {
                 continue;
             };
-            let n = queue.rx_burst(&mut self.frames[..room]);
+            let n = queue.rx_burst(&mut self.frames);
             if n == 0 {
                 tokio::select! {
                     woken = interrupt.wait() => if woken.is_err() { self.rx = None },
@@ -254,20 +247,11 @@ impl RxPump {
                 continue;
             }
             self.classify(n);
-        }
-    }
-
-    /// How many frames to read now: as many as the device queue has room for (up to a burst), after
-    /// waiting [`DEVICE_WAIT`] at most for it to make some; a whole burst when it made none (the device is
-    /// not reading: its packets are dropped, the ARP/NDP among them still answered).
-    async fn room_for_device(&self) -> usize {
-        if self.to_device.capacity() == 0 {
-            // The permit is given back at once: only the wait for room matters.
-            let _ = tokio::time::timeout(DEVICE_WAIT, self.to_device.reserve()).await;
-        }
-        match self.to_device.capacity() {
-            0 => self.frames.len(),
-            room => room.min(self.frames.len()),
+            if self.to_device.capacity() == 0 {
+                // Overload: let the device (which may share this thread) encrypt what it was given,
+                // rather than classifying and dropping burst after burst ahead of it.
+                tokio::task::yield_now().await;
+            }
         }
     }
 
@@ -304,16 +288,18 @@ impl RxPump {
             let outcome = link.adapter.on_frame(frame, now, &mut self.scratch);
             match outcome.action {
                 RxAction::Deliver(range) => {
+                    // Room first: a packet the device has no room for is dropped before any copy, so
+                    // that overload costs a classification per frame, not a copy and a pool round trip.
+                    let Ok(room) = self.to_device.try_reserve() else {
+                        link.counters.rx_device_busy.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
                     let mut packet = self.pool.get();
                     let buf = packet.buf_mut();
                     buf.clear();
                     buf.extend_from_slice(&frame[range]);
                     match packet.try_into_ip() {
-                        Ok(ip) => {
-                            if self.to_device.try_send(ip).is_err() {
-                                link.counters.rx_device_busy.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                        Ok(ip) => room.send(ip),
                         Err(_) => {
                             link.counters.rx_not_ip.fetch_add(1, Ordering::Relaxed);
                         }
