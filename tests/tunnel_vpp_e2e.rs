@@ -104,13 +104,7 @@ fn sigterm_sighup_and_sigquit_leave_vpp_as_it_was() {
         assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
         bed.ping_from_peer("fd00:4242::1", 5);
         assert_ne!(bed.objects(), before, "the tunnel created nothing?");
-        let status = bed.signal_daemon(signal);
-        assert!(
-            status.success(),
-            "SIG{signal}: {status}:\n{}",
-            bed.daemon_log()
-        );
-        assert_eq!(bed.objects(), before, "SIG{signal}: {}", bed.daemon_log());
+        bed.stop_leaving(signal, &before);
         assert!(!bed.memif_socket().exists() && !bed.uapi_socket().exists());
     }
 }
@@ -199,15 +193,7 @@ fn background_mode_detaches_once_up_and_undoes_at_the_end() {
     bed.configure_wireguard();
     assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
     std::fs::remove_file(bed.uapi_socket()).expect("remove the UAPI socket");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while bed.objects() != before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the detached daemon did not undo: {}",
-            bed.vppctl("show memif")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    bed.wait_for("the detached daemon's undo", 15, || bed.objects() == before);
 }
 
 /// Removing the UAPI socket stops the tunnel as SIGTERM does (the original's way to stop it).
@@ -240,9 +226,7 @@ fn a_start_after_kill_9_sweeps_what_the_dead_run_left() {
     bed.start_tunnel();
     assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
     bed.ping_from_peer("10.127.111.1", 5);
-    let status = bed.signal_daemon("TERM");
-    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
-    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+    bed.stop_leaving("TERM", &before);
 }
 
 /// VPP crashes and comes back: the daemon lives on, creates its objects again, keeps its WireGuard session
@@ -255,17 +239,9 @@ fn a_vpp_restart_is_survived_with_the_session_kept() {
     let handshake = bed.peer_wg_show("latest-handshakes");
 
     bed.restart_vpp();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !bed.vppctl("show memif").contains("connected") {
-        assert!(bed.daemon_is_running(), "{}", bed.daemon_log());
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not re-created: {}\n{}",
-            bed.vppctl("show memif"),
-            bed.daemon_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    bed.wait_for("the memif in the restarted VPP", 20, || {
+        bed.vppctl("show memif").contains("connected")
+    });
     bed.ping_from_peer("10.127.111.1", 5);
     assert_eq!(bed.ping_from_vpp("fd28:cb8f:4c92::33", 5), 5);
     assert_eq!(
@@ -369,9 +345,7 @@ fn the_client_role_connects_to_a_listening_vpp() {
     );
     assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
     bed.ping_from_peer("fd00:4242::1", 5);
-    let status = bed.signal_daemon("TERM");
-    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
-    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+    bed.stop_leaving("TERM", &before);
 }
 
 /// The vppctl install method, with VPP's real vppctl on the BVI's name.
@@ -420,9 +394,7 @@ fn the_vppctl_install_method_installs_and_removes_through_the_real_vppctl() {
     let fib = bed.vppctl("show ip fib 172.22.77.33/32");
     assert!(fib.contains("attached") && fib.contains("loop42"), "{fib}");
     assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
-    let status = bed.signal_daemon("TERM");
-    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
-    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+    bed.stop_leaving("TERM", &before);
 }
 
 /// `delete interface memif` in a VPP that stays up: noticed through VPP's interface events (not a wait for a memif
@@ -434,23 +406,14 @@ fn a_memif_deleted_by_hand_is_created_again() {
     bed.start_tunnel();
     assert_eq!(bed.ping_from_vpp("172.22.77.33", 3), 3);
     bed.vppctl(&format!("delete interface memif {MEMIF}"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !bed.vppctl("show memif").contains("connected") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not re-created: {}\n{}",
-            bed.vppctl("show memif"),
-            bed.daemon_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    bed.wait_for("the memif created again", 15, || {
+        bed.vppctl("show memif").contains("connected")
+    });
     assert!(bed.daemon_log().contains("VPP deleted our memif"));
     assert!(bed.vppctl("show bridge-domain 4242 detail").contains(MEMIF));
     assert_eq!(bed.ping_from_vpp("172.22.77.33", 5), 5);
     bed.ping_from_peer("fd00:4242::1", 5);
-    let status = bed.signal_daemon("TERM");
-    assert!(status.success(), "{status}:\n{}", bed.daemon_log());
-    assert_eq!(bed.objects(), before, "{}", bed.daemon_log());
+    bed.stop_leaving("TERM", &before);
 }
 
 /// Neighbour installs (`VppBridgeLoop_InstallNeighbor`) with each flag combination: after our ARP/NDP
@@ -513,9 +476,7 @@ fn neighbour_installs_carry_each_flag_combination_and_are_removed() {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        let status = bed.signal_daemon("TERM");
-        assert!(status.success(), "{status}:\n{}", bed.daemon_log());
-        assert_eq!(bed.objects(), before, "{flags}: {}", bed.daemon_log());
+        bed.stop_leaving("TERM", &before);
     }
 }
 

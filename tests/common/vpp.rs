@@ -267,6 +267,31 @@ impl VppBed {
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
+    /// Stops the daemon with `signal` and requires a clean exit that left VPP's objects as `before`.
+    pub fn stop_leaving(&mut self, signal: &str, before: &str) {
+        let status = self.signal_daemon(signal);
+        assert!(
+            status.success(),
+            "SIG{signal}: {status}:\n{}",
+            self.daemon_log()
+        );
+        assert_eq!(self.objects(), before, "SIG{signal}: {}", self.daemon_log());
+    }
+
+    /// Waits up to `seconds` until `ready` holds, failing with `what`, VPP's memifs and the daemon's log.
+    pub fn wait_for(&self, what: &str, seconds: u64, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while !ready() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {}\n{}",
+                self.vppctl("show memif"),
+                self.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends `signal` (a `kill` name such as TERM or KILL) and waits for the exit.
     pub fn signal_daemon(&mut self, signal: &str) -> ExitStatus {
         let child = self.daemon.as_ref().expect("daemon started");
