@@ -12,13 +12,15 @@
 #   KEEP_CLUSTER=1         leave the cluster running afterwards (for debugging); delete it with
 #                          `kind delete cluster --name <name>`
 #   E2E_CLUSTER=NAME       cluster name (default: wgvpp-e2e-<pid>)
-#   KIND_NODE_IMAGE=IMAGE  kind node image (default: kind's own default for its version)
-#   VPP_IMAGE=IMAGE        VPP image (default below; any image with /usr/bin/vpp, vppctl and the memif plugin)
+#   KIND_NODE_IMAGE=IMAGE  kind node image (default below: Kubernetes 1.34, which the chart accepts)
+#   VPP_IMAGE=IMAGE        VPP image (default below: VPP 24.10, the oldest release whose API message CRCs
+#                          equal those of v26.06, checked against a real v26.06 at connect in the tests)
 #   E2E_TIMEOUT=SECONDS    how long each wait may take (default 180)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VPP_IMAGE="${VPP_IMAGE:-ligato/vpp-base:24.02}"
+VPP_IMAGE="${VPP_IMAGE:-ligato/vpp-base:24.10}"
+KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.34.0}"
 CLUSTER="${E2E_CLUSTER:-wgvpp-e2e-$$}"
 TIMEOUT="${E2E_TIMEOUT:-180}"
 AGENT_IMAGE=wireguard-vpp:e2e
@@ -72,7 +74,7 @@ cleanup() {
 
 log "creating kind cluster $CLUSTER"
 kind_args=(--name "$CLUSTER" --config kind-tests/kind-config.yaml --wait "${TIMEOUT}s")
-[ -n "${KIND_NODE_IMAGE:-}" ] && kind_args+=(--image "$KIND_NODE_IMAGE")
+kind_args+=(--image "$KIND_NODE_IMAGE")
 trap cleanup EXIT
 kind create cluster "${kind_args[@]}"
 kubectl config use-context "kind-$CLUSTER" >/dev/null
