@@ -11,37 +11,12 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use wireguard_vpp::config::{self, Env};
-use wireguard_vpp::tunnel;
+use wireguard_vpp::{memif, tunnel};
 
 /// How long the background launcher waits for the foreground child's UAPI socket.
 const BACKGROUND_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Our end of the memif, as the command line names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    /// Listen; VPP connects.
-    Server,
-    /// Connect to VPP's socket.
-    Client,
-}
-
-impl Role {
-    fn memif_role(self) -> tunnel::MemifRole {
-        match self {
-            Role::Server => tunnel::MemifRole::Server,
-            Role::Client => tunnel::MemifRole::Client,
-        }
-    }
-
-    fn arg(self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::Client => "client",
-        }
-    }
-}
-
-pub fn main(raw_name: &str, foreground_flag: bool, vpp_api: bool, role: Role) -> ExitCode {
+pub fn main(raw_name: &str, foreground_flag: bool, vpp_api: bool, role: memif::Role) -> ExitCode {
     let env = match Env::from_process() {
         Ok(env) => env,
         Err(err) => {
@@ -65,7 +40,7 @@ pub fn main(raw_name: &str, foreground_flag: bool, vpp_api: bool, role: Role) ->
     run_background(&name, vpp_api, role)
 }
 
-fn run_foreground(name: &str, env: Env, vpp_api: bool, role: Role) -> ExitCode {
+fn run_foreground(name: &str, env: Env, vpp_api: bool, role: memif::Role) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,12 +51,7 @@ fn run_foreground(name: &str, env: Env, vpp_api: bool, role: Role) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tunnel::daemon::run_named(
-        name,
-        env,
-        vpp_api,
-        role.memif_role(),
-    )) {
+    match runtime.block_on(tunnel::daemon::run_named(name, env, vpp_api, role)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(tunnel = name, "{err}");
@@ -91,7 +61,7 @@ fn run_foreground(name: &str, env: Env, vpp_api: bool, role: Role) -> ExitCode {
     }
 }
 
-fn run_background(name: &str, vpp_api: bool, role: Role) -> ExitCode {
+fn run_background(name: &str, vpp_api: bool, role: memif::Role) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(err) => {
@@ -105,7 +75,7 @@ fn run_background(name: &str, vpp_api: bool, role: Role) -> ExitCode {
     if !vpp_api {
         command.arg("--no-vpp-api");
     }
-    command.args(["--memif-role", role.arg()]);
+    command.args(["--memif-role", role.as_str()]);
     let mut child = match command
         .arg(name)
         .env("WG_PROCESS_FOREGROUND", "1")

@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use wireguard_vpp::memif;
 
 mod daemon;
 #[cfg(feature = "k8s")]
@@ -35,8 +36,8 @@ struct Cli {
 
     /// Our end of the memif: `server` listens and VPP connects (the original's way); `client` connects
     /// to a socket VPP listens on.
-    #[arg(long = "memif-role", value_enum, default_value = "server")]
-    memif_role: daemon::Role,
+    #[arg(long = "memif-role", default_value = "server", value_parser = memif_role())]
+    memif_role: memif::Role,
 
     /// The interface name; characters outside [A-Za-z0-9_-] are removed, as in the original.
     #[arg(value_name = "INTERFACE-NAME", required = true)]
@@ -57,6 +58,13 @@ enum Command {
     #[cfg(feature = "k8s")]
     /// Print the WireGuardVppTunnel CustomResourceDefinition (YAML).
     Crd,
+}
+
+/// `--memif-role`: `server` or `client`, listed in `--help` and checked by clap.
+fn memif_role() -> impl clap::builder::TypedValueParser<Value = memif::Role> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["server", "client"])
+        .map(|role| role.parse().expect("one of the possible values"))
 }
 
 fn main() -> ExitCode {

@@ -13,13 +13,41 @@ use super::msg::{MSG_SIZE, Message};
 use super::queue::{LinkState, RxQueue, TxQueue};
 use super::socket::ControlSocket;
 
-/// Which side of the protocol we are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which side of the protocol we are (the command line's `--memif-role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Role {
-    /// Master: listens, maps the client's memory.
+    /// Master: listens, maps the client's memory. A tunnel's default: VPP connects (the original's way).
+    #[default]
     Server,
-    /// Slave: connects, builds the shared memory.
+    /// Slave: connects, builds the shared memory; a tunnel retries while VPP's socket is absent.
     Client,
+}
+
+impl Role {
+    /// `server` or `client`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Client => "client",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Role, String> {
+        match value {
+            "server" => Ok(Role::Server),
+            "client" => Ok(Role::Client),
+            other => Err(format!("{other:?} is neither server nor client")),
+        }
+    }
 }
 
 /// What the handshake established.

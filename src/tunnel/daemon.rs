@@ -1,7 +1,7 @@
 //! `wireguard-vpp [-f] NAME`, as wireguard-go-vpp was run: the tunnel of `<VPP_MEMIF_CONFIG_DIR>/if/NAME.json`
 //! until SIGTERM, SIGINT, SIGHUP, SIGQUIT or the removal of its UAPI socket.
 
-use super::{MemifRole, RunOptions, TunnelError, VppAccess, run};
+use super::{RunOptions, TunnelError, VppAccess, run};
 use crate::config::{self, Env};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -12,7 +12,7 @@ pub async fn run_named(
     name: &str,
     env: Env,
     vpp_api: bool,
-    memif_role: MemifRole,
+    memif_role: crate::memif::Role,
 ) -> Result<(), TunnelError> {
     let cfg = config::load(&env.config_dir, name, &env)?;
     let mut options = RunOptions::new(&cfg.vpp_api_socket);

@@ -15,7 +15,7 @@ mod status;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use runtime::{MemifRole, RunOptions, Tunnel, VppAccess, run};
+pub use runtime::{RunOptions, Tunnel, VppAccess, run};
 pub use status::{Phase, TunnelStatus};
 
 use crate::wg::WgDevice;

@@ -45,23 +45,13 @@ pub enum VppAccess {
     Off,
 }
 
-/// Which end of the memif this tunnel is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MemifRole {
-    /// We listen on the socket and VPP connects (the original's arrangement).
-    #[default]
-    Server,
-    /// VPP listens on the socket and we connect, retrying with back-off while it is absent.
-    Client,
-}
-
 /// Settings of a run that do not come from the configuration files.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// How VPP is reached.
     pub vpp: VppAccess,
     /// Which end of the memif we are.
-    pub memif_role: MemifRole,
+    pub memif_role: memif::Role,
     /// Directory of the UAPI socket (`/var/run/wireguard` for `wg`).
     pub uapi_dir: PathBuf,
     /// How long to wait for VPP's first memif connection before giving up.
@@ -75,7 +65,7 @@ impl RunOptions {
     pub fn new(api_socket: &Path) -> RunOptions {
         RunOptions {
             vpp: VppAccess::Api(ClientOptions::new(api_socket)),
-            memif_role: MemifRole::Server,
+            memif_role: memif::Role::Server,
             uapi_dir: PathBuf::from(crate::wg::uapi::DEFAULT_SOCKET_DIR),
             first_connect_timeout: Duration::from_secs(30),
             reconf: None,
@@ -110,8 +100,8 @@ impl Tunnel {
         let device = Arc::new(device);
         let rx_pump = tokio::spawn(rx_pump.run());
         let memif = match options.memif_role {
-            MemifRole::Server => MemifEnd::Listening(bind_memif(&cfg)?),
-            MemifRole::Client => {
+            memif::Role::Server => MemifEnd::Listening(bind_memif(&cfg)?),
+            memif::Role::Client => {
                 MemifEnd::Connecting(settings::memif_client(&cfg, HANDSHAKE_TIMEOUT))
             }
         };
@@ -253,7 +243,7 @@ impl Lifecycle {
                         return Ok(());
                     }
                 };
-                let params = settings::vpp_setup(cfg, options.memif_role == MemifRole::Client);
+                let params = settings::vpp_setup(cfg, options.memif_role == memif::Role::Client);
                 let mut side = VppSide::setup(cfg, client, params).await?;
                 side.start_neighbours(cfg, link);
                 side.apply_mtu(cfg, link).await;
