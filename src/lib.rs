@@ -14,6 +14,7 @@ pub mod config;
 #[cfg(feature = "k8s")]
 pub mod k8s;
 pub mod l2;
+pub mod mac;
 pub mod memif;
 pub mod tunnel;
 pub mod vpp;

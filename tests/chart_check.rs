@@ -1132,7 +1132,8 @@ fn notes_tell_the_next_steps() {
 /// config loader, with the environment the chart gives the agent.
 #[test]
 fn rendered_gateway_files_load_with_the_project_config_loader() {
-    use wireguard_vpp::config::{self, Env, InstallMethod, MacAddr};
+    use wireguard_vpp::config::{self, Env, InstallMethod};
+    use wireguard_vpp::mac::MacAddr;
 
     let Some(tools) = Tools::get() else { return };
     for values in [

@@ -145,7 +145,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
 
-fn mac(s: &str) -> MacAddress {
+fn mac(s: &str) -> MacAddr {
     s.parse().expect("MAC")
 }
 

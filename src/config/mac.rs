@@ -2,7 +2,7 @@
 //! [`MacAddr`] (the Ethernet side's type), and deriving the two per-tunnel MACs from a prefix and the uid
 //! (spec 3.4).
 
-use crate::l2::MacAddr;
+use crate::mac::MacAddr;
 
 /// Why a MAC address or prefix text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

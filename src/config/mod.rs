@@ -26,7 +26,6 @@ mod validate;
 use std::path::Path;
 
 /// The type of [`TunnelConfig`]'s MACs: the Ethernet side's, re-exported for the configuration's users.
-pub use crate::l2::MacAddr;
 pub use env::{
     DEFAULT_CONFIG_DIR, DEFAULT_MEMIF_SOCKET_DIR, DEFAULT_VPP_API_SOCKET, Env, LogLevel, Reconf,
     VARIABLES,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use super::file::{FamilySwitches, NeighborFlagSwitches};
-use crate::l2::MacAddr;
+use crate::mac::MacAddr;
 
 /// A validated tunnel configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use super::file::{GatewayFile, InterfaceFile};
 use super::mac::parse_mac;
 use super::resolved::{BRIDGE_ID_MAX, Install, InstallMethod, MTU_RANGE, Ranges, SOCKET_PATH_MAX};
 use super::{ConfigError, ConfigWarning, Env, MacPrefix, MemifSecret, TunnelConfig};
-use crate::l2::MacAddr;
+use crate::mac::MacAddr;
 
 /// The default of `VppBridgeLoop_VppctlBinary`.
 pub const DEFAULT_VPPCTL_BINARY: &str = "vppctl";

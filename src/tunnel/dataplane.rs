@@ -42,7 +42,6 @@ const ETHERNET_HEADER: usize = 14;
 /// The tunnel's shared packet-path state: the adapter, the TX queue and the neighbour installer.
 pub struct Link {
     adapter: Arc<Adapter>,
-    self_mac: vpp::MacAddress,
     tx: Mutex<Option<TxQueue>>,
     rx_handover: mpsc::Sender<RxQueue>,
     neighbours: Mutex<Option<vpp::NeighbourHandle>>,
@@ -79,11 +78,9 @@ impl Link {
     /// with [`Link::attach`]. The pump runs until it is aborted.
     pub fn new(adapter: Arc<Adapter>) -> (Arc<Link>, MemifIpSend, MemifIpRecv, RxPump) {
         let (rx_handover, rx_queues) = mpsc::channel(2);
-        let self_mac = vpp::MacAddress(adapter.config().self_mac.0);
         let (mtu, mtu_watch) = watch::channel(adapter.mtu());
         let link = Arc::new(Link {
             adapter,
-            self_mac,
             tx: Mutex::new(None),
             rx_handover,
             neighbours: Mutex::new(None),
@@ -202,7 +199,7 @@ impl Link {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(handle) = guard.as_ref() {
-            handle.install(addr, self.self_mac);
+            handle.install(addr, self.adapter.config().self_mac);
         }
     }
 

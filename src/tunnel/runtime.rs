@@ -660,7 +660,7 @@ impl VppSide {
 
     /// Adds the l2fib entry for our MAC, recording it for teardown the first time only.
     async fn add_l2fib(&mut self, cfg: &TunnelConfig) {
-        let mac = vpp::MacAddress(cfg.self_mac.0);
+        let mac = cfg.self_mac;
         let added = if self.l2fib_recorded {
             let entry = vpp::messages::L2fibAddDel {
                 mac,
@@ -763,7 +763,7 @@ impl VppSide {
 
 /// Removes VPP's neighbour entries with our MAC (see [`vpp::sweep_neighbours`]); a failure is logged.
 async fn sweep_neighbours(cfg: &TunnelConfig, client: &Client, which: &str) {
-    match vpp::sweep_neighbours(client, vpp::MacAddress(cfg.self_mac.0)).await {
+    match vpp::sweep_neighbours(client, cfg.self_mac).await {
         Ok(0) => {}
         Ok(removed) => {
             tracing::info!(tunnel = %cfg.name, removed, "removed neighbour entries {which}")

@@ -51,7 +51,7 @@ pub fn vpp_setup(cfg: &TunnelConfig, vpp_listens: bool) -> vpp::TunnelSetup {
         cfg.uid,
         cfg.memif_socket.to_string_lossy().into_owned(),
         cfg.bridge_id,
-        vpp::MacAddress(cfg.vpp_memif_mac.0),
+        cfg.vpp_memif_mac,
     );
     setup.secret = cfg
         .secret

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::client::Client;
 use super::error::VppError;
 use super::messages::{IpNeighborAddDel, IpRouteAddDel, SwInterfaceDetails, SwInterfaceDump};
-use super::types::{FibPath, IpNeighbor, IpNeighborFlags, IpRoute, MacAddress, Prefix};
+use super::types::{FibPath, IpNeighbor, IpNeighborFlags, IpRoute, MacAddr, Prefix};
 use super::vppctl::{self, Vppctl};
 
 /// How routes and neighbour entries reach VPP (`VppBridgeLoop_InstallMethod`).
@@ -210,7 +210,7 @@ impl Installer {
         client: &Client,
         is_add: bool,
         ip: IpAddr,
-        mac: MacAddress,
+        mac: MacAddr,
         flags: IpNeighborFlags,
     ) -> Result<(), VppError> {
         match self {

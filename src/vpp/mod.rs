@@ -35,6 +35,6 @@ pub use install::{
 };
 pub use neighbour::{NeighbourCounts, NeighbourHandle, NeighbourInstaller};
 pub use setup::{SetupError, TunnelSetup, VppTunnel, setup, sweep_neighbours, sweep_stale};
-pub use types::{IpNeighborFlags, MacAddress};
+pub use types::IpNeighborFlags;
 pub use undo::{Undo, UndoFailure, undo_all};
 pub use vppctl::{Vppctl, VppctlError};

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::client::Client;
 use super::install::Installer;
-use super::types::{IpNeighborFlags, MacAddress};
+use super::types::{IpNeighborFlags, MacAddr};
 use super::undo::Undo;
 
 /// Attempts per entry before giving up (until the next request for it).
@@ -67,14 +67,14 @@ impl NeighbourStats {
 /// The packet path's side: cheap to clone, never blocks.
 #[derive(Debug, Clone)]
 pub struct NeighbourHandle {
-    tx: mpsc::Sender<(IpAddr, MacAddress)>,
+    tx: mpsc::Sender<(IpAddr, MacAddr)>,
     stats: Arc<NeighbourStats>,
 }
 
 impl NeighbourHandle {
     /// Asks for `ip` → `mac` to be installed on the BVI. Returns false when the request was dropped
     /// (queue full or installer stopped); that is counted, and the next ARP/NA will ask again.
-    pub fn install(&self, ip: IpAddr, mac: MacAddress) -> bool {
+    pub fn install(&self, ip: IpAddr, mac: MacAddr) -> bool {
         match self.tx.try_send((ip, mac)) {
             Ok(()) => {
                 self.stats.requested.fetch_add(1, Ordering::Relaxed);
@@ -147,7 +147,7 @@ impl NeighbourInstaller {
 }
 
 struct Retry {
-    mac: MacAddress,
+    mac: MacAddr,
     attempts: u32,
     at: Instant,
 }
@@ -159,14 +159,14 @@ struct Worker {
     stats: Arc<NeighbourStats>,
     generation: u64,
     // INVARIANT: holds exactly the pairs VPP acknowledged under `generation`.
-    installed: HashMap<IpAddr, MacAddress>,
+    installed: HashMap<IpAddr, MacAddr>,
     retry: HashMap<IpAddr, Retry>,
 }
 
 impl Worker {
     async fn run(
         mut self,
-        mut rx: mpsc::Receiver<(IpAddr, MacAddress)>,
+        mut rx: mpsc::Receiver<(IpAddr, MacAddr)>,
         mut stop: oneshot::Receiver<()>,
     ) -> Vec<Undo> {
         // Notices a reconnect to a restarted VPP even when no request comes in.
@@ -199,7 +199,7 @@ impl Worker {
             .collect()
     }
 
-    async fn request(&mut self, ip: IpAddr, mac: MacAddress) {
+    async fn request(&mut self, ip: IpAddr, mac: MacAddr) {
         if self.installer.is_none() {
             return;
         }
@@ -242,7 +242,7 @@ impl Worker {
     async fn retry_due(&mut self) {
         self.notice_reconnect();
         let now = Instant::now();
-        let due: Vec<(IpAddr, MacAddress, u32)> = self
+        let due: Vec<(IpAddr, MacAddr, u32)> = self
             .retry
             .iter()
             .filter(|(_, r)| r.at <= now)
@@ -254,7 +254,7 @@ impl Worker {
         }
     }
 
-    async fn attempt(&mut self, ip: IpAddr, mac: MacAddress, previous_attempts: u32) {
+    async fn attempt(&mut self, ip: IpAddr, mac: MacAddr, previous_attempts: u32) {
         if self.flags.contains(IpNeighborFlags::NO_FIB_ENTRY) {
             // VPP applies no-fib-entry only when it creates an entry, and it has usually learned this one
             // (with its FIB entry) from the answer we just sent: replace it. A missing entry is no error.
@@ -314,8 +314,8 @@ mod tests {
             stats: Arc::default(),
         };
         let ip: IpAddr = "172.22.77.33".parse().unwrap();
-        assert!(handle.install(ip, MacAddress([2, 0, 0, 0, 0, 1])));
-        assert!(!handle.install(ip, MacAddress([2, 0, 0, 0, 0, 1])));
+        assert!(handle.install(ip, MacAddr([2, 0, 0, 0, 0, 1])));
+        assert!(!handle.install(ip, MacAddr([2, 0, 0, 0, 0, 1])));
         assert_eq!(
             handle.counts(),
             NeighbourCounts {

@@ -18,7 +18,7 @@ use super::messages::{
     MemifSocketFilenameAddDelV2, MemifSocketFilenameDump, SwInterfaceSetFlags,
     SwInterfaceSetL2Bridge,
 };
-use super::types::{IfStatusFlags, L2PortType, MacAddress, MemifMode, MemifRole};
+use super::types::{IfStatusFlags, L2PortType, MacAddr, MemifMode, MemifRole};
 use super::undo::{Undo, UndoFailure, undo_all};
 
 /// The largest bridge domain id VPP accepts.
@@ -38,7 +38,7 @@ pub struct TunnelSetup {
     /// The bridge domain (`VppBridgeID`).
     pub bridge_id: u32,
     /// MAC of VPP's memif interface (`VppIfMacaddrPrefix` + uid).
-    pub vpp_memif_mac: MacAddress,
+    pub vpp_memif_mac: MacAddr,
     /// The bridge's BVI, for routes and neighbours.
     pub bvi: Bvi,
     /// Host routes to install via the BVI (see [`super::host_routes`]).
@@ -94,7 +94,7 @@ impl TunnelSetup {
         uid: u32,
         socket_path: impl Into<String>,
         bridge_id: u32,
-        vpp_memif_mac: MacAddress,
+        vpp_memif_mac: MacAddr,
     ) -> Self {
         Self {
             uid,
@@ -231,7 +231,7 @@ pub struct VppTunnel {
 impl VppTunnel {
     /// Adds the l2fib entry `mac` → memif in the bridge (the original does this once the memif connects).
     /// Recorded for teardown on success; a failure is for the caller to log (VPP learns the MAC anyway).
-    pub async fn add_l2fib(&mut self, client: &Client, mac: MacAddress) -> Result<(), VppError> {
+    pub async fn add_l2fib(&mut self, client: &Client, mac: MacAddr) -> Result<(), VppError> {
         let entry = L2fibAddDel {
             mac,
             bd_id: self.bridge_id,
@@ -332,7 +332,7 @@ pub async fn sweep_stale(
 /// Removes every neighbour entry in VPP that carries `mac`, the tunnel's own MAC: entries installed by a run
 /// that died, and those VPP learned from our ARP/NDP answers, which would point at a MAC that is gone once
 /// the tunnel stops (VPP does not age neighbours out unless configured to). Returns how many were removed.
-pub async fn sweep_neighbours(client: &Client, mac: MacAddress) -> Result<usize, VppError> {
+pub async fn sweep_neighbours(client: &Client, mac: MacAddr) -> Result<usize, VppError> {
     let mut removed = 0;
     for ipv6 in [false, true] {
         let dump = IpNeighborDump {
@@ -471,7 +471,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_secret() {
-        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddress::default());
+        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddr::default());
         setup.secret = "s3cr3t".into();
         let text = format!("{setup:?} {:?}", setup.memif_create());
         assert!(!text.contains("s3cr3t"), "{text}");
@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddress::default());
+        let mut setup = TunnelSetup::new(3, "/run/x.sock", 4242, MacAddr::default());
         setup.ring_size = 1000;
         let err = setup.validate().unwrap_err();
         assert_eq!(

@@ -8,7 +8,6 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
@@ -121,59 +120,20 @@ impl std::ops::BitOr for IpNeighborFlags {
     }
 }
 
-/// `mac_address`: six raw bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct MacAddress(pub [u8; 6]);
+pub use crate::mac::MacAddr;
 
-impl MacAddress {
-    pub(crate) fn encode(&self, e: &mut Encoder<'_>) {
+/// `mac_address` on the wire: the six bytes as they are.
+pub(crate) trait MacCodec: Sized {
+    fn encode(&self, e: &mut Encoder<'_>);
+    fn decode(d: &mut Decoder<'_>, field: &'static str) -> Result<Self, DecodeError>;
+}
+
+impl MacCodec for MacAddr {
+    fn encode(&self, e: &mut Encoder<'_>) {
         e.bytes(&self.0);
     }
-    pub(crate) fn decode(d: &mut Decoder<'_>, field: &'static str) -> Result<Self, DecodeError> {
-        Ok(Self(d.array(field)?))
-    }
-}
-
-impl fmt::Display for MacAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl fmt::Debug for MacAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl Serialize for MacAddress {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// A MAC address that is not six `:`-separated hex octets.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a MAC address like 02:00:00:00:00:01")]
-pub struct ParseMacError(String);
-
-impl FromStr for MacAddress {
-    type Err = ParseMacError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut mac = [0u8; 6];
-        let mut parts = s.split(':');
-        for byte in &mut mac {
-            let part = parts
-                .next()
-                .filter(|p| p.len() == 2)
-                .ok_or_else(|| ParseMacError(s.to_owned()))?;
-            *byte = u8::from_str_radix(part, 16).map_err(|_| ParseMacError(s.to_owned()))?;
-        }
-        if parts.next().is_some() {
-            return Err(ParseMacError(s.to_owned()));
-        }
-        Ok(Self(mac))
+    fn decode(d: &mut Decoder<'_>, field: &'static str) -> Result<Self, DecodeError> {
+        Ok(MacAddr(d.array(field)?))
     }
 }
 
@@ -497,7 +457,7 @@ pub struct IpNeighbor {
     /// STATIC and/or NO_FIB_ENTRY.
     pub flags: IpNeighborFlags,
     /// The neighbour's MAC.
-    pub mac_address: MacAddress,
+    pub mac_address: MacAddr,
     /// The neighbour's address.
     pub ip_address: IpAddr,
 }
@@ -514,7 +474,7 @@ impl IpNeighbor {
         Ok(Self {
             sw_if_index: d.u32("neighbor.sw_if_index")?,
             flags: IpNeighborFlags(d.u8("neighbor.flags")?),
-            mac_address: MacAddress::decode(d, "neighbor.mac_address")?,
+            mac_address: MacAddr::decode(d, "neighbor.mac_address")?,
             ip_address: decode_address(d, "neighbor.ip_address")?,
         })
     }
@@ -526,20 +486,20 @@ mod tests {
 
     #[test]
     fn mac_parses_and_prints_lowercase() {
-        let mac: MacAddress = "A4:77:33:00:00:03".parse().unwrap();
+        let mac: MacAddr = "A4:77:33:00:00:03".parse().unwrap();
         assert_eq!(mac.0, [0xa4, 0x77, 0x33, 0, 0, 3]);
         assert_eq!(mac.to_string(), "a4:77:33:00:00:03");
-        assert!("a4:77:33:00:00".parse::<MacAddress>().is_err());
-        assert!("a4:77:33:00:00:03:01".parse::<MacAddress>().is_err());
-        assert!("a4:77:33:00:00:0g".parse::<MacAddress>().is_err());
+        assert!("a4:77:33:00:00".parse::<MacAddr>().is_err());
+        assert!("a4:77:33:00:00:03:01".parse::<MacAddr>().is_err());
+        assert!("a4:77:33:00:00:0g".parse::<MacAddr>().is_err());
     }
 
     proptest::proptest! {
         #[test]
         fn mac_parsing_never_panics_and_round_trips(text in ".{0,24}", bytes in proptest::prelude::any::<[u8; 6]>()) {
-            let _ = text.parse::<MacAddress>();
-            let mac = MacAddress(bytes);
-            proptest::prop_assert_eq!(mac.to_string().parse::<MacAddress>(), Ok(mac));
+            let _ = text.parse::<MacAddr>();
+            let mac = MacAddr(bytes);
+            proptest::prop_assert_eq!(mac.to_string().parse::<MacAddr>(), Ok(mac));
         }
     }
 

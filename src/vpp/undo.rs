@@ -8,7 +8,7 @@ use super::client::Client;
 use super::error::VppError;
 use super::install::Installer;
 use super::messages::{L2fibAddDel, MemifDelete, MemifSocketFilenameAddDelV2};
-use super::types::{IpNeighborFlags, MacAddress};
+use super::types::{IpNeighborFlags, MacAddr};
 
 /// How to remove one object that was created in VPP.
 #[derive(Debug, Clone)]
@@ -21,14 +21,14 @@ pub enum Undo {
     HostRoute { ip: IpAddr, installer: Installer },
     /// `l2fib_add_del(is_add=0)`.
     L2fib {
-        mac: MacAddress,
+        mac: MacAddr,
         bd_id: u32,
         sw_if_index: u32,
     },
     /// Remove a neighbour entry, by the method that added it.
     Neighbour {
         ip: IpAddr,
-        mac: MacAddress,
+        mac: MacAddr,
         flags: IpNeighborFlags,
         installer: Installer,
     },

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::types::{IpNeighborFlags, MacAddress, Prefix};
+use super::types::{IpNeighborFlags, MacAddr, Prefix};
 
 /// A vppctl command that failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +117,7 @@ pub fn neighbour_command(
     is_add: bool,
     bvi_name: &str,
     ip: IpAddr,
-    mac: MacAddress,
+    mac: MacAddr,
     flags: IpNeighborFlags,
 ) -> Vec<String> {
     let mut args: Vec<String> = ["set", "ip", "neighbor"].map(str::to_owned).to_vec();

@@ -18,14 +18,13 @@ pub mod ethernet;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
-mod mac;
 
+pub use crate::mac::MacAddr;
 pub use arp::{ArpOperation, ArpPacket, ArpRepr};
 pub use ethernet::{EtherType, EthernetFrame, EthernetRepr};
 pub use icmpv6::{Icmpv6Packet, NdiscRepr, NeighbourFlags};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
-pub use mac::MacAddr;
 
 /// Why bytes could not be read as a packet. Cheap and `Copy`: it is on the hot path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -242,7 +242,7 @@ fn a_secret_longer_than_23_bytes_is_refused_not_truncated() {
         buffer_size: 2048,
         no_zero_copy: true,
         use_dma: false,
-        hw_addr: MacAddress::default(),
+        hw_addr: MacAddr::default(),
         secret: "x".repeat(24),
     };
     let mut out = Vec::new();
@@ -313,7 +313,7 @@ proptest! {
         let ip_address = if is_v4 { IpAddr::from([v6[0], v6[1], v6[2], v6[3]]) } else { IpAddr::from(v6) };
         let msg = IpNeighborAddDel {
             is_add: true,
-            neighbor: IpNeighbor { sw_if_index: 9, flags: IpNeighborFlags(flags), mac_address: MacAddress(mac), ip_address },
+            neighbor: IpNeighbor { sw_if_index: 9, flags: IpNeighborFlags(flags), mac_address: MacAddr(mac), ip_address },
         };
         let mut out = Vec::new();
         encode_message(Header::default(), &msg, &mut out).unwrap();
@@ -430,7 +430,7 @@ proptest! {
             buffer_size: 4096,
             no_zero_copy: false,
             use_dma: true,
-            hw_addr: MacAddress([2, 0, 0, 0, 0, 5]),
+            hw_addr: MacAddr([2, 0, 0, 0, 0, 5]),
             secret,
         })?;
     }

@@ -6,7 +6,7 @@ use super::retval_reply;
 use crate::vpp::codec::{
     DecodeError, Decoder, Dump, EncodeError, Encoder, HeaderKind, Message, Request,
 };
-use crate::vpp::types::{IfStatusFlags, IfType, LinkDuplex, MacAddress};
+use crate::vpp::types::{IfStatusFlags, IfType, LinkDuplex, MacAddr, MacCodec};
 
 /// `sw_interface_dump`. With `name_filter_valid`, VPP returns every interface whose name *contains* the
 /// filter, case-insensitively: callers must compare names exactly.
@@ -65,7 +65,7 @@ impl Dump for SwInterfaceDump {
 pub struct SwInterfaceDetails {
     pub sw_if_index: u32,
     pub sup_sw_if_index: u32,
-    pub l2_address: MacAddress,
+    pub l2_address: MacAddr,
     pub flags: IfStatusFlags,
     #[serde(rename = "type")]
     pub if_type: IfType,
@@ -83,8 +83,8 @@ pub struct SwInterfaceDetails {
     pub vtr_tag1: u32,
     pub vtr_tag2: u32,
     pub outer_tag: u16,
-    pub b_dmac: MacAddress,
-    pub b_smac: MacAddress,
+    pub b_dmac: MacAddr,
+    pub b_smac: MacAddr,
     pub b_vlanid: u16,
     pub i_sid: u32,
     pub interface_name: String,
@@ -98,7 +98,7 @@ impl SwInterfaceDetails {
         Self {
             sw_if_index,
             sup_sw_if_index: sw_if_index,
-            l2_address: MacAddress::default(),
+            l2_address: MacAddr::default(),
             flags: IfStatusFlags::default(),
             if_type: IfType::Hardware,
             link_duplex: LinkDuplex::Unspecified,
@@ -115,8 +115,8 @@ impl SwInterfaceDetails {
             vtr_tag1: 0,
             vtr_tag2: 0,
             outer_tag: 0,
-            b_dmac: MacAddress::default(),
-            b_smac: MacAddress::default(),
+            b_dmac: MacAddr::default(),
+            b_smac: MacAddr::default(),
             b_vlanid: 0,
             i_sid: 0,
             interface_name: name.to_owned(),
@@ -163,7 +163,7 @@ impl Message for SwInterfaceDetails {
         Ok(Self {
             sw_if_index: d.u32("sw_if_index")?,
             sup_sw_if_index: d.u32("sup_sw_if_index")?,
-            l2_address: MacAddress::decode(d, "l2_address")?,
+            l2_address: MacAddr::decode(d, "l2_address")?,
             flags: IfStatusFlags(d.u32("flags")?),
             if_type: d.u32("type")?.into(),
             link_duplex: d.u32("link_duplex")?.into(),
@@ -180,8 +180,8 @@ impl Message for SwInterfaceDetails {
             vtr_tag1: d.u32("vtr_tag1")?,
             vtr_tag2: d.u32("vtr_tag2")?,
             outer_tag: d.u16("outer_tag")?,
-            b_dmac: MacAddress::decode(d, "b_dmac")?,
-            b_smac: MacAddress::decode(d, "b_smac")?,
+            b_dmac: MacAddr::decode(d, "b_dmac")?,
+            b_smac: MacAddr::decode(d, "b_smac")?,
             b_vlanid: d.u16("b_vlanid")?,
             i_sid: d.u32("i_sid")?,
             interface_name: d.fixed_string("interface_name", 64)?,

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::retval_reply;
 use crate::vpp::codec::{DecodeError, Decoder, EncodeError, Encoder, HeaderKind, Message, Request};
-use crate::vpp::types::{L2PortType, MacAddress};
+use crate::vpp::types::{L2PortType, MacAddr, MacCodec};
 
 /// `sw_interface_set_l2_bridge`: add (`enable`) or remove an interface from bridge domain `bd_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,7 +54,7 @@ retval_reply!(
 /// `l2fib_add_del`: add or delete the l2fib entry `mac` → `sw_if_index` in bridge domain `bd_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct L2fibAddDel {
-    pub mac: MacAddress,
+    pub mac: MacAddr,
     pub bd_id: u32,
     pub sw_if_index: u32,
     pub is_add: bool,
@@ -78,7 +78,7 @@ impl Message for L2fibAddDel {
     }
     fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
-            mac: MacAddress::decode(d, "mac")?,
+            mac: MacAddr::decode(d, "mac")?,
             bd_id: d.u32("bd_id")?,
             sw_if_index: d.u32("sw_if_index")?,
             is_add: d.bool("is_add")?,

@@ -7,7 +7,7 @@ use super::{empty_request, retval_reply};
 use crate::vpp::codec::{
     DecodeError, Decoder, Dump, EncodeError, Encoder, HeaderKind, Message, Reply, Request,
 };
-use crate::vpp::types::{IfStatusFlags, MacAddress, MemifMode, MemifRole};
+use crate::vpp::types::{IfStatusFlags, MacAddr, MacCodec, MemifMode, MemifRole};
 
 /// `memif_socket_filename_add_del_v2`: register (or remove) a socket file under a socket id.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -86,7 +86,7 @@ pub struct MemifCreateV2 {
     pub no_zero_copy: bool,
     pub use_dma: bool,
     /// All zero means a random MAC.
-    pub hw_addr: MacAddress,
+    pub hw_addr: MacAddr,
     /// At most 23 bytes.
     pub secret: String,
 }
@@ -139,7 +139,7 @@ impl Message for MemifCreateV2 {
             buffer_size: d.u16("buffer_size")?,
             no_zero_copy: d.bool("no_zero_copy")?,
             use_dma: d.bool("use_dma")?,
-            hw_addr: MacAddress::decode(d, "hw_addr")?,
+            hw_addr: MacAddr::decode(d, "hw_addr")?,
             secret: d.fixed_string("secret", 24)?,
         })
     }
@@ -222,7 +222,7 @@ impl Dump for MemifDump {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemifDetails {
     pub sw_if_index: u32,
-    pub hw_addr: MacAddress,
+    pub hw_addr: MacAddr,
     pub id: u32,
     pub role: MemifRole,
     pub mode: MemifMode,
@@ -253,7 +253,7 @@ impl Message for MemifDetails {
     fn decode_fields(d: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             sw_if_index: d.u32("sw_if_index")?,
-            hw_addr: MacAddress::decode(d, "hw_addr")?,
+            hw_addr: MacAddr::decode(d, "hw_addr")?,
             id: d.u32("id")?,
             role: d.u32("role")?.into(),
             mode: d.u32("mode")?.into(),

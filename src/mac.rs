@@ -1,4 +1,5 @@
-//! The 48-bit Ethernet (MAC) address and the standard IP multicast mappings onto it.
+//! The 48-bit Ethernet (MAC) address, the one type for it in every room (the Ethernet side, VPP's API,
+//! the configuration), and the standard IP multicast mappings onto it.
 
 use core::fmt;
 use core::str::FromStr;
@@ -69,6 +70,13 @@ impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [a, b, c, d, e, g] = self.0;
         write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+/// As its text (`98:d2:93:00:00:03`), as vpp-papi shows a `mac_address`.
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
