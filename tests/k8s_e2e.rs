@@ -1,245 +1,44 @@
-//! The CRD and the controller on a real Kubernetes API server: `crd-apiserver`, the upstream
-//! apiextensions server with an embedded etcd, built from Debian's Go sources by
-//! `scripts/k8s/build-crd-apiserver.sh` (see `scripts/k8s/main.go`). Each test starts its own server on
+//! The CRD and the controller on a real Kubernetes API server: `crd-apiserver` (tests/common/apiserver.rs),
+//! the upstream apiextensions server with an embedded etcd that also serves core v1 Secrets, Namespaces
+//! and Events with the upstream generic storage, built from Debian's Go sources by
+//! `scripts/k8s/build-crd-apiserver.sh` (see `scripts/k8s/README.md`). Each test starts its own server on
 //! free ports in a temporary directory and kills it when done.
 //!
-//! Two stand-ins, because that server has no core API and no data plane runs here:
-//! - `RecordingRuntime` stands in for the data plane (the tunnel runtime of the "one tunnel end to end"
-//!   issue): it records start/reconfigure/stop calls and reports a running tunnel with one handshake.
-//! - `MemorySecrets` stands in for Secrets, which this server does not serve; the Kubernetes
-//!   implementation of the secret store is tested against kube's tower-test mock in `src/k8s/secrets.rs`.
+//! The controller runs in the test process with its own Kubernetes parts: Secrets through its
+//! [`KubeSecrets`] store (generated keys, owner references, changed keys are read from the real server),
+//! events through kube's `Recorder` (read back as `events.k8s.io/v1` and core v1 Events, as `kubectl
+//! describe` shows them). One stand-in remains, for the data plane: `RecordingRuntime` (see its doc
+//! comment). The real data plane, the `controller` binary against a real VPP and a WireGuard peer, is
+//! tested in `tests/k8s_vpp_e2e.rs`.
 
+#[path = "common/apiserver.rs"]
+mod apiserver;
 mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http_body_util::BodyExt;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use apiserver::{create_namespace, free_ports, install_crd, send, start_server};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, Client, CustomResourceExt};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client};
+use wireguard_vpp::k8s::WireGuardVppTunnel;
 use wireguard_vpp::k8s::controller::{self, ControllerOptions};
 use wireguard_vpp::k8s::keys::Key;
 use wireguard_vpp::k8s::render::WireGuardConfig;
 use wireguard_vpp::k8s::runtime::{
     PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
 };
-use wireguard_vpp::k8s::secrets::{SecretData, SecretError, SecretStore};
-use wireguard_vpp::k8s::{WireGuardVppTunnel, crd_yaml};
+use wireguard_vpp::k8s::secrets::{KubeSecrets, SecretStore};
 
 const PEER_KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
 const OTHER_PEER_KEY: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------------------
-// The API server.
-
-/// A running `crd-apiserver`; killed by PID (and its directory removed) on drop.
-struct ApiServer {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server_binary() -> PathBuf {
-    std::env::var_os("CRD_APISERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::project_root().join("target/crd-apiserver"))
-}
-
-/// Three consecutive free ports (API, etcd client, etcd peer).
-fn free_ports() -> u16 {
-    for _ in 0..50 {
-        let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = listener.local_addr() else {
-            continue;
-        };
-        let port = addr.port();
-        if port > 65000 {
-            continue;
-        }
-        let others: Vec<_> = (1..=2)
-            .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)).ok())
-            .collect();
-        if others.len() == 2 {
-            return port;
-        }
-    }
-    panic!("no three consecutive free ports on 127.0.0.1");
-}
-
-/// Starts the server, or returns `None` (skip) when its binary is missing outside CI.
-async fn start_server() -> Option<(ApiServer, Client)> {
-    let binary = server_binary();
-    let purpose =
-        "the real Kubernetes API server; build it with scripts/k8s/build-crd-apiserver.sh";
-    if !common::require(binary.to_str().expect("UTF-8 path"), purpose) {
-        return None;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_ports();
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-    let child = Command::new(&binary)
-        .args([
-            "--data-dir",
-            dir.path().to_str().expect("UTF-8 path"),
-            "--port",
-            &port.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("start crd-apiserver");
-    let server = ApiServer { child, dir };
-    let kubeconfig = server.dir.path().join("kubeconfig");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(
-            Instant::now() < deadline,
-            "crd-apiserver not ready within 60 s; log:\n{}",
-            server.log()
-        );
-        if kubeconfig.exists()
-            && let Ok(client) = client_for(&kubeconfig).await
-            && let Ok(text) = client
-                .request_text(
-                    http::Request::get("/readyz")
-                        .body(Vec::new())
-                        .expect("request"),
-                )
-                .await
-            && text == "ok"
-        {
-            return Some((server, client));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-impl ApiServer {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-}
-
-async fn client_for(kubeconfig: &Path) -> Result<Client, Box<dyn std::error::Error>> {
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(kubeconfig)?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(Client::try_from(config)?)
-}
-
-/// Sends a raw request; returns the status, the `Warning` headers and the body.
-async fn send(
-    client: &Client,
-    request: http::Request<Vec<u8>>,
-) -> (u16, Vec<String>, serde_json::Value) {
-    let response = client
-        .send(request.map(kube::client::Body::from))
-        .await
-        .expect("request sent");
-    let status = response.status().as_u16();
-    let warnings = response
-        .headers()
-        .get_all("warning")
-        .iter()
-        .map(|v| v.to_str().unwrap_or("<binary>").to_string())
-        .collect();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        warnings,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-/// Creates the CRD from `crd/` (the checked-in file) and waits until it is Established; asserts that the
-/// server sent no warnings.
-async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&crd_yaml()).expect("CRD YAML");
-    let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&crd).expect("CRD JSON"))
-        .expect("request");
-    let (status, warnings, body) = send(client, request).await;
-    assert_eq!(status, 201, "CRD not created: {body}");
-    assert!(
-        warnings.is_empty(),
-        "the API server warned about the CRD: {warnings:?}"
-    );
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = WireGuardVppTunnel::crd_name();
-    tokio::time::timeout(
-        TIMEOUT,
-        await_condition(crds, name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("CRD established in time")
-    .expect("watch CRD");
-    // The CRD's REST endpoint comes up just after Established.
-    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
-    let deadline = Instant::now() + TIMEOUT;
-    while api.list(&Default::default()).await.is_err() {
-        assert!(Instant::now() < deadline, "wireguardvpptunnels not served");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A stand-in `events.k8s.io/v1` Event CRD (the server has no core events), so the controller's events
-/// can be read back.
-async fn install_event_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_json::from_value(serde_json::json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "events.events.k8s.io",
-                     "annotations": {"api-approved.kubernetes.io": "unapproved, test stand-in for core events"}},
-        "spec": {
-            "group": "events.k8s.io",
-            "names": {"kind": "Event", "plural": "events", "singular": "event"},
-            "scope": "Namespaced",
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
-        }
-    }))
-    .expect("event CRD");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &crd)
-        .await
-        .expect("event CRD created");
-    tokio::time::timeout(
-        TIMEOUT,
-        await_condition(
-            crds,
-            "events.events.k8s.io",
-            conditions::is_crd_established(),
-        ),
-    )
-    .await
-    .expect("event CRD established in time")
-    .expect("watch CRD");
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Stand-ins.
@@ -261,7 +60,15 @@ enum Call {
 }
 
 /// Stands in for the data plane: records calls, and reports every started tunnel as running with a
-/// fresh handshake on each peer.
+/// fresh handshake on each peer and fixed counters.
+///
+/// Kept because these tests are about the controller's decisions, which a real data plane shows only
+/// indirectly or cannot make at all: which runtime call each change leads to, exactly once (a WireGuard-only
+/// edit is a `reconfigure`, a restart of the process one `start` and no `stop`, a conflicting tunnel no
+/// `start` at all); a handshake and exact byte counters for peers that do not exist (192.0.2.1, made-up
+/// keys), so that status, printer columns and metrics can be compared to fixed values; several tunnels
+/// at once with no VPP, no root and no network namespaces, so they run wherever the API server does.
+/// What the real data plane does with the same resources is tested by `tests/k8s_vpp_e2e.rs`.
 #[derive(Default, Clone)]
 struct RecordingRuntime {
     calls: Arc<Mutex<Vec<Call>>>,
@@ -340,61 +147,6 @@ impl TunnelRuntime for RecordingRuntime {
     }
 }
 
-/// A stored Secret: its data, and its owner when the controller created it.
-type StoredSecret = (SecretData, Option<OwnerReference>);
-
-/// Stands in for Kubernetes Secrets, which the CRD server does not serve.
-#[derive(Default, Clone)]
-struct MemorySecrets {
-    secrets: Arc<Mutex<HashMap<(String, String), StoredSecret>>>,
-}
-
-impl MemorySecrets {
-    fn put(&self, namespace: &str, name: &str, key: &str, value: &str) {
-        let mut secrets = self.secrets.lock().expect("lock");
-        let entry = secrets.entry((namespace.into(), name.into())).or_default();
-        entry.0.insert(key.into(), value.as_bytes().to_vec());
-    }
-
-    fn value(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &str,
-    ) -> Option<(Vec<u8>, Option<OwnerReference>)> {
-        let secrets = self.secrets.lock().expect("lock");
-        let (data, owner) = secrets.get(&(namespace.into(), name.into()))?;
-        Some((data.get(key)?.clone(), owner.clone()))
-    }
-}
-
-impl SecretStore for MemorySecrets {
-    async fn get(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, SecretError> {
-        Ok(self
-            .secrets
-            .lock()
-            .expect("lock")
-            .get(&(namespace.into(), name.into()))
-            .map(|(data, _)| data.clone()))
-    }
-
-    async fn store_generated(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &str,
-        value: &[u8],
-        owner: OwnerReference,
-    ) -> Result<(), SecretError> {
-        let mut secrets = self.secrets.lock().expect("lock");
-        let entry = secrets
-            .entry((namespace.into(), name.into()))
-            .or_insert_with(|| (SecretData::new(), Some(owner)));
-        entry.0.insert(key.into(), value.to_vec());
-        Ok(())
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------
 // The controller under test.
 
@@ -419,19 +171,18 @@ impl Drop for RunningController {
     }
 }
 
+/// Starts the controller as `controller::run` does, with Secrets from the API server.
 fn start_controller(
     client: &Client,
     runtime: RecordingRuntime,
-    secrets: MemorySecrets,
     gateways: &Path,
 ) -> RunningController {
-    start_controller_with_metrics(client, runtime, secrets, gateways, None)
+    start_controller_with_metrics(client, runtime, gateways, None)
 }
 
 fn start_controller_with_metrics(
     client: &Client,
     runtime: RecordingRuntime,
-    secrets: MemorySecrets,
     gateways: &Path,
     metrics_addr: Option<std::net::SocketAddr>,
 ) -> RunningController {
@@ -451,6 +202,7 @@ fn start_controller_with_metrics(
         let shutdown = async move {
             let _ = stopped.await;
         };
+        let secrets = KubeSecrets::new(client.clone());
         controller::run_with(client, secrets, runtime, options, shutdown)
             .await
             .expect("controller runs");
@@ -459,6 +211,40 @@ fn start_controller_with_metrics(
         stop: Some(stop),
         task,
     }
+}
+
+/// A server with the CRD installed and the tests' namespace `dn42`; `None` (skip) when the server's binary
+/// is missing outside CI.
+async fn setup() -> Option<(apiserver::ApiServer, Client)> {
+    let (server, client) = start_server().await?;
+    install_crd(&client).await;
+    create_namespace(&client, "dn42").await;
+    Some((server, client))
+}
+
+/// Creates or updates (server-side apply) key `key` of Secret `dn42/name`.
+async fn put_secret(client: &Client, name: &str, key: &str, value: &str) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "dn42");
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("dn42".into()),
+            ..Default::default()
+        },
+        data: Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into()),
+        ..Default::default()
+    };
+    let mut object = serde_json::to_value(&secret).expect("Secret JSON");
+    object["apiVersion"] = "v1".into();
+    object["kind"] = "Secret".into();
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply("e2e-test"),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("Secret applied");
 }
 
 fn which(program: &str) -> bool {
@@ -546,10 +332,9 @@ fn is_ready(tunnel: &WireGuardVppTunnel) -> bool {
 
 #[tokio::test]
 async fn crd_applies_without_warnings_and_validates_samples() {
-    let Some((_server, client)) = start_server().await else {
+    let Some((_server, client)) = setup().await else {
         return;
     };
-    install_crd(&client).await;
     let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
 
     let created = apply(&api, &tunnel("home", serde_json::json!({"uid": 3})))
@@ -634,22 +419,14 @@ async fn crd_applies_without_warnings_and_validates_samples() {
 
 #[tokio::test]
 async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
-    let Some((server, client)) = start_server().await else {
+    let Some((server, client)) = setup().await else {
         return;
     };
-    install_crd(&client).await;
-    install_event_crd(&client).await;
     let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
     let runtime = RecordingRuntime::default();
-    let secrets = MemorySecrets::default();
     let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
-    let controller = start_controller_with_metrics(
-        &client,
-        runtime.clone(),
-        secrets.clone(),
-        &gateway_dir(),
-        Some(metrics_addr),
-    );
+    let controller =
+        start_controller_with_metrics(&client, runtime.clone(), &gateway_dir(), Some(metrics_addr));
 
     apply(&api, &tunnel("home", serde_json::json!({})))
         .await
@@ -664,25 +441,47 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
     let ready = wait_for(&api, "home", "Ready", is_ready).await;
     let status = ready.status.clone().expect("status");
 
-    // uid allocated and recorded; private key generated into its Secret, owned by the tunnel.
+    // uid allocated and recorded; private key generated into its Secret in the API server, owned by the
+    // tunnel (the controller owner, by the resource's uid) and labelled as ours.
     assert_eq!(status.uid, Some(1));
-    let (private, owner) = secrets
-        .value("dn42", "home-key", "privateKey")
+    let secret = Api::<Secret>::namespaced(client.clone(), "dn42")
+        .get("home-key")
+        .await
+        .expect("the generated Secret");
+    let private = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("privateKey"))
+        .map(|b| b.0.clone())
         .expect("generated private key");
-    let owner = owner.expect("owner reference");
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str()),
-        ("WireGuardVppTunnel", "home")
+    let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+    assert!(
+        matches!(owners.as_slice(), [owner] if owner.kind == "WireGuardVppTunnel"
+            && owner.name == "home"
+            && owner.controller == Some(true)
+            && Some(&owner.uid) == ready.metadata.uid.as_ref()),
+        "{owners:#?}"
     );
+    assert_eq!(
+        secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+            .map(String::as_str),
+        Some("wireguard-vpp")
+    );
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
     let public = Key::from_base64(&private)
         .expect("a key")
         .public_key()
         .to_base64();
     assert_eq!(status.public_key.as_deref(), Some(public.as_str()));
+    let private_text = String::from_utf8_lossy(&private).trim().to_string();
     assert!(
         !serde_json::to_string(&ready)
             .expect("json")
-            .contains(&String::from_utf8_lossy(&private).trim().to_string())
+            .contains(&private_text)
     );
     assert_eq!(status.listen_port, Some(51820));
     let memif = status.memif.clone().expect("memif status");
@@ -776,7 +575,7 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
     if which("kubectl") {
         let output = Command::new("kubectl")
             .args(["get", "wgvt", "-n", "dn42", "home"])
-            .env("KUBECONFIG", server.dir.path().join("kubeconfig"))
+            .env("KUBECONFIG", server.kubeconfig())
             .output()
             .expect("run kubectl");
         let text = String::from_utf8_lossy(&output.stdout);
@@ -803,24 +602,19 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
         println!("kubectl is not installed: printer columns checked through the Table API only");
     }
 
-    // A transition event was published.
-    let events: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        "dn42",
-        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-            "events.k8s.io",
-            "v1",
-            "Event",
-        )),
-    );
+    // A transition event was published by the controller's recorder: an events.k8s.io/v1 Event about the
+    // tunnel, which the core v1 API (what `kubectl describe` lists) shows too. No event carries the key.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "dn42");
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let list = events.list(&Default::default()).await.expect("events");
-        if list
-            .items
-            .iter()
-            .any(|e| e.data["reason"] == "Running" && e.data["regarding"]["name"] == "home")
-        {
+        if let Some(event) = list.items.iter().find(|e| {
+            e.reason.as_deref() == Some("Running")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("home")
+        }) {
+            assert_eq!(event.type_.as_deref(), Some("Normal"));
+            assert_eq!(event.reporting_controller.as_deref(), Some("wireguard-vpp"));
+            assert_eq!(event.reporting_instance.as_deref(), Some("node-a"));
             break;
         }
         assert!(
@@ -830,6 +624,26 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let core_events: Api<k8s_openapi::api::core::v1::Event> =
+        Api::namespaced(client.clone(), "dn42");
+    let core = core_events
+        .list(&Default::default())
+        .await
+        .expect("core events");
+    assert!(
+        core.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Running")
+                && e.involved_object.name.as_deref() == Some("home")
+                && e.involved_object.kind.as_deref() == Some("WireGuardVppTunnel")),
+        "{:#?}",
+        core.items
+    );
+    let all_events = serde_json::to_string(&core.items).expect("json");
+    assert!(
+        !all_events.contains(&private_text),
+        "the key is in an event"
+    );
 
     // Health, readiness and the exporter-compatible metrics.
     assert!(
@@ -837,7 +651,14 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
             .await
             .starts_with("HTTP/1.1 200")
     );
-    let readyz = http_get(metrics_addr, "/readyz").await;
+    // Readiness follows the first list of tunnels by up to half a second (the controller polls the
+    // store's readiness), which can be later than the first reconcile.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut readyz = http_get(metrics_addr, "/readyz").await;
+    while !readyz.starts_with("HTTP/1.1 200") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        readyz = http_get(metrics_addr, "/readyz").await;
+    }
     assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
     let metrics = http_get(metrics_addr, "/metrics").await;
     let labels = format!("interface=\"home\",public_key=\"{PEER_KEY}\",allowed_ips=\"0.0.0.0/0\"");
@@ -883,18 +704,12 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test]
 async fn deletion_stops_the_tunnel_through_the_finalizer() {
-    let Some((_server, client)) = start_server().await else {
+    let Some((_server, client)) = setup().await else {
         return;
     };
-    install_crd(&client).await;
     let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
     let runtime = RecordingRuntime::default();
-    let controller = start_controller(
-        &client,
-        runtime.clone(),
-        MemorySecrets::default(),
-        &gateway_dir(),
-    );
+    let controller = start_controller(&client, runtime.clone(), &gateway_dir());
     apply(&api, &tunnel("home", serde_json::json!({"uid": 7})))
         .await
         .expect("created");
@@ -929,18 +744,12 @@ async fn deletion_stops_the_tunnel_through_the_finalizer() {
 
 #[tokio::test]
 async fn conflicting_later_tunnel_is_reported_and_not_started() {
-    let Some((_server, client)) = start_server().await else {
+    let Some((_server, client)) = setup().await else {
         return;
     };
-    install_crd(&client).await;
     let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
     let runtime = RecordingRuntime::default();
-    let controller = start_controller(
-        &client,
-        runtime.clone(),
-        MemorySecrets::default(),
-        &gateway_dir(),
-    );
+    let controller = start_controller(&client, runtime.clone(), &gateway_dir());
     apply(
         &api,
         &tunnel(
@@ -999,20 +808,19 @@ async fn conflicting_later_tunnel_is_reported_and_not_started() {
 
 #[tokio::test]
 async fn peer_edit_is_applied_without_restart_and_restart_adopts_state() {
-    let Some((_server, client)) = start_server().await else {
+    let Some((_server, client)) = setup().await else {
         return;
     };
-    install_crd(&client).await;
     let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
     let runtime = RecordingRuntime::default();
-    let secrets = MemorySecrets::default();
-    secrets.put(
-        "dn42",
+    put_secret(
+        &client,
         "home-key",
         "privateKey",
         "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\n",
-    );
-    let controller = start_controller(&client, runtime.clone(), secrets.clone(), &gateway_dir());
+    )
+    .await;
+    let controller = start_controller(&client, runtime.clone(), &gateway_dir());
     apply(&api, &tunnel("home", serde_json::json!({})))
         .await
         .expect("created");
@@ -1050,12 +858,13 @@ async fn peer_edit_is_applied_without_restart_and_restart_adopts_state() {
     );
 
     // A changed Secret is picked up, still without a restart (the private key is WireGuard-only).
-    secrets.put(
-        "dn42",
+    put_secret(
+        &client,
         "home-key",
         "privateKey",
         &Key::generate_private().to_base64(),
-    );
+    )
+    .await;
     wait_for(&api, "home", "the new public key", |t| {
         t.status.as_ref().and_then(|s| s.public_key.as_deref())
             != Some("HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=")
@@ -1068,17 +877,19 @@ async fn peer_edit_is_applied_without_restart_and_restart_adopts_state() {
             .all(|c| !matches!(c, Call::Stop { .. }))
     );
 
-    // A controller restart (new process: new runtime, same resources and Secrets) starts the tunnel once,
-    // with the same uid, and leaves the status as it was.
+    // A controller restart (new process: new runtime, same resources and Secrets) stops the tunnel on the
+    // way out, starts it once, with the same uid, and leaves the status as it was.
     controller.shut_down().await;
+    assert_eq!(
+        runtime.calls().last(),
+        Some(&Call::Stop {
+            name: "home".into()
+        }),
+        "the tunnel was not stopped at shutdown"
+    );
     let before = api.get("home").await.expect("get");
     let restarted_runtime = RecordingRuntime::default();
-    let controller = start_controller(
-        &client,
-        restarted_runtime.clone(),
-        secrets.clone(),
-        &gateway_dir(),
-    );
+    let controller = start_controller(&client, restarted_runtime.clone(), &gateway_dir());
     let deadline = Instant::now() + TIMEOUT;
     while restarted_runtime.calls().is_empty() {
         assert!(
@@ -1107,20 +918,19 @@ async fn peer_edit_is_applied_without_restart_and_restart_adopts_state() {
 
 #[tokio::test]
 async fn config_errors_are_reported_and_concurrent_uids_stay_unique() {
-    let Some((_server, client)) = start_server().await else {
+    let Some((_server, client)) = setup().await else {
         return;
     };
-    install_crd(&client).await;
     let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
     let runtime = RecordingRuntime::default();
-    let secrets = MemorySecrets::default();
-    secrets.put(
-        "dn42",
+    put_secret(
+        &client,
         "long-memif",
         "secret",
         "a-secret-of-more-than-23-bytes",
-    );
-    let controller = start_controller(&client, runtime.clone(), secrets, &gateway_dir());
+    )
+    .await;
+    let controller = start_controller(&client, runtime.clone(), &gateway_dir());
 
     // Three tunnels at once, none with a uid: each gets its own.
     for (name, port, range) in [
@@ -1225,4 +1035,111 @@ async fn config_errors_are_reported_and_concurrent_uids_stay_unique() {
         .collect();
     assert_eq!(started.len(), 3, "{started:?}");
     controller.shut_down().await;
+}
+
+/// The controller's Secret store ([`KubeSecrets`]) on the real server: reads `data` (also what was written
+/// as `stringData`), maps a missing Secret to `None`, creates a generated key as a Secret owned by the
+/// tunnel, adds a key to an existing Secret without touching its other keys or owners, and names the
+/// Secret in errors.
+#[tokio::test]
+async fn the_secret_store_reads_and_writes_real_secrets() {
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "dn42");
+    let store = KubeSecrets::new(client.clone());
+    assert_eq!(store.get("dn42", "absent").await.expect("get"), None);
+    assert_eq!(
+        store.get("nowhere", "absent").await.expect("get"),
+        None,
+        "a namespace that does not exist has no Secrets"
+    );
+
+    put_secret(&client, "home-key", "privateKey", "key\n").await;
+    let data = store
+        .get("dn42", "home-key")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        data.get("privateKey").map(Vec::as_slice),
+        Some(&b"key\n"[..])
+    );
+    // `kubectl create secret --from-literal` and manifests with stringData: the server stores it in data.
+    let string_data: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "psk", "namespace": "dn42"},
+        "stringData": {"psk": "text"}
+    }))
+    .expect("Secret");
+    secrets
+        .create(&Default::default(), &string_data)
+        .await
+        .expect("created");
+    let data = store
+        .get("dn42", "psk")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(data.get("psk").map(Vec::as_slice), Some(&b"text"[..]));
+
+    let owner = OwnerReference {
+        api_version: "wgvpp.io/v1alpha1".into(),
+        kind: "WireGuardVppTunnel".into(),
+        name: "home".into(),
+        uid: "0000-1111".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    store
+        .store_generated("dn42", "generated", "privateKey", b"key", owner.clone())
+        .await
+        .expect("created");
+    let generated = secrets.get("generated").await.expect("the new Secret");
+    assert_eq!(
+        generated.data.as_ref().and_then(|d| d.get("privateKey")),
+        Some(&ByteString(b"key".to_vec()))
+    );
+    assert_eq!(
+        generated.metadata.owner_references.as_deref(),
+        Some(&[owner.clone()][..])
+    );
+    assert_eq!(
+        generated
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+            .map(String::as_str),
+        Some("wireguard-vpp")
+    );
+
+    put_secret(&client, "shared", "other", "kept").await;
+    store
+        .store_generated("dn42", "shared", "privateKey", b"key", owner.clone())
+        .await
+        .expect("key added");
+    let shared = secrets.get("shared").await.expect("the Secret");
+    let data = shared.data.clone().unwrap_or_default();
+    assert_eq!(
+        (data.get("other"), data.get("privateKey")),
+        (
+            Some(&ByteString(b"kept".to_vec())),
+            Some(&ByteString(b"key".to_vec()))
+        ),
+        "{shared:#?}"
+    );
+    assert!(
+        shared.metadata.owner_references.is_none(),
+        "an existing Secret was taken over: {shared:#?}"
+    );
+
+    let error = store
+        .store_generated("nowhere", "home-key", "privateKey", b"key", owner)
+        .await
+        .expect_err("no such namespace");
+    assert!(
+        error.to_string().starts_with("Secret nowhere/home-key: "),
+        "{error}"
+    );
+    assert!(error.to_string().contains("not found"), "{error}");
 }

@@ -6,6 +6,10 @@
 //! tunnels of the node, then start, reconfigure (WireGuard-only changes, keeping sessions) or restart the
 //! tunnel through the [`TunnelRuntime`], and write the status by server-side apply: at once when
 //! something changed, and counters at most every [`STATUS_INTERVAL`].
+//!
+//! When the shutdown future completes (SIGTERM), the controller finishes the reconciles in flight, then
+//! stops every tunnel it runs, undoing its VPP objects as the daemon does on SIGTERM, before [`run`]
+//! returns; the next controller starts them again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -561,6 +565,25 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         }
     }
 
+    /// Stops every running tunnel (undoing its VPP objects), all at once: the tunnels go with the
+    /// process, as the daemon's do on SIGTERM, and the next controller starts them again. Without this
+    /// the runtime's tunnels would only be dropped, which leaves their memifs, routes and neighbours in VPP
+    /// until a successor sweeps them.
+    async fn stop_all(&self) {
+        let names: Vec<String> = self
+            .lock_tunnels()
+            .values_mut()
+            .filter_map(|record| Some(record.running.take()?.name().to_string()))
+            .collect();
+        let stops = names.iter().map(|name| async move {
+            info!(interface = %name, "shutting down: stopping the tunnel");
+            if let Err(error) = self.runtime.stop(name).await {
+                warn!(interface = %name, %error, "stopping the tunnel at shutdown failed");
+            }
+        });
+        futures::future::join_all(stops).await;
+    }
+
     /// Stops the tunnel (undoing its VPP objects) before the resource goes.
     async fn cleanup(&self, tunnel: Arc<WireGuardVppTunnel>) -> Result<Action, Error> {
         let key = key_of(&tunnel);
@@ -750,13 +773,14 @@ pub async fn run_with<R: TunnelRuntime, S: SecretStore>(
     }
     info!(node = %options.node_name, "controller started");
     controller
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(error = %error, "controller event");
             }
         })
         .await;
+    ctx.stop_all().await;
     info!("controller stopped");
     Ok(())
 }

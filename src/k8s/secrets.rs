@@ -135,7 +135,8 @@ impl SecretStore for KubeSecrets {
 
 #[cfg(test)]
 mod tests {
-    //! Against kube's tower-test mock: the CRD API server of the integration tests serves no Secrets.
+    //! Against kube's tower-test mock: the exact requests, and a 403 (the test API server has no RBAC).
+    //! `tests/k8s_e2e.rs` runs the same store against the real API server, which serves Secrets.
     use super::*;
     use http::{Method, Request, Response, StatusCode};
     use http_body_util::BodyExt;
