@@ -1,12 +1,11 @@
-//! Socket-level tests of the VPP client and the tunnel's VPP setup/undo.
+//! Socket-level tests of the VPP client and the tunnel's VPP setup/undo, against a stand-in for VPP's API,
+//! for what a real VPP cannot make (each test says why): answers wrong on purpose (a changed CRC, a
+//! refused registration or step, a reply that never comes) and records of exactly what was sent. What a
+//! real VPP can show is tested against one in `tunnel_vpp_e2e.rs`.
 //!
-//! VPP itself cannot run here (it is not packaged for Debian 12), so `scripts/vpp/fake_vpp.py` plays VPP's
-//! side of the API socket: it is built on vpp-papi's serializer, answers `sockclnt_create` with a real message
-//! table generated from VPP v26.06's JSON definitions (ids shuffled, as in a VPP with other plugins), decodes
-//! and records every request, and answers as VPP does (including its error numbers). The tests compare the
-//! recorded sequences with the spec's scenarios 1 and 4 (with the v2 memif messages), and check the CRC
-//! check, rollback, stale-object sweep, BVI lookup, timeouts, reconnects, events, neighbour installs and the
-//! vppctl method.
+//! `scripts/vpp/fake_vpp.py` is built on vpp-papi's serializer, answers `sockclnt_create` with a real
+//! message table generated from VPP v26.06's JSON definitions (ids shuffled, as in a VPP with other
+//! plugins), decodes and records every request, and answers as VPP does (including its error numbers).
 
 mod common;
 
@@ -21,8 +20,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wireguard_vpp::mac::MacAddr;
 use wireguard_vpp::vpp::{
-    ApiError, Bvi, BviError, Client, ClientOptions, InstallMethod, Installer, IpNeighborFlags,
-    NeighbourInstaller, SetupError, TunnelSetup, VppError, find_interface, messages, setup,
+    ApiError, Bvi, Client, ClientOptions, InstallMethod, Installer, IpNeighborFlags,
+    NeighbourInstaller, SetupError, TunnelSetup, VppError, messages, setup,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -235,6 +234,8 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 /// Scenarios 1 and 4 with the v2 messages, plus what the original leaked (B23): its neighbour entries and
 /// the l2fib entry are removed too, newest first.
+/// Why the stand-in: the spec's scenarios are sequences of messages, which only a record of them shows (the
+/// real-VPP tests check the objects themselves).
 #[tokio::test]
 async fn startup_and_shutdown_follow_scenarios_1_and_4() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -315,6 +316,7 @@ async fn startup_and_shutdown_follow_scenarios_1_and_4() {
 
 /// A changed CRC in VPP's table is a startup error naming the message and both CRCs (the original patched
 /// this check out, B15).
+/// Why the stand-in: a VPP whose message table differs on purpose.
 #[tokio::test]
 async fn a_changed_crc_is_a_startup_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -344,6 +346,7 @@ async fn a_changed_crc_is_a_startup_error() {
 }
 
 /// A refused registration is a clear error, not a hang.
+/// Why the stand-in: a VPP that refuses the registration on purpose.
 #[tokio::test]
 async fn a_refused_registration_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -358,6 +361,7 @@ async fn a_refused_registration_is_an_error() {
 }
 
 /// A failing step in the middle undoes the steps before it, in reverse order.
+/// Why the stand-in: a step that fails on purpose.
 #[tokio::test]
 async fn a_failing_route_rolls_back_in_reverse() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -396,6 +400,7 @@ async fn a_failing_route_rolls_back_in_reverse() {
 }
 
 /// Whichever step fails, VPP is left as it was: no memif, no socket id, and every route added is removed.
+/// Why the stand-in: a step that fails on purpose, at each position in turn.
 #[tokio::test]
 async fn every_failing_step_leaves_vpp_as_it_was() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -453,6 +458,7 @@ async fn every_failing_step_leaves_vpp_as_it_was() {
 }
 
 /// A failure right after the socket registration removes just the socket id (the original leaked it).
+/// Why the stand-in: a step that fails on purpose.
 #[tokio::test]
 async fn a_failing_memif_create_removes_the_socket_id() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -480,52 +486,8 @@ async fn a_failing_memif_create_removes_the_socket_id() {
     assert_eq!(vpp.recorded_calls()[3].1["is_add"], json!(false));
 }
 
-/// Leftovers of a crashed run with the same uid are found and removed before creating (B12), so a restart
-/// with the same configuration succeeds; another tunnel's memif is left alone.
-#[tokio::test]
-async fn stale_objects_of_a_crashed_run_are_swept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stale = format!("3:3:{SOCKET}");
-    let args = [
-        "--interface",
-        "1=loop42",
-        "--stale-memif",
-        &stale,
-        "--stale-memif",
-        "7:7:/other.sock",
-    ];
-    let Some(vpp) = FakeVpp::start(dir.path(), &args) else {
-        return;
-    };
-    let client = vpp.connect().await;
-    let mut params = fixture();
-    params.host_routes.clear();
-    let tunnel = setup(&client, &params).await.expect("setup after a crash");
-    let calls = vpp.recorded_calls();
-    assert_eq!(
-        calls[..4],
-        [
-            call("memif_socket_filename_dump", json!({})),
-            call("memif_dump", json!({})),
-            call("memif_delete", json!({"sw_if_index": 2})),
-            call(
-                "memif_socket_filename_add_del_v2",
-                json!({"is_add": false, "socket_id": 3, "socket_filename": SOCKET})
-            ),
-        ]
-    );
-    assert_eq!(calls[4].0, "memif_socket_filename_add_del_v2");
-    assert_eq!(calls[4].1["is_add"], json!(true));
-    // The other tunnel's memif (socket 7, sw_if_index 3) is untouched.
-    assert!(
-        !calls
-            .iter()
-            .any(|c| c.0 == "memif_delete" && c.1["sw_if_index"] == json!(3))
-    );
-    assert!(tunnel.teardown(&client).await.is_empty());
-}
-
 /// A uid whose socket id VPP has registered for another file belongs to another tunnel: refuse, touch nothing.
+/// Why the stand-in: a socket id registered for another file, set up message by message.
 #[tokio::test]
 async fn a_uid_used_by_another_tunnel_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -546,66 +508,8 @@ async fn a_uid_used_by_another_tunnel_is_refused() {
     );
 }
 
-/// Scenario 11: the BVI index comes from sw_interface_dump with an exact comparison, although VPP's filter
-/// matches substrings case-insensitively; no vppctl is involved (B18).
-#[tokio::test]
-async fn the_bvi_is_found_by_exact_name() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let args = [
-        "--interface",
-        "1=loop42",
-        "--interface",
-        "5=loop420",
-        "--interface",
-        "6=LOOP42",
-    ];
-    let Some(vpp) = FakeVpp::start(dir.path(), &args) else {
-        return;
-    };
-    let client = vpp.connect().await;
-    assert_eq!(
-        find_interface(&client, "loop42")
-            .await
-            .expect("found")
-            .sw_if_index,
-        1
-    );
-    assert_eq!(
-        find_interface(&client, "loop420")
-            .await
-            .expect("found")
-            .sw_if_index,
-        5
-    );
-    match find_interface(&client, "loop4").await {
-        Err(BviError::NotFound { similar, .. }) => {
-            assert_eq!(similar, ["loop42", "loop420", "LOOP42"])
-        }
-        other => panic!("{other:?}"),
-    }
-    let bvi = Bvi {
-        sw_if_index: 0,
-        name: "loop42".into(),
-    };
-    let installer = Installer::resolve(&client, &InstallMethod::Api, &bvi, true)
-        .await
-        .expect("resolve");
-    assert!(
-        matches!(installer, Installer::Api { bvi_sw_if_index: 1 }),
-        "{installer:?}"
-    );
-    let unnamed = Installer::resolve(&client, &InstallMethod::Api, &Bvi::default(), true).await;
-    assert!(matches!(unnamed, Err(BviError::Unnamed)));
-    assert_eq!(
-        vpp.recorded_calls()
-            .iter()
-            .filter(|c| c.0 == "sw_interface_dump")
-            .count(),
-        4
-    );
-}
-
 /// A request VPP never answers times out naming the message, and the connection stays usable.
+/// Why the stand-in: a reply that never comes.
 #[tokio::test]
 async fn an_unanswered_request_times_out() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -636,73 +540,9 @@ async fn an_unanswered_request_times_out() {
     );
 }
 
-/// After VPP restarts, calls fail with Disconnected, and reconnect() brings a new generation; the event
-/// subscription is renewed and the neighbour installer re-installs its entries in the new VPP (B24).
-#[tokio::test]
-async fn reconnects_after_vpp_restarts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let Some(mut vpp) = FakeVpp::start(dir.path(), &[]) else {
-        return;
-    };
-    let client = vpp.connect().await;
-    assert_eq!(client.generation(), 1);
-    assert_eq!(client.version().await.expect("version"), "26.06-release");
-    let _events = client.interface_events().await.expect("subscribe");
-    let installer = NeighbourInstaller::spawn(
-        client.clone(),
-        Installer::Api { bvi_sw_if_index: 1 },
-        IpNeighborFlags::STATIC,
-        4,
-    );
-    let handle = installer.handle();
-    assert!(handle.install(ip("172.22.77.33"), mac("98:d2:93:00:00:03")));
-    wait_until("the neighbour is installed", || {
-        handle.counts().installed == 1
-    })
-    .await;
-
-    vpp.stop();
-    tokio::time::timeout(Duration::from_secs(5), client.disconnected())
-        .await
-        .expect("notices the restart");
-    assert!(matches!(
-        client.version().await,
-        Err(VppError::Disconnected)
-    ));
-
-    let restarted = FakeVpp::start_at(
-        vpp.socket.clone(),
-        dir.path().join("record-restarted.jsonl"),
-        &[],
-    )
-    .expect("restart the stand-in");
-    assert_eq!(client.reconnect().await.expect("reconnect"), 2);
-    assert_eq!(client.reconnect().await.expect("already connected"), 2);
-    assert_eq!(client.version().await.expect("version"), "26.06-release");
-    wait_until("the neighbour is installed again", || {
-        handle.counts().installed == 2
-    })
-    .await;
-    let mut names: Vec<String> = restarted
-        .recorded_calls()
-        .into_iter()
-        .map(|c| c.0)
-        .collect();
-    assert_eq!(names[0], "want_interface_events");
-    names.sort();
-    assert_eq!(
-        names,
-        [
-            "ip_neighbor_add_del",
-            "show_version",
-            "want_interface_events"
-        ]
-    );
-    assert_eq!(installer.stop().await.len(), 1);
-}
-
 /// Many tunnels (DN42 style) share one client: their setups run concurrently over one connection, replies
 /// are matched by context, and tearing them all down leaves VPP as it was.
+/// Why the stand-in: the interleaving of many setups on one connection, checked message by message.
 #[tokio::test]
 async fn many_tunnels_share_one_client() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -758,6 +598,7 @@ async fn many_tunnels_share_one_client() {
 }
 
 /// After VPP restarted, its objects are gone: teardown sends nothing to the new VPP.
+/// Why the stand-in: it records that not one request was sent.
 #[tokio::test]
 async fn teardown_after_a_vpp_restart_sends_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -775,40 +616,9 @@ async fn teardown_after_a_vpp_restart_sends_nothing() {
     assert!(restarted.recorded_calls().is_empty());
 }
 
-/// VPP may start after us: connecting retries with backoff until the deadline (B27), then names the socket.
-#[tokio::test]
-async fn connecting_waits_for_vpp_until_the_deadline() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    if common::venv_python().is_none() {
-        return;
-    }
-    let socket = dir.path().join(format!("late-{}.sock", std::process::id()));
-    let mut options = ClientOptions::new(&socket);
-    options.connect_deadline = Duration::from_millis(400);
-    let err = Client::connect(options.clone())
-        .await
-        .expect_err("nothing listens");
-    assert!(
-        err.to_string().contains(&socket.display().to_string()),
-        "{err}"
-    );
-
-    options.connect_deadline = Duration::from_secs(20);
-    let record = dir.path().join("late.jsonl");
-    let (sock, rec) = (socket.clone(), record.clone());
-    let late = tokio::task::spawn_blocking(move || {
-        std::thread::sleep(Duration::from_millis(700));
-        FakeVpp::start_at(sock, rec, &[])
-    });
-    let client = Client::connect(options)
-        .await
-        .expect("connects once VPP is up");
-    let _vpp = late.await.expect("join");
-    assert!(client.is_connected());
-}
-
 /// A socket path that can never work (here: under a regular file) fails at once instead of being retried
 /// until the deadline.
+/// Why the stand-in: it records that not one request was sent.
 #[tokio::test]
 async fn an_impossible_socket_path_fails_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -825,36 +635,8 @@ async fn an_impossible_socket_path_fails_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-/// Interface events reach subscribers: deleting the memif is seen as a deletion event.
-#[tokio::test]
-async fn interface_events_report_a_deleted_memif() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let Some(vpp) = FakeVpp::start(dir.path(), &[]) else {
-        return;
-    };
-    let client = vpp.connect().await;
-    let mut events = client.interface_events().await.expect("subscribe");
-    let mut params = fixture();
-    params.install = InstallMethod::None;
-    let tunnel = setup(&client, &params).await.expect("setup");
-    let memif = tunnel.memif_sw_if_index;
-    assert!(tunnel.teardown(&client).await.is_empty());
-    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
-        .await
-        .expect("event")
-        .expect("open");
-    assert_eq!(
-        (event.sw_if_index, event.deleted, event.pid),
-        (memif, true, std::process::id())
-    );
-    assert!(
-        vpp.recorded_calls()
-            .iter()
-            .any(|c| c.0 == "want_interface_events")
-    );
-}
-
 /// A failing neighbour install is logged and counted, never fatal, and leaves nothing to undo.
+/// Why the stand-in: a neighbour install that fails on purpose.
 #[tokio::test]
 async fn failing_neighbour_installs_are_counted_not_fatal() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -908,6 +690,7 @@ const CHILD_SOCKET_ENV: &str = "WIREGUARD_VPP_TEST_VPPCTL_CHILD_SOCKET";
 /// objects still go through the API. `PATH` can only be changed for a new process, so the tunnel side runs
 /// in a child process of this test binary ([`vppctl_child_side`]) with the stand-in's directory first on
 /// its `PATH`.
+/// Why the stand-in: a stand-in vppctl records the exact argv (the real vppctl is tested in tunnel_vpp_e2e.rs).
 #[tokio::test]
 async fn vppctl_method_runs_the_exact_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -964,6 +747,7 @@ async fn vppctl_method_runs_the_exact_commands() {
 
 /// The tunnel side of [`vppctl_method_runs_the_exact_commands`]: only does something in the child process
 /// that test starts (with the stand-in first on `PATH`); on its own it returns at once.
+/// Why the stand-in: the recording vppctl's own side.
 #[tokio::test]
 async fn vppctl_child_side() {
     let Some(socket) = std::env::var_os(CHILD_SOCKET_ENV) else {
@@ -1001,6 +785,7 @@ async fn vppctl_child_side() {
 }
 
 /// A failing vppctl surfaces its stderr and exit status, and the setup is rolled back.
+/// Why the stand-in: a vppctl that fails on purpose.
 #[tokio::test]
 async fn a_failing_vppctl_is_reported_and_rolled_back() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1029,6 +814,7 @@ async fn a_failing_vppctl_is_reported_and_rolled_back() {
 }
 
 /// Bad input is refused before anything is sent to VPP.
+/// Why the stand-in: it records that not one request was sent.
 #[tokio::test]
 async fn invalid_input_sends_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
