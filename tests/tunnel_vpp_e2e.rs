@@ -600,3 +600,23 @@ while time.monotonic() < end:
         except OSError:
             pass
 "#;
+
+/// Neighbours in the learning ranges (10.127.111.0/24 and fd00:4242::/64 in the bed's file) are resolved
+/// by our own ARP/NS and reached directly, not through the BVI: the host on VPP's bridge answers our
+/// solicitations (and so holds the peer's address with our MAC), and the peer's pings to it cross.
+#[test]
+fn neighbours_in_the_learning_ranges_are_resolved_and_reached_directly() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.add_lan_host();
+    bed.start_tunnel();
+    bed.ping_from_peer("10.127.111.2", 10);
+    bed.ping_from_peer("fd00:4242::2", 10);
+    let neighbours = text(&bed.in_ns("lan", &["ip", "neigh", "show"]));
+    for ip in ["172.22.77.33 ", "fd28:cb8f:4c92::33 "] {
+        let line = neighbours.lines().find(|l| l.starts_with(ip));
+        assert!(
+            line.is_some_and(|l| l.contains("98:d2:93:00:00:03")),
+            "{ip}was not solicited by us: {neighbours}"
+        );
+    }
+}
