@@ -10,6 +10,9 @@
 //! - [`tunnel`]: one tunnel's whole life, shared by the CLI and the controller.
 //! - [`k8s`]: the `WireGuardVppTunnel` custom resource and the in-pod controller.
 
+// `unsafe` only in `memif`, whose shared memory needs it (that module allows it, with a SAFETY note each).
+#![deny(unsafe_code)]
+
 pub mod config;
 #[cfg(feature = "k8s")]
 pub mod k8s;

@@ -4,6 +4,8 @@
 //! Exit codes: 0 normal shutdown; 1 a setup or runtime failure (the message says what to check);
 //! 2 a usage error (the original printed its usage on stdout and exited 0: an intended deviation).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
