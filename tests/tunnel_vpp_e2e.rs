@@ -620,3 +620,30 @@ fn neighbours_in_the_learning_ranges_are_resolved_and_reached_directly() {
         );
     }
 }
+
+/// `WGVPP_MEMIF_PEER_UID`: VPP (root here) is logged with its credentials when it connects, and refused
+/// when another uid is the only one allowed; the tunnel then never comes up and says why.
+#[test]
+fn the_memif_peer_is_logged_and_can_be_restricted_to_a_uid() {
+    let Some(mut bed) = VppBed::up() else { return };
+    let before = bed.objects();
+    bed.spawn_daemon(
+        &[],
+        &[
+            ("WGVPP_MEMIF_PEER_UID", "4242"),
+            ("WGVPP_MEMIF_CONNECT_TIMEOUT", "4"),
+        ],
+    );
+    let status = bed.wait_daemon(Duration::from_secs(20));
+    let log = bed.daemon_log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("uid=0") && log.contains("may not connect"),
+        "{log}"
+    );
+    assert_eq!(bed.objects(), before);
+
+    bed.spawn_daemon(&[], &[("WGVPP_MEMIF_PEER_UID", "0")]);
+    bed.wait_until_up();
+    assert!(bed.daemon_log().contains("memif: a peer connects"));
+}

@@ -14,7 +14,7 @@ pub const DEFAULT_MEMIF_SOCKET_DIR: &str = "/var/run/wggo-vpp";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/wggo-vpp";
 
 /// The variables the program reads (besides `PATH`).
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 11] = [
     "VPP_API_SOCKET_PATH",
     "VPP_MEMIF_SOCKET_DIR",
     "VPP_MEMIF_CONFIG_DIR",
@@ -25,6 +25,7 @@ pub const VARIABLES: [&str; 10] = [
     "WG_TUN_FD",
     "WGVPP_API_CONNECT_TIMEOUT",
     "WGVPP_MEMIF_CONNECT_TIMEOUT",
+    "WGVPP_MEMIF_PEER_UID",
 ];
 
 /// The process environment as the program uses it.
@@ -45,6 +46,8 @@ pub struct Env {
     /// `WGVPP_MEMIF_CONNECT_TIMEOUT`: how long to wait for VPP's first memif connection (not in the
     /// original).
     pub memif_connect_timeout: Option<Duration>,
+    /// `WGVPP_MEMIF_PEER_UID`: the only uid allowed to connect to the memif sockets (not in the original).
+    pub memif_peer_uid: Option<u32>,
     /// What was noticed while parsing; to be logged once logging is set up (it depends on `LOG_LEVEL`).
     pub warnings: Vec<ConfigWarning>,
 }
@@ -117,6 +120,7 @@ impl Default for Env {
             log_level: LogLevel::default(),
             api_connect_timeout: None,
             memif_connect_timeout: None,
+            memif_peer_uid: None,
             warnings: Vec::new(),
         }
     }
@@ -184,6 +188,16 @@ impl Env {
                     &v,
                     "VPP's first memif connection",
                 )
+            })
+            .transpose()?;
+        env.memif_peer_uid = get("WGVPP_MEMIF_PEER_UID")
+            .map(|value| {
+                value.trim().parse::<u32>().map_err(|_| ConfigError::Env {
+                    var: "WGVPP_MEMIF_PEER_UID",
+                    value: value.clone(),
+                    reason: "expected the numeric uid of VPP's process (`id -u` of its user)"
+                        .into(),
+                })
             })
             .transpose()?;
         let interval = get("WGGO_RECONF_INTERVAL")

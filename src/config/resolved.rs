@@ -43,6 +43,8 @@ pub struct TunnelConfig {
     pub memif_socket: PathBuf,
     /// `VPP_API_SOCKET_PATH`.
     pub vpp_api_socket: PathBuf,
+    /// `WGVPP_MEMIF_PEER_UID`: the only uid allowed to connect to the memif socket.
+    pub memif_peer_uid: Option<u32>,
 }
 
 /// The range of `Mtu`: IPv6's minimum link MTU up to a jumbo frame's.

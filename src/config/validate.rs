@@ -113,6 +113,7 @@ pub fn validate(
         install,
         memif_socket,
         vpp_api_socket: env.vpp_api_socket.clone(),
+        memif_peer_uid: env.memif_peer_uid,
     };
     Ok(Loaded { config, warnings })
 }

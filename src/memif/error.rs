@@ -33,6 +33,8 @@ pub enum ProtocolError {
     IncorrectSecret,
     #[error("Already connected")]
     AlreadyConnected,
+    #[error("Peer uid {uid} may not connect (only uid {allowed})")]
+    PeerUid { uid: u32, allowed: u32 },
     #[error("Missing region fd")]
     MissingRegionFd,
     #[error("Missing interrupt fd")]

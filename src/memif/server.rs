@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub socket_mode: u32,
     /// Start the receive queues in interrupt mode (the peer signals the eventfd) rather than polling.
     pub interrupt_mode: bool,
+    /// The only uid allowed to connect (the kernel's SO_PEERCRED); `None` accepts anyone who may open the
+    /// socket file.
+    pub peer_uid: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(5),
             socket_mode: 0o600,
             interrupt_mode: true,
+            peer_uid: None,
         }
     }
 }
@@ -423,7 +427,30 @@ impl Listener {
             addr: self.sock.addr().to_string(),
             source,
         })?;
+        let peer = sock.peer_credentials();
         let channel = Channel::new(sock, self.cfg.handshake_timeout);
+        match peer {
+            Ok(peer) => {
+                tracing::info!(
+                    pid = peer.pid(),
+                    uid = peer.uid(),
+                    gid = peer.gid(),
+                    "memif: a peer connects"
+                );
+                if let Some(allowed) = self.cfg.peer_uid
+                    && peer.uid() != allowed
+                {
+                    let refused = ProtocolError::PeerUid {
+                        uid: peer.uid(),
+                        allowed,
+                    };
+                    return Err(channel.fail(refused.into()).await);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "memif: the peer's credentials cannot be read")
+            }
+        }
         if let Some((link, control)) = &self.current
             && link.is_up()
         {

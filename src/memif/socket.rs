@@ -249,6 +249,15 @@ const CMSG_BUF_LEN: usize = 256;
 struct CmsgBuf([u8; CMSG_BUF_LEN]);
 
 impl ControlSocket {
+    /// The connecting process's pid, uid and gid, as the kernel saw them at connect (SO_PEERCRED).
+    pub fn peer_credentials(&self) -> io::Result<nix::sys::socket::UnixCredentials> {
+        nix::sys::socket::getsockopt(
+            self.fd.get_ref(),
+            nix::sys::socket::sockopt::PeerCredentials,
+        )
+        .map_err(io::Error::from)
+    }
+
     fn new(fd: OwnedFd) -> io::Result<ControlSocket> {
         Ok(ControlSocket {
             fd: register(fd, Interest::READABLE | Interest::WRITABLE)?,

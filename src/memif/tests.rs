@@ -312,6 +312,31 @@ async fn wrong_secret_wrong_id_and_second_client_are_refused_with_reasons() {
     assert!(matches!(c, Err(Error::Refused { .. })));
 }
 
+/// `peer_uid`: the kernel's SO_PEERCRED decides, before the handshake; a stranger hears why it is refused.
+#[tokio::test]
+async fn only_the_allowed_uid_may_connect() {
+    let me = nix::unistd::geteuid().as_raw();
+    let (_dir, path, mut l) = listener(ServerConfig {
+        peer_uid: Some(me.wrapping_add(1)),
+        ..server_cfg(5)
+    });
+    let client = client_cfg(5, 1);
+    let (s, c) = tokio::join!(l.accept_one(), Connection::connect(&path, &client));
+    assert!(
+        matches!(s, Err(Error::Protocol(ProtocolError::PeerUid { uid, .. })) if uid == me),
+        "{s:?}"
+    );
+    match c.unwrap_err() {
+        Error::Refused { reason, .. } => assert!(reason.contains("may not connect"), "{reason}"),
+        other => panic!("the client should be refused, got {other}"),
+    }
+    let (_dir, path, mut l) = listener(ServerConfig {
+        peer_uid: Some(me),
+        ..server_cfg(5)
+    });
+    let _connected = pair(&mut l, &path, &client_cfg(5, 1)).await;
+}
+
 #[tokio::test]
 async fn client_retries_until_the_server_appears() {
     let dir = tempfile::tempdir().unwrap();

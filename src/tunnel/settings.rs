@@ -117,6 +117,7 @@ pub fn memif_server(cfg: &TunnelConfig, handshake_timeout: Duration) -> ServerCo
         app_name: format!("wireguard-vpp {}", env!("CARGO_PKG_VERSION")),
         if_name: cfg.name.clone(),
         handshake_timeout,
+        peer_uid: cfg.memif_peer_uid,
         ..ServerConfig::default()
     }
 }
