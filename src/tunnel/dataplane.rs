@@ -35,6 +35,9 @@ use crate::vpp;
 pub const BURST: usize = 64;
 /// The largest frame handled, chained or not (a 9000-byte jumbo IP packet plus headers).
 pub const MAX_FRAME: usize = 9216;
+/// Bursts the RX pump reads in a row before it yields its thread: one flooded tunnel must not starve the
+/// others of the process (the controller runs them all on one runtime).
+const BURSTS_PER_TURN: u32 = 16;
 /// Packets waiting between the RX pump and the device (one memif ring's worth).
 pub const DEVICE_QUEUE: usize = 1024;
 const ETHERNET_HEADER: usize = 14;
@@ -225,6 +228,7 @@ impl RxPump {
     /// Runs until the link is dropped. Busy rings are drained burst after burst without sleeping; an
     /// empty ring waits on its interrupt eventfd, so an idle tunnel costs no CPU.
     pub async fn run(mut self) {
+        let mut bursts = 0u32;
         loop {
             if !self.usable_queue().await {
                 return;
@@ -244,9 +248,11 @@ impl RxPump {
                 continue;
             }
             self.classify(n);
-            if self.to_device.capacity() == 0 {
-                // Overload: let the device (which may share this thread) encrypt what it was given,
-                // rather than classifying and dropping burst after burst ahead of it.
+            bursts += 1;
+            // Overload (the device queue is full): let the device, which may share this thread,
+            // encrypt what it was given rather than classify and drop burst after burst ahead of it.
+            if self.to_device.capacity() == 0 || bursts >= BURSTS_PER_TURN {
+                bursts = 0;
                 tokio::task::yield_now().await;
             }
         }

@@ -26,6 +26,9 @@ pub const MAX_NAME_LEN: usize = 15;
 
 /// How often the socket file is checked for deletion.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// Most connections served at once; one more is closed at once. The socket is its owner's only, so this
+/// bounds a runaway client of the owner (each connection holds a task and its buffers).
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Why the UAPI socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +136,9 @@ impl UapiListener {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
+                    Ok(_) if connections.len() >= MAX_CONNECTIONS => {
+                        tracing::warn!(limit = MAX_CONNECTIONS, "UAPI connection refused: too many open at once");
+                    }
                     Ok((stream, _)) => {
                         let device = Arc::clone(&device);
                         connections.spawn(async move { serve_connection(stream, &device).await });
@@ -387,6 +393,45 @@ mod tests {
             .expect("serving ends")
             .expect("no panic");
         assert!(matches!(end, ServeEnd::SocketRemoved));
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_are_closed_and_the_others_served() {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let (device, _ends) = device().await;
+        let listener = UapiListener::bind(temp.path(), "wgt4").expect("bind");
+        let path = listener.path().to_owned();
+        let _serving = tokio::spawn(listener.serve(device));
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(
+                tokio::net::UnixStream::connect(&path)
+                    .await
+                    .expect("connect"),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut extra = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        let _ = extra.write_all(b"get=1\n\n").await;
+        let mut reply = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(3), extra.read(&mut reply))
+            .await
+            .expect("closed at once");
+        assert_eq!(
+            n.unwrap_or(0),
+            0,
+            "the connection beyond the limit was served"
+        );
+        drop(idle.pop());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut next = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        next.write_all(b"get=1\n\n").await.expect("write");
+        let n = next.read(&mut reply).await.expect("read");
+        assert!(String::from_utf8_lossy(&reply[..n]).contains("listen_port="));
     }
 
     proptest! {
