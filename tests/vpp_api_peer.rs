@@ -635,6 +635,43 @@ async fn an_impossible_socket_path_fails_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// A flood of solicitations for every address of a large range installs at most `MAX_INSTALLED` entries;
+/// the rest are refused and counted, and the installed ones are all undone.
+/// Why the stand-in: thousands of installs answered at once, without filling a real VPP's table.
+#[tokio::test]
+async fn neighbour_installs_stop_at_their_limit() {
+    use wireguard_vpp::vpp::neighbour::MAX_INSTALLED;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(vpp) = FakeVpp::start(dir.path(), &[]) else {
+        return;
+    };
+    let client = vpp.connect().await;
+    let installer = NeighbourInstaller::spawn(
+        client.clone(),
+        Installer::Api { bvi_sw_if_index: 1 },
+        IpNeighborFlags::STATIC,
+        MAX_INSTALLED + 64,
+    );
+    let handle = installer.handle();
+    let extra = 20;
+    for i in 0..(MAX_INSTALLED + extra) as u32 {
+        let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        assert!(handle.install(ip, mac("98:d2:93:00:00:03")));
+    }
+    let counted = || {
+        let c = handle.counts();
+        c.installed as usize == MAX_INSTALLED && c.over_limit as usize == extra
+    };
+    for _ in 0..600 {
+        if counted() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(counted(), "{:?}", handle.counts());
+    assert_eq!(installer.stop().await.len(), MAX_INSTALLED);
+}
+
 /// A failing neighbour install is logged and counted, never fatal, and leaves nothing to undo.
 /// Why the stand-in: a neighbour install that fails on purpose.
 #[tokio::test]

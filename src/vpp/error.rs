@@ -61,6 +61,12 @@ pub enum VppError {
         expected: &'static str,
         got_id: u16,
     },
+    /// A dump answered with more than we hold.
+    #[error("VPP answered {request} with more than {limit} (a VPP this large is not supported)")]
+    DumpTooLarge {
+        request: &'static str,
+        limit: &'static str,
+    },
     /// A frame announced a body larger than we accept.
     #[error("VPP sent a message of {len} bytes, more than the {max} bytes accepted")]
     FrameTooLarge { len: usize, max: usize },
@@ -97,6 +103,7 @@ impl VppError {
             Self::Api { .. } => "api",
             Self::UnexpectedReply { .. } => "unexpected_reply",
             Self::FrameTooLarge { .. } => "frame_too_large",
+            Self::DumpTooLarge { .. } => "dump_too_large",
             Self::Encode(_) => "encode",
             Self::Decode(_) => "decode",
             Self::Vppctl(_) => "vppctl",

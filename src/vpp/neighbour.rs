@@ -20,6 +20,9 @@ use super::install::Installer;
 use super::types::{IpNeighborFlags, MacAddr};
 use super::undo::Undo;
 
+/// Most entries installed at once: a flood of solicitations for every address of a large response range
+/// must not fill VPP's neighbour table. Beyond it, requests are refused and counted.
+pub const MAX_INSTALLED: usize = 4096;
 /// Attempts per entry before giving up (until the next request for it).
 const MAX_ATTEMPTS: u32 = 5;
 /// Delay before the first retry; doubled for each later one.
@@ -35,6 +38,7 @@ pub struct NeighbourStats {
     duplicates: AtomicU64,
     failed: AtomicU64,
     queue_full: AtomicU64,
+    over_limit: AtomicU64,
 }
 
 /// A snapshot of [`NeighbourStats`].
@@ -50,6 +54,8 @@ pub struct NeighbourCounts {
     pub failed: u64,
     /// Requests dropped because the queue was full.
     pub queue_full: u64,
+    /// Requests refused because [`MAX_INSTALLED`] entries were installed already.
+    pub over_limit: u64,
 }
 
 impl NeighbourStats {
@@ -60,6 +66,7 @@ impl NeighbourStats {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             queue_full: self.queue_full.load(Ordering::Relaxed),
+            over_limit: self.over_limit.load(Ordering::Relaxed),
         }
     }
 }
@@ -206,6 +213,14 @@ impl Worker {
         self.notice_reconnect();
         if self.installed.get(&ip) == Some(&mac) {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !self.installed.contains_key(&ip)
+            && self.installed.len() + self.retry.len() >= MAX_INSTALLED
+        {
+            if self.stats.over_limit.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(limit = MAX_INSTALLED, %ip, "neighbour installs at their limit; more are refused");
+            }
             return;
         }
         self.retry.remove(&ip);

@@ -21,12 +21,19 @@ use super::error::{ApiError, MessageMismatch, VppError};
 use super::frame::{self, FrameReader};
 use super::messages::{self, *};
 
+/// Most details one dump may bring, and their most bytes: VPP's answers are bounded like any peer's.
+const MAX_DUMP_DETAILS: usize = 1 << 16;
+const MAX_DUMP_BYTES: usize = 64 << 20;
+const DUMP_LIMIT: &str = "65536 details or 64 MiB";
+
 /// What a caller waits for, by context.
 enum Pending {
     Reply(oneshot::Sender<Vec<u8>>),
     Dump {
         details: Vec<Vec<u8>>,
-        done: oneshot::Sender<Vec<Vec<u8>>>,
+        bytes: usize,
+        /// The details, or `None` when they went past the limits.
+        done: oneshot::Sender<Option<Vec<Vec<u8>>>>,
     },
 }
 
@@ -298,6 +305,7 @@ impl Session {
             header.context,
             Pending::Dump {
                 details: Vec::new(),
+                bytes: 0,
                 done,
             },
         )?;
@@ -307,7 +315,13 @@ impl Session {
         })
         .await;
         let bodies = match result {
-            Ok(Ok(bodies)) => bodies,
+            Ok(Ok(Some(bodies))) => bodies,
+            Ok(Ok(None)) => {
+                return Err(VppError::DumpTooLarge {
+                    request: D::name(),
+                    limit: DUMP_LIMIT,
+                });
+            }
             Ok(Err(e)) => {
                 self.forget(header.context);
                 return Err(e);
@@ -479,12 +493,29 @@ impl Routes {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         match pending.remove(&context) {
             Some(Pending::Reply(tx)) => drop(tx.send(body)),
-            Some(Pending::Dump { details, done }) if id == self.control_ping_reply => {
-                drop(done.send(details))
+            Some(Pending::Dump { details, done, .. }) if id == self.control_ping_reply => {
+                drop(done.send(Some(details)))
             }
-            Some(Pending::Dump { mut details, done }) => {
+            Some(Pending::Dump {
+                mut details,
+                bytes,
+                done,
+            }) => {
+                let bytes = bytes + body.len();
+                if details.len() == MAX_DUMP_DETAILS || bytes > MAX_DUMP_BYTES {
+                    // The rest of this dump finds nobody waiting and is dropped as it comes.
+                    drop(done.send(None));
+                    return;
+                }
                 details.push(body);
-                pending.insert(context, Pending::Dump { details, done });
+                pending.insert(
+                    context,
+                    Pending::Dump {
+                        details,
+                        bytes,
+                        done,
+                    },
+                );
             }
             None => tracing::debug!(id, context, "ignoring a VPP message nobody waits for"),
         }
@@ -575,7 +606,9 @@ mod hostile {
             .unwrap_or(0) as u16
     }
 
-    async fn exchange(bodies: Vec<Vec<u8>>, tail: Vec<u8>) {
+    /// A stand-in VPP on a socket pair: it answers the registration, reads the first request, then sends
+    /// `bodies` framed and `tail` as raw bytes, and closes. Returns our end.
+    fn fake_vpp(bodies: Vec<Vec<u8>>, tail: Vec<u8>) -> (UnixStream, tokio::task::JoinHandle<()>) {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let server = tokio::spawn(async move {
             let (read, mut write) = theirs.into_split();
@@ -614,6 +647,11 @@ mod hostile {
             // The client may already have given up; a failed write is part of the game.
             let _ = write.write_all(&out).await;
         });
+        (ours, server)
+    }
+
+    async fn exchange(bodies: Vec<Vec<u8>>, tail: Vec<u8>) {
+        let (ours, server) = fake_vpp(bodies, tail);
         let (events, _) = broadcast::channel(4);
         let options = ClientOptions::new("unused");
         let mut session = Session::register(ours, &options, events).await.unwrap();
@@ -626,6 +664,26 @@ mod hostile {
         let ended = ended.expect("the reader must stop at the end of the stream");
         assert!(ended.is_ok(), "the reader task panicked: {ended:?}");
         assert!(session.is_closed());
+    }
+
+    /// A dump that goes on past the limits is an error, not unbounded memory.
+    #[tokio::test]
+    async fn a_dump_past_its_limits_is_an_error() {
+        let mut detail = id_of(MemifSocketFilenameDetails::NAME_CRC)
+            .to_be_bytes()
+            .to_vec();
+        detail.extend_from_slice(&2u32.to_be_bytes());
+        detail.extend_from_slice(&[0u8; 112]);
+        let (ours, _server) = fake_vpp(vec![detail; MAX_DUMP_DETAILS + 1], Vec::new());
+        let (events, _) = broadcast::channel(4);
+        let session = Session::register(ours, &ClientOptions::new("unused"), events)
+            .await
+            .unwrap();
+        let error = session
+            .dump(&MemifSocketFilenameDump, Duration::from_secs(20))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, VppError::DumpTooLarge { .. }), "{error}");
     }
 
     /// Bodies that look like replies to our first request (context 2), events, or anything.
