@@ -61,6 +61,3 @@ pub use queue::{
 pub use ring::{MAX_LOG2_RING_SIZE, RingError};
 pub use server::{Listener, ServerConfig};
 pub use socket::SocketAddr;
-
-/// The most descriptors worth moving in one burst; bursts of 32 to 256 are typical.
-pub const MAX_BURST: usize = 256;

@@ -80,16 +80,6 @@ impl Frame {
         self.len = bytes.len();
         true
     }
-
-    /// The whole buffer, to build a frame in place; then call [`Frame::set_len`].
-    pub fn buffer_mut(&mut self) -> &mut [u8] {
-        &mut self.data
-    }
-
-    /// Sets the frame length (capped to the capacity).
-    pub fn set_len(&mut self, len: usize) {
-        self.len = len.min(self.data.len());
-    }
 }
 
 impl AsRef<[u8]> for Frame {

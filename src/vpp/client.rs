@@ -9,10 +9,8 @@
 //! after VPP restarts its objects are gone, so a call fails with [`VppError::Disconnected`] and the owner
 //! decides to [`Client::reconnect`] and set up again ([`Client::generation`] tells the sessions apart).
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use tokio::sync::broadcast;
 
@@ -21,35 +19,11 @@ use super::error::VppError;
 use super::messages::{
     ControlPing, ShowVersion, SockclntDelete, SwInterfaceEvent, WantInterfaceEvents,
 };
+pub use super::session::ClientOptions;
 use super::session::Session;
 
 /// The default API socket (VPP's `socksvr default`, and the default of govpp and vpp-papi).
 pub const DEFAULT_SOCKET_PATH: &str = "/run/vpp/api.sock";
-
-/// How to reach VPP.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// The API socket (`VPP_API_SOCKET_PATH`).
-    pub socket_path: PathBuf,
-    /// The name VPP shows for this client (at most 63 bytes).
-    pub client_name: String,
-    /// The longest wait for any one answer.
-    pub call_timeout: Duration,
-    /// How long to keep retrying the first connection (VPP may start after us); zero tries once.
-    pub connect_deadline: Duration,
-}
-
-impl ClientOptions {
-    /// Options for `socket_path` with a 5 s call timeout and a 60 s connect deadline.
-    pub fn new(socket_path: impl Into<PathBuf>) -> Self {
-        Self {
-            socket_path: socket_path.into(),
-            client_name: "wireguard-vpp".to_owned(),
-            call_timeout: Duration::from_secs(5),
-            connect_deadline: Duration::from_secs(60),
-        }
-    }
-}
 
 /// A connection to VPP's binary API that survives VPP restarts through [`Client::reconnect`].
 #[derive(Clone)]

@@ -5,6 +5,7 @@
 //! [`VppError::Disconnected`].
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -15,11 +16,35 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::client::ClientOptions;
 use super::codec::{self, Dump, Header, Message, Reply, Request, split_name_crc};
 use super::error::{ApiError, MessageMismatch, VppError};
 use super::frame::{self, FrameReader};
 use super::messages::{self, *};
+
+/// How to reach VPP.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The API socket (`VPP_API_SOCKET_PATH`).
+    pub socket_path: PathBuf,
+    /// The name VPP shows for this client (at most 63 bytes).
+    pub client_name: String,
+    /// The longest wait for any one answer.
+    pub call_timeout: Duration,
+    /// How long to keep retrying the first connection (VPP may start after us); zero tries once.
+    pub connect_deadline: Duration,
+}
+
+impl ClientOptions {
+    /// Options for `socket_path` with a 5 s call timeout and a 60 s connect deadline.
+    pub fn new(socket_path: impl Into<PathBuf>) -> Self {
+        Self {
+            socket_path: socket_path.into(),
+            client_name: "wireguard-vpp".to_owned(),
+            call_timeout: Duration::from_secs(5),
+            connect_deadline: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Most details one dump may bring, and their most bytes: VPP's answers are bounded like any peer's.
 const MAX_DUMP_DETAILS: usize = 1 << 16;

@@ -255,11 +255,6 @@ impl VppTunnel {
         self.undo.push(undo);
     }
 
-    /// The recorded entries, oldest first.
-    pub fn undo_entries(&self) -> &[Undo] {
-        &self.undo
-    }
-
     /// Removes every recorded object, newest first; returns what could not be removed. After a reconnect
     /// (another client generation) VPP has restarted and the objects are already gone: nothing is sent.
     pub async fn teardown(self, client: &Client) -> Vec<UndoFailure> {

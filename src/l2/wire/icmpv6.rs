@@ -15,8 +15,6 @@ pub mod message {
     pub const MLD_DONE: u8 = 132;
     /// Router Solicitation.
     pub const ROUTER_SOLICIT: u8 = 133;
-    /// Router Advertisement.
-    pub const ROUTER_ADVERT: u8 = 134;
     /// Neighbour Solicitation.
     pub const NEIGHBOUR_SOLICIT: u8 = 135;
     /// Neighbour Advertisement.
