@@ -25,8 +25,10 @@ use kube::{Api, Client, CustomResourceExt};
 use wireguard_vpp::k8s::WireGuardVppTunnel;
 use wireguard_vpp::k8s::controller::{self, ControllerOptions};
 use wireguard_vpp::k8s::render::WireGuardConfig;
-use wireguard_vpp::k8s::runtime::{Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState};
 use wireguard_vpp::k8s::secrets::{SecretData, SecretError, SecretStore};
+use wireguard_vpp::k8s::tunnel_runtime::{
+    Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
+};
 
 type Error = Box<dyn std::error::Error>;
 

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use tokio::signal::unix::{SignalKind, signal};
 use wireguard_vpp::config::{self, Env};
 use wireguard_vpp::{memif, tunnel};
 
@@ -51,7 +52,7 @@ fn run_foreground(name: &str, env: Env, vpp_api: bool, role: memif::Role) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tunnel::daemon::run_named(name, env, vpp_api, role)) {
+    match runtime.block_on(run_named(name, env, vpp_api, role)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(tunnel = name, "{err}");
@@ -112,6 +113,54 @@ fn run_background(name: &str, vpp_api: bool, role: memif::Role) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+}
+
+/// Loads and validates the configuration (nothing is created before it passes), then runs the tunnel.
+/// `vpp_api: false` leaves VPP alone (its side of the memif is configured elsewhere); `memif_role` says
+/// which end of the memif we are.
+async fn run_named(
+    name: &str,
+    env: Env,
+    vpp_api: bool,
+    memif_role: memif::Role,
+) -> Result<(), tunnel::TunnelError> {
+    let cfg = config::load(&env.config_dir, name, &env)?;
+    let mut options = tunnel::RunOptions::new(&cfg.vpp_api_socket);
+    options.reconf = env.reconf.clone();
+    options.memif_role = memif_role;
+    if let Some(timeout) = env.memif_connect_timeout {
+        options.first_connect_timeout = timeout;
+    }
+    if !vpp_api {
+        options.vpp = tunnel::VppAccess::Off;
+    } else if let (tunnel::VppAccess::Api(client), Some(timeout)) =
+        (&mut options.vpp, env.api_connect_timeout)
+    {
+        client.connect_deadline = timeout;
+    }
+    tunnel::run(cfg, options, terminated()).await
+}
+
+/// Completes on the first SIGTERM, SIGINT, SIGHUP or SIGQUIT: each stops the tunnel with the full undo
+/// (the original left VPP's objects behind on SIGHUP and SIGQUIT, B12).
+pub async fn terminated() {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut quit)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
+    ) else {
+        tracing::error!(
+            "cannot watch the stop signals; stop the tunnel by removing its UAPI socket"
+        );
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = hup.recv() => {}
+        _ = quit.recv() => {}
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use wireguard_vpp::config::Env;
 use wireguard_vpp::k8s::controller::{self, ControllerOptions};
-use wireguard_vpp::k8s::dataplane::LocalTunnels;
+use wireguard_vpp::k8s::local_tunnels::LocalTunnels;
 use wireguard_vpp::k8s::render;
 
 /// Arguments of `wireguard-vpp controller`.
@@ -76,7 +76,7 @@ pub fn controller(args: ControllerArgs) -> ExitCode {
     match runtime.block_on(controller::run(
         options,
         tunnels,
-        wireguard_vpp::tunnel::daemon::terminated(),
+        crate::daemon::terminated(),
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -31,10 +31,10 @@ use wireguard_vpp::k8s::WireGuardVppTunnel;
 use wireguard_vpp::k8s::controller::{self, ControllerOptions};
 use wireguard_vpp::k8s::keys::Key;
 use wireguard_vpp::k8s::render::WireGuardConfig;
-use wireguard_vpp::k8s::runtime::{
+use wireguard_vpp::k8s::secrets::{KubeSecrets, SecretStore};
+use wireguard_vpp::k8s::tunnel_runtime::{
     PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
 };
-use wireguard_vpp::k8s::secrets::{KubeSecrets, SecretStore};
 
 const PEER_KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
 const OTHER_PEER_KEY: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";

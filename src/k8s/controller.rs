@@ -34,9 +34,9 @@ use super::gateway::Gateway;
 use super::keys::Key;
 use super::metrics::{Endpoints, Metrics, TunnelMetrics};
 use super::render::{RenderError, SecretValues, interface_name, render, response_ranges};
-use super::runtime::{Phase, RuntimeError, TunnelRuntime, TunnelSpec};
 use super::secrets::{KubeSecrets, SecretError, SecretStore};
 use super::status::{self, Observation};
+use super::tunnel_runtime::{Phase, RuntimeError, TunnelRuntime, TunnelSpec};
 use crate::config::Env;
 
 /// The finalizer that keeps a resource until its tunnel is stopped.

@@ -21,7 +21,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::runtime::{Phase, TunnelState};
+use super::tunnel_runtime::{Phase, TunnelState};
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -364,7 +364,7 @@ async fn answer<E: Endpoints>(endpoints: &E, path: &str) -> Response<Full<Bytes>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::runtime::{CounterSample, PeerStats};
+    use crate::k8s::tunnel_runtime::{CounterSample, PeerStats};
 
     #[test]
     fn exposition_has_exporter_names_and_labels() {

@@ -8,21 +8,21 @@
 //!   with [`conflict`] (pure conflict checks and uid allocation), [`status`] (pure conditions),
 //!   [`secrets`] (keys from Secrets), [`keys`], [`gateway`] (the bridge's gateway file) and [`metrics`].
 //!
-//! The controller reaches the data plane only through the [`runtime::TunnelRuntime`] trait;
-//! [`dataplane::LocalTunnels`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
+//! The controller reaches the data plane only through the [`tunnel_runtime::TunnelRuntime`] trait;
+//! [`local_tunnels::LocalTunnels`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
 //! command line runs.
 
 pub mod conflict;
 pub mod controller;
 pub mod crd;
-pub mod dataplane;
 pub mod gateway;
 pub mod keys;
+pub mod local_tunnels;
 pub mod metrics;
 pub mod render;
-pub mod runtime;
 pub mod secrets;
 pub mod status;
+pub mod tunnel_runtime;
 
 pub use crd::{WireGuardVppTunnel, WireGuardVppTunnelSpec, WireGuardVppTunnelStatus};
 

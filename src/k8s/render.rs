@@ -16,7 +16,7 @@ use serde::Deserialize;
 use super::crd::{SecretKeyRef, WireGuardVppTunnel};
 use super::gateway::{Gateway, GatewayError};
 use super::keys::{Key, KeyError};
-use super::runtime::TunnelSpec;
+use super::tunnel_runtime::TunnelSpec;
 use crate::config::{self, ConfigError, Env, InterfaceFile};
 
 /// Bytes of the memif secret that VPP and the memif protocol keep (a 24-byte field with its NUL).

@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::conflict::Conflict;
 use super::crd::{MemifStatus, PeerStatus, WireGuardVppTunnelStatus};
-use super::runtime::{Phase, RuntimeError, TunnelState};
+use super::tunnel_runtime::{Phase, RuntimeError, TunnelState};
 
 /// A peer counts as up in `peersSummary` when its latest handshake is this recent (WireGuard rekeys
 /// every two minutes while traffic flows).
@@ -248,7 +248,7 @@ pub fn to_time(time: SystemTime) -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::k8s::runtime::PeerStats;
+    use crate::k8s::tunnel_runtime::PeerStats;
 
     fn observation(state: Option<TunnelState>) -> Observation {
         Observation {

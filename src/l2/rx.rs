@@ -27,7 +27,7 @@ fn is_icmpv4_error(packet: &Ipv4Packet<&[u8]>) -> bool {
 
 /// The Ethernet addresses of a received frame.
 #[derive(Clone, Copy)]
-struct Link {
+struct FrameAddrs {
     src: MacAddr,
     dst: MacAddr,
     /// Addressed to our MAC (otherwise to a group).
@@ -51,7 +51,7 @@ impl Adapter {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return RxOutcome::dropped(DropReason::Runt);
         };
-        let link = Link {
+        let link = FrameAddrs {
             src: eth.src_addr(),
             dst: eth.dst_addr(),
             to_us: eth.dst_addr() == self.config.self_mac,
@@ -76,7 +76,13 @@ impl Adapter {
 
     /// ARP: answer requests for claimed addresses only (B4), unicast ones too (B5); learn senders within
     /// the learning ranges from replies, gratuitous ARP and requests to us (B6).
-    fn on_arp(&self, link: Link, payload: &[u8], now: Instant, reply: &mut [u8]) -> RxOutcome {
+    fn on_arp(
+        &self,
+        link: FrameAddrs,
+        payload: &[u8],
+        now: Instant,
+        reply: &mut [u8],
+    ) -> RxOutcome {
         if !link.to_us && !link.dst.is_broadcast() {
             return RxOutcome::dropped(DropReason::UnsupportedGroup);
         }
@@ -155,7 +161,7 @@ impl Adapter {
 
     /// IPv4: deliver what is addressed to our MAC, and IP multicast (not IGMP) when enabled (B7), trimmed
     /// to the total length (B20). Broadcast IP is dropped.
-    fn on_ipv4(&self, link: Link, payload: &[u8], reply: &mut [u8]) -> RxOutcome {
+    fn on_ipv4(&self, link: FrameAddrs, payload: &[u8], reply: &mut [u8]) -> RxOutcome {
         let Ok(packet) = Ipv4Packet::new_checked(payload) else {
             return RxOutcome::dropped(DropReason::MalformedIp);
         };
@@ -204,7 +210,7 @@ impl Adapter {
     /// later fragments or unusable sources, as RFC 1122 and RFC 4443 §2.4 say).
     fn too_big(
         &self,
-        link: Link,
+        link: FrameAddrs,
         reply: &mut [u8],
         write: impl FnOnce(&mut [u8], u16) -> Option<usize>,
     ) -> RxOutcome {
@@ -217,7 +223,13 @@ impl Adapter {
 
     /// IPv6: NS and NA are handled here and never delivered (B5); other ND and MLD are dropped; data to
     /// our MAC, and multicast when enabled (B7), is delivered trimmed to the payload length (B20).
-    fn on_ipv6(&self, link: Link, payload: &[u8], now: Instant, reply: &mut [u8]) -> RxOutcome {
+    fn on_ipv6(
+        &self,
+        link: FrameAddrs,
+        payload: &[u8],
+        now: Instant,
+        reply: &mut [u8],
+    ) -> RxOutcome {
         let Ok(packet) = Ipv6Packet::new_checked(payload) else {
             return RxOutcome::dropped(DropReason::MalformedIp);
         };
@@ -273,7 +285,7 @@ impl Adapter {
     /// NS and NA, validated per RFC 4861 §7.1 (B6).
     fn on_ndisc(
         &self,
-        link: Link,
+        link: FrameAddrs,
         packet: &Ipv6Packet<&[u8]>,
         icmp: &[u8],
         now: Instant,
@@ -328,7 +340,7 @@ impl Adapter {
     #[allow(clippy::too_many_arguments)]
     fn on_solicit(
         &self,
-        link: Link,
+        link: FrameAddrs,
         src: Ipv6Addr,
         dst: Ipv6Addr,
         target: Ipv6Addr,

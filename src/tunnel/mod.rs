@@ -2,26 +2,27 @@
 //! Kubernetes controller.
 //!
 //! - [`Tunnel`] and [`run`]: the lifecycle in a task of its own, publishing a [`TunnelStatus`].
-//! - [`dataplane`]: memif <-> l2 adapter <-> WireGuard device, burst by burst.
+//! - [`packet_path`]: memif <-> l2 adapter <-> WireGuard device, burst by burst.
 //! - [`settings`]: the validated configuration mapped onto each part's own settings.
-//! - [`daemon`]: `wireguard-vpp [-f] NAME`: the configuration files, signals and the exit status.
 
-pub mod daemon;
-pub mod dataplane;
-pub mod runtime;
+mod handle;
+mod lifecycle;
+mod memif_end;
+pub mod packet_path;
 pub mod settings;
 mod status;
+mod vpp_side;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use runtime::{RunOptions, Tunnel, VppAccess, run};
+pub use handle::{RunOptions, Tunnel, VppAccess, run};
 pub use status::{Phase, TunnelStatus};
 
 use crate::wg::WgDevice;
 
 /// The WireGuard device of a tunnel, with memif packet I/O.
-pub type MemifDevice = WgDevice<dataplane::MemifIpSend, dataplane::MemifIpRecv>;
+pub type MemifDevice = WgDevice<packet_path::MemifIpSend, packet_path::MemifIpRecv>;
 
 /// The UAPI socket `wg` uses for tunnel `name`.
 pub fn uapi_socket_path(name: &str) -> PathBuf {

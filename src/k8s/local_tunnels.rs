@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::render::WireGuardConfig;
-use super::runtime::{
+use super::tunnel_runtime::{
     CounterSample, PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
 };
-use crate::tunnel::dataplane::Link;
+use crate::tunnel::packet_path::Link;
 use crate::tunnel::{self, MemifDevice, RunOptions, Tunnel, TunnelStatus, VppAccess};
 use crate::wg::conf_file;
 
