@@ -29,12 +29,12 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use wireguard_vpp::k8s::WireGuardVppTunnel;
 use wireguard_vpp::k8s::controller::{self, ControllerOptions};
-use wireguard_vpp::k8s::keys::Key;
 use wireguard_vpp::k8s::render::WireGuardConfig;
 use wireguard_vpp::k8s::secrets::{KubeSecrets, SecretStore};
 use wireguard_vpp::k8s::tunnel_runtime::{
     PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
 };
+use wireguard_vpp::wg::Key;
 
 const PEER_KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
 const OTHER_PEER_KEY: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
@@ -472,7 +472,7 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
         Some("wireguard-vpp")
     );
     assert_eq!(secret.type_.as_deref(), Some("Opaque"));
-    let public = Key::from_base64(&private)
+    let public = Key::from_base64_text(&private)
         .expect("a key")
         .public_key()
         .to_base64();

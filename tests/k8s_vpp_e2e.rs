@@ -45,7 +45,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use wireguard_vpp::k8s::WireGuardVppTunnel;
 use wireguard_vpp::k8s::controller::FINALIZER;
-use wireguard_vpp::k8s::keys::Key;
+use wireguard_vpp::wg::Key;
 
 const NODE: &str = "node-a";
 const NAMESPACE: &str = "dn42";
@@ -638,7 +638,7 @@ async fn a_tunnel_resource_runs_on_real_vpp_with_a_generated_key() {
         .and_then(|d| d.get("privateKey"))
         .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
         .expect("privateKey in the Secret");
-    let public = Key::from_base64(private.as_bytes())
+    let public = Key::from_base64_text(private.as_bytes())
         .expect("a WireGuard key")
         .public_key()
         .to_base64();

@@ -31,13 +31,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::conflict::{Claim, allocate_uid, find_conflict};
 use super::crd::{MAX_UID, WireGuardVppTunnel, WireGuardVppTunnelStatus};
 use super::gateway::Gateway;
-use super::keys::Key;
 use super::metrics::{Endpoints, Metrics, TunnelMetrics};
 use super::render::{RenderError, SecretValues, interface_name, render, response_ranges};
 use super::secrets::{KubeSecrets, SecretError, SecretStore};
 use super::status::{self, Observation};
 use super::tunnel_runtime::{Phase, RuntimeError, TunnelRuntime, TunnelSpec};
 use crate::config::Env;
+use crate::wg::Key;
 
 /// The finalizer that keeps a resource until its tunnel is stopped.
 pub const FINALIZER: &str = "wgvpp.io/tunnel-cleanup";

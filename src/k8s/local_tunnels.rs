@@ -225,8 +225,8 @@ mod tests {
     use crate::k8s::WireGuardVppTunnel;
     use crate::k8s::crd::SecretKeyRef;
     use crate::k8s::gateway::Gateway;
-    use crate::k8s::keys::Key;
     use crate::k8s::render::{SecretValues, render};
+    use crate::wg::Key;
     use serde::Deserialize;
 
     const OTHER_PEER: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
@@ -306,7 +306,7 @@ mod tests {
 
         let mut wireguard = spec.wireguard.clone();
         let mut second = wireguard.peers[0].clone();
-        second.public_key = Key::from_base64(OTHER_PEER.as_bytes()).expect("key");
+        second.public_key = Key::from_base64(OTHER_PEER).expect("key");
         second.allowed_ips = vec!["fd00::/64".parse().expect("net")];
         second.endpoint = None;
         wireguard.peers.push(second);

@@ -16,7 +16,6 @@ pub mod conflict;
 pub mod controller;
 pub mod crd;
 pub mod gateway;
-pub mod keys;
 pub mod local_tunnels;
 pub mod metrics;
 pub mod render;

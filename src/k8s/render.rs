@@ -15,9 +15,10 @@ use serde::Deserialize;
 
 use super::crd::{SecretKeyRef, WireGuardVppTunnel};
 use super::gateway::{Gateway, GatewayError};
-use super::keys::{Key, KeyError};
 use super::tunnel_runtime::TunnelSpec;
 use crate::config::{self, ConfigError, Env, InterfaceFile};
+use crate::wg::Key;
+use crate::wg::key::KeyError;
 
 /// Bytes of the memif secret that VPP and the memif protocol keep (a 24-byte field with its NUL).
 pub const MAX_MEMIF_SECRET_LEN: usize = config::MemifSecret::MAX_LEN;
@@ -346,7 +347,7 @@ fn secret_key(
     let Some(bytes) = secrets.get(reference) else {
         return Ok(None);
     };
-    Key::from_base64(bytes)
+    Key::from_base64_text(bytes)
         .map(Some)
         .map_err(|source| RenderError::BadSecretKey {
             field: field.to_string(),
@@ -433,7 +434,7 @@ pub fn render(
     let mut peers = Vec::with_capacity(wg.peers.len());
     for (i, peer) in wg.peers.iter().enumerate() {
         let field = format!("spec.wireguard.peers[{i}]");
-        let public_key = Key::from_base64(peer.public_key.as_bytes()).map_err(|source| {
+        let public_key = Key::from_base64_text(peer.public_key.as_bytes()).map_err(|source| {
             RenderError::BadPublicKey {
                 field: format!("{field}.publicKey"),
                 source,
@@ -585,43 +586,28 @@ struct SecretDocument {
     data: Vec<(String, Vec<u8>)>,
 }
 
-/// Reads a `v1` Secret document (`data` in base64, `stringData` as text).
+/// Reads a `v1` Secret document (`data` in base64, `stringData` as text) with k8s-openapi's own types.
 fn secret_document(value: &serde_yaml::Value) -> Result<SecretDocument, String> {
-    use base64::Engine;
-    let metadata = value.get("metadata").ok_or("no metadata")?;
-    let name = metadata
-        .get("name")
-        .and_then(serde_yaml::Value::as_str)
-        .ok_or("no metadata.name")?;
-    let namespace = metadata
-        .get("namespace")
-        .and_then(serde_yaml::Value::as_str)
-        .unwrap_or("default");
-    let mut data = Vec::new();
-    if let Some(map) = value.get("data").and_then(serde_yaml::Value::as_mapping) {
-        for (key, encoded) in map {
-            let key = key.as_str().ok_or("a data key is not a string")?;
-            let encoded = encoded
-                .as_str()
-                .ok_or_else(|| format!("data.{key} is not a string"))?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| format!("data.{key} is not base64"))?;
-            data.push((key.to_string(), bytes));
-        }
-    }
-    if let Some(map) = value
-        .get("stringData")
-        .and_then(serde_yaml::Value::as_mapping)
-    {
-        for (key, text) in map {
-            let key = key.as_str().ok_or("a stringData key is not a string")?;
-            let text = text
-                .as_str()
-                .ok_or_else(|| format!("stringData.{key} is not a string"))?;
-            data.push((key.to_string(), text.as_bytes().to_vec()));
-        }
-    }
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_yaml::from_value(value.clone()).map_err(|e| e.to_string())?;
+    let name = secret.metadata.name.ok_or("no metadata.name")?;
+    let namespace = secret
+        .metadata
+        .namespace
+        .unwrap_or_else(|| "default".to_owned());
+    let mut data: Vec<(String, Vec<u8>)> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, bytes)| (key, bytes.0))
+        .collect();
+    data.extend(
+        secret
+            .string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, text)| (key, text.into_bytes())),
+    );
     Ok(SecretDocument {
         namespace: namespace.to_string(),
         name: name.to_string(),

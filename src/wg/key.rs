@@ -127,6 +127,24 @@ impl Key {
         text
     }
 
+    /// Parses the base64 spelling as a Secret or a file holds it: surrounding whitespace (a trailing
+    /// newline) is ignored.
+    pub fn from_base64_text(text: &[u8]) -> Result<Key, KeyError> {
+        let text = std::str::from_utf8(text.trim_ascii())
+            .map_err(|_| KeyError::Alphabet { alphabet: "base64" })?;
+        Key::from_base64(text)
+    }
+
+    /// A new private key from the operating system's random source, clamped as X25519 requires.
+    pub fn generate_private() -> Key {
+        use rand::RngCore;
+        let mut bytes = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes[0] &= 248;
+        bytes[31] = (bytes[31] & 127) | 64;
+        Key(bytes)
+    }
+
     /// The public key belonging to this private key.
     pub fn public_key(&self) -> Key {
         Key(x25519::PublicKey::from(&x25519::StaticSecret::from(self.0)).to_bytes())
@@ -188,6 +206,17 @@ mod tests {
         );
         assert!(Key::from_base64("MDmmtJTOa/VzfGeNAQIA+fyCgNSN7sVPPD9lDvMxSkd=").is_err());
         assert!(Key::from_base64("short=").is_err());
+    }
+
+    #[test]
+    fn generated_private_keys_are_clamped_and_secret_text_may_end_in_a_newline() {
+        let key = Key::generate_private();
+        assert_eq!(key.0[0] & 7, 0);
+        assert_eq!(key.0[31] & 0xc0, 0x40);
+        assert_ne!(key, Key::generate_private());
+        let text = format!("{}\n", key.to_base64());
+        assert_eq!(Key::from_base64_text(text.as_bytes()), Ok(key));
+        assert!(Key::from_base64_text(b"\xff\xfe").is_err());
     }
 
     #[test]
