@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::task::OwnedTask;
 
 use super::packet_path::Link;
 use super::settings;
@@ -70,14 +72,20 @@ pub struct Tunnel {
     link: Arc<Link>,
     status: watch::Receiver<TunnelStatus>,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), TunnelError>>,
-    rx_pump: JoinHandle<()>,
+    task: OwnedTask<Result<(), TunnelError>>,
+    _rx_pump: OwnedTask<()>,
 }
 
 impl Tunnel {
     /// Creates the tunnel's WireGuard device and memif socket, then sets up VPP and serves in a task of
     /// its own. Errors after this returns end the task: see [`Tunnel::finished`].
     pub async fn start(cfg: TunnelConfig, options: RunOptions) -> Result<Tunnel, TunnelError> {
+        let span = tracing::info_span!("tunnel", name = %cfg.name);
+        Tunnel::start_in(cfg, options).instrument(span).await
+    }
+
+    /// [`Tunnel::start`] in the tunnel's span, which its tasks inherit.
+    async fn start_in(cfg: TunnelConfig, options: RunOptions) -> Result<Tunnel, TunnelError> {
         let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
         let (link, ip_send, ip_recv, rx_pump) = Link::new(adapter);
         link.set_mtu(settings::tunnel_mtu(&cfg, None));
@@ -85,7 +93,7 @@ impl Tunnel {
             .await
             .map_err(TunnelError::Device)?;
         let device = Arc::new(device);
-        let rx_pump = tokio::spawn(rx_pump.run());
+        let rx_pump = OwnedTask::spawn("rx pump", rx_pump.run());
         let memif = match options.memif_role {
             memif::Role::Server => MemifEnd::Listening(bind_memif(&cfg)?),
             memif::Role::Client => {
@@ -106,9 +114,12 @@ impl Tunnel {
             link: Arc::clone(&link),
             status: status_tx,
         };
-        let task = tokio::spawn(lifecycle.run(memif, async move {
-            let _ = stopped.await;
-        }));
+        let task = OwnedTask::spawn(
+            "lifecycle",
+            lifecycle.run(memif, async move {
+                let _ = stopped.await;
+            }),
+        );
         Ok(Tunnel {
             name,
             memif_socket,
@@ -117,7 +128,7 @@ impl Tunnel {
             status,
             stop: Some(stop),
             task,
-            rx_pump,
+            _rx_pump: rx_pump,
         })
     }
 
@@ -148,7 +159,7 @@ impl Tunnel {
 
     /// Waits until the tunnel ends by itself (the UAPI socket was removed, or a fatal error).
     pub async fn finished(&mut self) -> Result<(), TunnelError> {
-        match (&mut self.task).await {
+        match self.task.join().await {
             Ok(result) => result,
             Err(join) => Err(TunnelError::TaskFailed(join.to_string())),
         }
@@ -160,13 +171,6 @@ impl Tunnel {
             let _ = stop.send(());
         }
         self.finished().await
-    }
-}
-
-impl Drop for Tunnel {
-    fn drop(&mut self) {
-        self.task.abort();
-        self.rx_pump.abort();
     }
 }
 

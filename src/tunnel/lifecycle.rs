@@ -30,6 +30,7 @@ use crate::wg::uapi::{ServeEnd, UapiListener};
 
 use super::handle::{RunOptions, VppAccess};
 use super::memif_end::{MemifEnd, MemifEvent, serve_memif, wait_first_connection};
+use super::task::OwnedTask;
 use super::vpp_side::{VppSide, VppTrouble};
 use super::{MemifDevice, TunnelError};
 
@@ -93,12 +94,15 @@ impl Lifecycle {
         });
 
         let (memif_events, mut memif_rx) = mpsc::channel(4);
-        let memif_task = tokio::spawn(serve_memif(
-            memif,
-            cfg.memif_socket.clone(),
-            Arc::clone(link),
-            memif_events,
-        ));
+        let memif_task = OwnedTask::spawn(
+            "memif",
+            serve_memif(
+                memif,
+                cfg.memif_socket.clone(),
+                Arc::clone(link),
+                memif_events,
+            ),
+        );
         let result = async {
             if !wait_first_connection(cfg, options, &mut memif_rx, shutdown.as_mut()).await? {
                 tracing::info!(tunnel = %cfg.name, "stopping on signal before VPP connected to the memif");
@@ -109,11 +113,12 @@ impl Lifecycle {
             let uapi =
                 UapiListener::bind(&options.uapi_dir, &cfg.name).map_err(TunnelError::Uapi)?;
             tracing::info!(tunnel = %cfg.name, uapi = %uapi.path().display(), "tunnel up");
-            let reconf = options
+            // Runs while the tunnel serves; dropped (aborted) with this block.
+            let _reconf = options
                 .reconf
                 .clone()
-                .map(|reconf| tokio::spawn(reapply(Arc::clone(device), reconf)));
-            let served = serve(
+                .map(|reconf| OwnedTask::spawn("reconf", reapply(Arc::clone(device), reconf)));
+            serve(
                 cfg,
                 link,
                 &mut vpp,
@@ -123,17 +128,12 @@ impl Lifecycle {
                 device,
                 shutdown.as_mut(),
             )
-            .await;
-            if let Some(task) = reconf {
-                task.abort();
-            }
-            served
+            .await
         }
         .await;
 
         status.send_modify(|s| s.phase = Phase::TearingDown);
-        memif_task.abort();
-        let _ = memif_task.await;
+        memif_task.stop().await;
         link.detach();
         if let Some(vpp) = vpp {
             vpp.teardown(cfg).await;

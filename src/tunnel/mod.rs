@@ -11,6 +11,7 @@ mod memif_end;
 pub mod packet_path;
 pub mod settings;
 mod status;
+mod task;
 mod vpp_side;
 
 use std::path::PathBuf;
