@@ -7,10 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// The namespaces, peers and daemon of one test; everything is removed on drop, also on failure.
 struct Topology {
@@ -35,8 +32,7 @@ impl Topology {
         if !common::require_root("the end-to-end tunnel test") {
             return None;
         }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("e{}{}", std::process::id() % 10_000, n);
+        let prefix = common::unique("e");
         let topology = Topology {
             prefix,
             dir: tempfile::tempdir().expect("temp dir"),

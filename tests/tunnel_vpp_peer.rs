@@ -13,22 +13,10 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wireguard_vpp::memif::{ClientConfig, Connection, Control, Frame, RxQueue, TxQueue};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A unique number for names of this process (tunnels, sockets).
-fn unique() -> String {
-    format!(
-        "{}{}",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The VPP API stand-in as a child process, killed by PID when dropped (also when the test fails).
 struct FakeVpp {
@@ -40,8 +28,8 @@ struct FakeVpp {
 impl FakeVpp {
     /// Starts the stand-in with the BVI `loop42` (sw_if_index 1) and `args`; `None` (skip) without the venv.
     fn start(dir: &Path, args: &[&str]) -> Option<FakeVpp> {
-        let socket = dir.join(format!("api-{}.sock", unique()));
-        let record = dir.join(format!("record-{}.jsonl", unique()));
+        let socket = dir.join(format!("api-{}.sock", common::unique("")));
+        let record = dir.join(format!("record-{}.jsonl", common::unique("")));
         FakeVpp::start_at(socket, record, args)
     }
 
@@ -172,7 +160,7 @@ impl Daemon {
 
     fn spawn(api: &Path, if_json: &str, gw_json: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
-        let name = format!("tv{}", unique());
+        let name = format!("tv{}", common::unique(""));
         let etc = dir.path().join("etc");
         std::fs::create_dir_all(etc.join("if")).expect("if folder");
         std::fs::create_dir_all(etc.join("gw")).expect("gw folder");
@@ -715,7 +703,8 @@ async fn a_refused_setup_after_a_vpp_restart_is_retried() {
 
     let mut refusing = FakeVpp::start_at(
         vpp.socket.clone(),
-        dir.path().join(format!("refusing-{}.jsonl", unique())),
+        dir.path()
+            .join(format!("refusing-{}.jsonl", common::unique(""))),
         &["--fail", "sw_interface_set_l2_bridge=-7"],
     )
     .expect("restart the stand-in");
@@ -731,7 +720,8 @@ async fn a_refused_setup_after_a_vpp_restart_is_retried() {
 
     let accepting = FakeVpp::start_at(
         vpp.socket.clone(),
-        dir.path().join(format!("accepting-{}.jsonl", unique())),
+        dir.path()
+            .join(format!("accepting-{}.jsonl", common::unique(""))),
         &[],
     )
     .expect("restart the stand-in");

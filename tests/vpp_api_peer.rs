@@ -14,7 +14,6 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -23,8 +22,6 @@ use wireguard_vpp::vpp::{
     ApiError, Bvi, Client, ClientOptions, InstallMethod, Installer, IpNeighborFlags,
     NeighbourInstaller, SetupError, TunnelSetup, VppError, messages, setup,
 };
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The VPP stand-in as a child process, killed by PID when dropped (also when the test fails).
 struct FakeVpp {
@@ -36,8 +33,8 @@ struct FakeVpp {
 impl FakeVpp {
     /// Starts the stand-in on a fresh socket in `dir` with extra arguments; `None` (skip) without the venv.
     fn start(dir: &Path, args: &[&str]) -> Option<Self> {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let socket = dir.join(format!("api-{}-{n}.sock", std::process::id()));
+        let n = common::unique("");
+        let socket = dir.join(format!("api-{n}.sock"));
         let record = dir.join(format!("record-{n}.jsonl"));
         Self::start_at(socket, record, args)
     }

@@ -12,6 +12,15 @@ pub mod vpp;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+static UNIQUE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// `prefix` and a suffix unique on this machine while the test runs: the process id and a counter, short
+/// enough for interface and namespace names (15 bytes).
+pub fn unique(prefix: &str) -> String {
+    let n = UNIQUE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}{}{n}", std::process::id() % 10_000)
+}
+
 /// True when missing peers must fail the test instead of skipping it.
 pub fn peers_required() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())

@@ -14,10 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Checks that a VPP can be found (`VPP_HOME`, `../shared/vpp`, or the PATH), with the peer rules of
 /// [`super::require`].
@@ -52,9 +49,8 @@ impl VppBed {
         if !super::require_root("the real-VPP tests") || !require_vpp() {
             return None;
         }
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let bed = VppBed {
-            prefix: format!("v{}{}", std::process::id() % 10_000, n),
+            prefix: super::unique("v"),
             dir: tempfile::tempdir().expect("temp dir"),
             daemon: None,
         };
