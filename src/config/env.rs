@@ -14,13 +14,14 @@ pub const DEFAULT_MEMIF_SOCKET_DIR: &str = "/var/run/wggo-vpp";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/wggo-vpp";
 
 /// The variables the program reads (besides `PATH`).
-pub const VARIABLES: [&str; 11] = [
+pub const VARIABLES: [&str; 12] = [
     "VPP_API_SOCKET_PATH",
     "VPP_MEMIF_SOCKET_DIR",
     "VPP_MEMIF_CONFIG_DIR",
     "WGGO_RECONF_INTERVAL",
     "WGGO_RECONF_PATH",
     "LOG_LEVEL",
+    "LOG_FORMAT",
     "WG_UAPI_FD",
     "WG_TUN_FD",
     "WGVPP_API_CONNECT_TIMEOUT",
@@ -41,6 +42,8 @@ pub struct Env {
     pub reconf: Option<Reconf>,
     /// `LOG_LEVEL`.
     pub log_level: LogLevel,
+    /// `LOG_FORMAT`: `json` for one JSON object per line (for log collectors); text otherwise.
+    pub log_json: bool,
     /// `WGVPP_API_CONNECT_TIMEOUT`: how long to wait for VPP's API socket at start (not in the original).
     pub api_connect_timeout: Option<Duration>,
     /// `WGVPP_MEMIF_CONNECT_TIMEOUT`: how long to wait for VPP's first memif connection (not in the
@@ -118,6 +121,7 @@ impl Default for Env {
             config_dir: PathBuf::from(DEFAULT_CONFIG_DIR),
             reconf: None,
             log_level: LogLevel::default(),
+            log_json: false,
             api_connect_timeout: None,
             memif_connect_timeout: None,
             memif_peer_uid: None,
@@ -177,6 +181,19 @@ impl Env {
                 value,
                 reason: "not supported: wireguard-vpp creates its UAPI socket itself, also when it detaches; unset it".into(),
             });
+        }
+        if let Some(value) = get("LOG_FORMAT") {
+            env.log_json = match value.to_ascii_lowercase().as_str() {
+                "json" => true,
+                "text" => false,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: "LOG_FORMAT",
+                        value,
+                        reason: "expected text or json".into(),
+                    });
+                }
+            };
         }
         env.api_connect_timeout = get("WGVPP_API_CONNECT_TIMEOUT")
             .map(|v| parse_timeout("WGVPP_API_CONNECT_TIMEOUT", &v, "VPP's API socket"))
