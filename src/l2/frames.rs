@@ -47,19 +47,10 @@ pub fn ipv4_too_big(
     packet: &Ipv4Packet<&[u8]>,
     mtu: u16,
 ) -> Option<usize> {
-    let original = packet.bytes();
-    let quote = &original[..original.len().min(TOO_BIG_QUOTE)];
+    let quote = too_big_quote(packet.bytes());
     let icmp_len = ICMP_ERROR_HEADER_LEN + quote.len();
     let len = HEADER_LEN + ipv4::HEADER_LEN + icmp_len;
-    let frame = out.get_mut(..len)?;
-    let mut frame = EthernetFrame::new_unchecked(frame);
-    EthernetRepr {
-        src_addr: eth_src,
-        dst_addr: eth_dst,
-        ethertype: EtherType::Ipv4,
-    }
-    .emit(&mut frame);
-    let ip = frame.payload_mut();
+    let ip = ethernet_frame(out.get_mut(..len)?, eth_dst, eth_src, EtherType::Ipv4);
     Ipv4Repr {
         src_addr: packet.dst_addr(),
         dst_addr: packet.src_addr(),
@@ -69,18 +60,13 @@ pub fn ipv4_too_big(
     }
     .emit(&mut Ipv4Packet::new_unchecked(&mut ip[..]));
     let icmp = &mut ip[ipv4::HEADER_LEN..];
-    icmp[..ICMP_ERROR_HEADER_LEN].copy_from_slice(&[
+    too_big_message(
+        icmp,
         ICMPV4_UNREACHABLE,
         ICMPV4_FRAGMENTATION_NEEDED,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ]);
-    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
-    icmp[ICMP_ERROR_HEADER_LEN..].copy_from_slice(quote);
+        mtu,
+        quote,
+    );
     let sum = checksum::checksum(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     Some(len)
@@ -95,34 +81,67 @@ pub fn ipv6_too_big(
     packet: &Ipv6Packet<&[u8]>,
     mtu: u16,
 ) -> Option<usize> {
-    let original = packet.bytes();
-    let quote = &original[..original.len().min(TOO_BIG_QUOTE)];
+    let quote = too_big_quote(packet.bytes());
+    let (src, dst) = (packet.dst_addr(), packet.src_addr());
     let icmp_len = ICMP_ERROR_HEADER_LEN + quote.len();
-    let len = HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
-    let frame = out.get_mut(..len)?;
-    let mut frame = EthernetFrame::new_unchecked(frame);
+    let (len, icmp) = icmpv6_frame(out, eth_dst, eth_src, src, dst, ERROR_TTL, icmp_len)?;
+    too_big_message(icmp, ICMPV6_PACKET_TOO_BIG, 0, mtu, quote);
+    Icmpv6Packet::new_unchecked(icmp).fill_checksum(&src, &dst);
+    Some(len)
+}
+
+/// The start of the offending packet that a "too big" error quotes.
+fn too_big_quote(packet: &[u8]) -> &[u8] {
+    &packet[..packet.len().min(TOO_BIG_QUOTE)]
+}
+
+/// An ICMP error message of `kind`/`code` carrying `mtu` and `quote`, its checksum left zero.
+fn too_big_message(icmp: &mut [u8], kind: u8, code: u8, mtu: u16, quote: &[u8]) {
+    icmp[..ICMP_ERROR_HEADER_LEN].fill(0);
+    icmp[0] = kind;
+    icmp[1] = code;
+    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    icmp[ICMP_ERROR_HEADER_LEN..].copy_from_slice(quote);
+}
+
+/// Writes the Ethernet header at the start of `frame` (the whole frame); returns the payload's room.
+fn ethernet_frame(
+    frame: &mut [u8],
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    ethertype: EtherType,
+) -> &mut [u8] {
     EthernetRepr {
         src_addr: eth_src,
         dst_addr: eth_dst,
-        ethertype: EtherType::Ipv6,
+        ethertype,
     }
-    .emit(&mut frame);
-    let (src, dst) = (packet.dst_addr(), packet.src_addr());
-    let mut ip = Ipv6Packet::new_unchecked(frame.payload_mut());
+    .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
+    &mut frame[HEADER_LEN..]
+}
+
+/// Writes the Ethernet and IPv6 headers of an ICMPv6 frame with a message of `message_len` bytes;
+/// returns the frame's length and the message's room, or `None` when `out` is too small.
+fn icmpv6_frame(
+    out: &mut [u8],
+    eth_dst: MacAddr,
+    eth_src: MacAddr,
+    ip_src: Ipv6Addr,
+    ip_dst: Ipv6Addr,
+    hop_limit: u8,
+    message_len: usize,
+) -> Option<(usize, &mut [u8])> {
+    let len = HEADER_LEN + ipv6::HEADER_LEN + message_len;
+    let ip = ethernet_frame(out.get_mut(..len)?, eth_dst, eth_src, EtherType::Ipv6);
     Ipv6Repr {
-        src_addr: src,
-        dst_addr: dst,
+        src_addr: ip_src,
+        dst_addr: ip_dst,
         next_header: next_header::ICMPV6,
-        hop_limit: ERROR_TTL,
-        payload_len: icmp_len,
+        hop_limit,
+        payload_len: message_len,
     }
-    .emit(&mut ip);
-    let icmp = &mut ip.payload_mut()[..icmp_len];
-    icmp[..ICMP_ERROR_HEADER_LEN].copy_from_slice(&[ICMPV6_PACKET_TOO_BIG, 0, 0, 0, 0, 0, 0, 0]);
-    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
-    icmp[ICMP_ERROR_HEADER_LEN..].copy_from_slice(quote);
-    Icmpv6Packet::new_unchecked(icmp).fill_checksum(&src, &dst);
-    Some(len)
+    .emit(&mut Ipv6Packet::new_unchecked(&mut ip[..]));
+    Some((len, &mut ip[ipv6::HEADER_LEN..]))
 }
 
 /// Writes an Ethernet + ARP frame.
@@ -132,15 +151,13 @@ pub fn arp_frame(
     eth_src: MacAddr,
     repr: &ArpRepr,
 ) -> Option<usize> {
-    let frame = out.get_mut(..ARP_FRAME_LEN)?;
-    let mut frame = EthernetFrame::new_unchecked(frame);
-    EthernetRepr {
-        src_addr: eth_src,
-        dst_addr: eth_dst,
-        ethertype: EtherType::Arp,
-    }
-    .emit(&mut frame);
-    repr.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    let arp = ethernet_frame(
+        out.get_mut(..ARP_FRAME_LEN)?,
+        eth_dst,
+        eth_src,
+        EtherType::Arp,
+    );
+    repr.emit(&mut ArpPacket::new_unchecked(arp));
     Some(ARP_FRAME_LEN)
 }
 
@@ -153,30 +170,16 @@ pub fn ndisc_frame(
     ip_dst: Ipv6Addr,
     repr: &NdiscRepr,
 ) -> Option<usize> {
-    let message_len = repr.buffer_len();
-    let len = HEADER_LEN + ipv6::HEADER_LEN + message_len;
-    let frame = out.get_mut(..len)?;
-    let mut frame = EthernetFrame::new_unchecked(frame);
-    EthernetRepr {
-        src_addr: eth_src,
-        dst_addr: eth_dst,
-        ethertype: EtherType::Ipv6,
-    }
-    .emit(&mut frame);
-    let mut packet = Ipv6Packet::new_unchecked(frame.payload_mut());
-    let header = Ipv6Repr {
-        src_addr: ip_src,
-        dst_addr: ip_dst,
-        next_header: next_header::ICMPV6,
-        hop_limit: 255,
-        payload_len: message_len,
-    };
-    header.emit(&mut packet);
-    repr.emit(
-        &mut Icmpv6Packet::new_unchecked(packet.payload_mut()),
-        &ip_src,
-        &ip_dst,
-    );
+    let (len, message) = icmpv6_frame(
+        out,
+        eth_dst,
+        eth_src,
+        ip_src,
+        ip_dst,
+        255,
+        repr.buffer_len(),
+    )?;
+    repr.emit(&mut Icmpv6Packet::new_unchecked(message), &ip_src, &ip_dst);
     Some(len)
 }
 
