@@ -27,6 +27,10 @@ unsafe impl Send for Region {}
 // SAFETY: as above; no method hands out references into the mapping, so shared use cannot alias.
 unsafe impl Sync for Region {}
 
+/// The largest region accepted from a peer: VPP's and DPDK's are a few MiB (rings and buffers), so a
+/// peer announcing more is refused rather than mapped.
+pub const MAX_PEER_REGION: usize = 1 << 30;
+
 impl Region {
     /// Creates a region of `len` bytes: a memfd sealed against shrinking (so the peer cannot make our
     /// accesses fault by truncating it), sized and mapped.
@@ -60,14 +64,20 @@ impl Region {
         Self::map_fd(fd, len)
     }
 
-    /// Maps a region received from the peer: `len` bytes from offset 0 of `fd`. The file must be at least
-    /// `len` bytes long, so that no access within the mapping can fault.
+    /// Maps a region received from the peer: `len` bytes from offset 0 of `fd`, which must be a regular
+    /// file (a memfd or a hugepage file) of at least `len` bytes, and at most [`MAX_PEER_REGION`], so that
+    /// no access within the mapping can fault while the file keeps its size. A file not sealed against
+    /// shrinking could still be truncated by the peer later: that is logged, as the peer is trusted
+    /// with its own memory only so far.
     pub fn map(fd: OwnedFd, len: u64) -> io::Result<Region> {
+        let refused = |reason: String| Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
         let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "region size is 0",
+            return refused("region size is 0".to_owned());
+        }
+        if len > MAX_PEER_REGION {
+            return refused(format!(
+                "region of {len} bytes, more than the {MAX_PEER_REGION} accepted"
             ));
         }
         // SAFETY: `stat` is plain data that fstat fills in; a zeroed one is a valid value.
@@ -76,16 +86,26 @@ impl Region {
         if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
             return Err(io::Error::last_os_error());
         }
-        if (st.st_mode & libc::S_IFMT) == libc::S_IFREG
-            && u64::try_from(st.st_size).unwrap_or(0) < len as u64
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "region file holds {} bytes, fewer than the announced {len}",
-                    st.st_size
-                ),
+        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+            return refused(format!(
+                "region fd is not a regular file or memfd (mode {:o})",
+                st.st_mode & libc::S_IFMT
             ));
+        }
+        if u64::try_from(st.st_size).unwrap_or(0) < len as u64 {
+            return refused(format!(
+                "region file holds {} bytes, fewer than the announced {len}",
+                st.st_size
+            ));
+        }
+        // SAFETY: F_GET_SEALS reads a flag word of an open fd; it fails harmlessly on files without seals.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+            tracing::warn!(
+                len,
+                "memif: the peer's region is not sealed against shrinking; a peer that truncates it \
+                 would crash this process"
+            );
         }
         Self::map_fd(fd, len)
     }
@@ -268,5 +288,15 @@ mod tests {
         );
         let fd = r.fd().try_clone_to_owned().unwrap();
         assert!(Region::map(fd, 0).is_err());
+        let fd = r.fd().try_clone_to_owned().unwrap();
+        let err = Region::map(fd, MAX_PEER_REGION as u64 + 1).unwrap_err();
+        assert!(err.to_string().contains("more than the"), "{err}");
+    }
+
+    #[test]
+    fn a_region_fd_that_is_no_file_is_refused() {
+        let (socket, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        let err = Region::map(socket.into(), 4096).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }
