@@ -505,6 +505,14 @@ impl K8sBed {
 
 /// The tunnel resource of the bed: uid 3 on bridge 4242, the peer's addresses answered to VPP, VPP's
 /// subnets learned, the memif secret and the private key from Secrets, the wireguard-go peer.
+/// Whether `events` hold one of `reason` about the tunnel `name`.
+fn has_event(events: &[k8s_openapi::api::events::v1::Event], reason: &str, name: &str) -> bool {
+    events.iter().any(|e| {
+        e.reason.as_deref() == Some(reason)
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+    })
+}
+
 fn tunnel_resource(name: &str, peer_public: &str) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "wgvpp.io/v1alpha1",
@@ -684,11 +692,7 @@ async fn a_tunnel_resource_runs_on_real_vpp_with_a_generated_key() {
         Api::namespaced(k8s.client.clone(), NAMESPACE);
     let listed = events.list(&Default::default()).await.expect("events");
     assert!(
-        listed
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Running")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())),
+        has_event(&listed.items, "Running", &name),
         "no Running event: {:#?}",
         listed.items
     );
@@ -778,11 +782,7 @@ async fn a_tunnel_resource_runs_on_real_vpp_with_a_generated_key() {
     assert!(!k8s.bed.uapi_socket().exists());
     let listed = events.list(&Default::default()).await.expect("events");
     assert!(
-        listed
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("Stopped")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())),
+        has_event(&listed.items, "Stopped", &name),
         "no Stopped event: {:#?}",
         listed.items
     );
