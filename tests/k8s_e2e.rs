@@ -224,27 +224,7 @@ async fn setup() -> Option<(apiserver::ApiServer, Client)> {
 
 /// Creates or updates (server-side apply) key `key` of Secret `dn42/name`.
 async fn put_secret(client: &Client, name: &str, key: &str, value: &str) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "dn42");
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("dn42".into()),
-            ..Default::default()
-        },
-        data: Some([(key.to_string(), ByteString(value.as_bytes().to_vec()))].into()),
-        ..Default::default()
-    };
-    let mut object = serde_json::to_value(&secret).expect("Secret JSON");
-    object["apiVersion"] = "v1".into();
-    object["kind"] = "Secret".into();
-    secrets
-        .patch(
-            name,
-            &PatchParams::apply("e2e-test"),
-            &Patch::Apply(&object),
-        )
-        .await
-        .expect("Secret applied");
+    apiserver::put_secret(client, "dn42", name, key, value.as_bytes()).await;
 }
 
 fn which(program: &str) -> bool {

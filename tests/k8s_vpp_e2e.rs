@@ -39,7 +39,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use apiserver::{ApiServer, create_namespace, install_crd, start_server};
 use common::vpp::{VppBed, text};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
@@ -332,26 +331,7 @@ impl K8sBed {
 
     /// Creates or updates key `key` of Secret `dn42/name` (server-side apply).
     async fn put_secret(&self, name: &str, key: &str, value: &[u8]) {
-        let secret = Secret {
-            metadata: kube::api::ObjectMeta {
-                name: Some(name.into()),
-                namespace: Some(NAMESPACE.into()),
-                ..Default::default()
-            },
-            data: Some([(key.to_string(), ByteString(value.to_vec()))].into()),
-            ..Default::default()
-        };
-        let mut object = serde_json::to_value(&secret).expect("Secret JSON");
-        object["apiVersion"] = "v1".into();
-        object["kind"] = "Secret".into();
-        self.secrets()
-            .patch(
-                name,
-                &PatchParams::apply("e2e-test"),
-                &Patch::Apply(&object),
-            )
-            .await
-            .expect("Secret applied");
+        apiserver::put_secret(&self.client, NAMESPACE, name, key, value).await;
     }
 
     /// Applies (server-side) the tunnel resource.

@@ -217,3 +217,30 @@ pub async fn install_crd(client: &Client) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Creates or updates (server-side apply) key `key` of Secret `namespace/name`.
+pub async fn put_secret(client: &Client, namespace: &str, name: &str, key: &str, value: &[u8]) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, Patch, PatchParams};
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        },
+        data: Some([(key.to_string(), ByteString(value.to_vec()))].into()),
+        ..Default::default()
+    };
+    let mut object = serde_json::to_value(&secret).expect("Secret JSON");
+    object["apiVersion"] = "v1".into();
+    object["kind"] = "Secret".into();
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::apply("e2e-test"),
+            &Patch::Apply(&object),
+        )
+        .await
+        .expect("Secret applied");
+}
