@@ -21,7 +21,8 @@
 #
 # Usage: scripts/bench-vpp.sh (root). Prints one Markdown table. Env: BENCH_SECONDS (window, default 5),
 # BENCH_SIZES ("64 1420"), BENCH_SWEEP ("0.25 0.5 1 2 5 10"), WIREGUARD_VPP_BIN (a built daemon: no build),
-# BENCH_KEEP=1 (keep the logs, VPP's runtime and trace files in the run's directory).
+# BENCH_KEEP=1 (keep the logs, VPP's runtime and trace files in the run's directory), BENCH_PROFILE=1 (perf
+# samples our daemon in its encrypt and decrypt windows; where its CPU goes is printed to stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-5}
@@ -165,6 +166,18 @@ window() {
     echo "window $1: VPP's runtime does not cover the window, again" >&2
   done
   delta "$a" "$b"
+}
+profile_start() {  # samples our daemon through the coming window (BENCH_PROFILE=1)
+  [ -n "${BENCH_PROFILE:-}" ] || return 0
+  start_bg perf perf record -e cpu-clock -F 997 -p "$(cat "$DIR/daemon.pid")" -o "$DIR/$CELL.perf" \
+    -- sleep "$SECS"
+}
+profile_end() {  # the functions our daemon spent its samples in (self time), to stderr and $DIR/CELL.profile
+  [ -n "${BENCH_PROFILE:-}" ] || return 0
+  wait "$(pid_of perf)" 2>/dev/null || true; rm -f "$DIR/pids/perf.pid"
+  perf report -i "$DIR/$CELL.perf" --stdio --no-children --sort dso,symbol --percent-limit 0.7 \
+    2>/dev/null | grep -E '^ +[0-9]' > "$DIR/$CELL.profile" || true
+  { echo "bench-vpp.sh: where our daemon's CPU went ($CELL, self time):"; cat "$DIR/$CELL.profile"; } >&2
 }
 vpp_cost() {  # NAME FIRST:MUST... -> "CPU-s-per-s clocks-per-packet" (scripts/bench/vppcost.py); after the
   # stream stopped (the trace of its first packets is read then)
@@ -317,7 +330,9 @@ enc_ours() {  # SIZE RATE: rows 1 and 4
   fresh_ours
   stream enc pg0 10.200.0.2 172.22.77.33 "$size" "$2"
   warm first link_ctr "$P-wg" "$P-a" tx
+  profile_start
   k=$(window enc probe_enc_ours); pg disable-stream
+  profile_end
   read -r t off dp db _ dt <<<"$k"
   del=$(per "$(segs "$dp" "$db" "$size")" "$t"); c=$(per "$(cpu "$dt")" "$t")
   v=$(vpp_cost enc pg-input:memif3/3-output)
@@ -371,7 +386,9 @@ dec_ours() {  # SIZE: pg1 -> wg1 -> host-P-x -> our daemon -> memif -> bridge, c
   needs vppwg; local size=$1 k t off del dt c v
   stream odec pg1 10.127.112.5 10.127.113.9 "$size" "$FULL"
   warm vstat memif3/3 rx
+  profile_start
   k=$(window odec probe_dec_ours); pg disable-stream
+  profile_end
   read -r t off del dt <<<"$k"
   del=$(per "$del" "$t"); c=$(per "$(cpu "$dt")" "$t")
   v=$(vpp_cost odec memif-input:ip4-lookup pg-input:wg4-output-tun)

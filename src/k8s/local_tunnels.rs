@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -200,18 +199,8 @@ fn counters(link: &Link) -> Vec<CounterSample> {
     for (reason, count) in l2.drops() {
         out.push(sample("l2_dropped", Some(("reason", reason.name())), count));
     }
-    let own = link.counters();
-    for (reason, counter) in [
-        ("not_sent", &own.tx_dropped),
-        ("too_big", &own.tx_too_big),
-        ("not_ip", &own.rx_not_ip),
-        ("device_busy", &own.rx_device_busy),
-    ] {
-        out.push(sample(
-            "dataplane_dropped",
-            Some(("reason", reason)),
-            counter.load(Ordering::Relaxed),
-        ));
+    for (reason, count) in link.counters().drops() {
+        out.push(sample("dataplane_dropped", Some(("reason", reason)), count));
     }
     out
 }

@@ -138,6 +138,7 @@ impl Lifecycle {
         if let Some(vpp) = vpp {
             vpp.teardown(cfg).await;
         }
+        tracing::info!(tunnel = %cfg.name, dropped = %link.drop_summary(), "tunnel stopped");
         result
     }
 }

@@ -76,6 +76,19 @@ pub struct LinkCounters {
     pub rx_device_busy: AtomicU64,
 }
 
+impl LinkCounters {
+    /// Each drop counter with its metrics label.
+    pub fn drops(&self) -> [(&'static str, u64); 4] {
+        [
+            ("not_sent", &self.tx_dropped),
+            ("too_big", &self.tx_too_big),
+            ("not_ip", &self.rx_not_ip),
+            ("device_busy", &self.rx_device_busy),
+        ]
+        .map(|(reason, counter)| (reason, counter.load(Ordering::Relaxed)))
+    }
+}
+
 impl Link {
     /// A link for `adapter`, with the device's two ends and the RX pump to spawn; attach memif queues
     /// with [`Link::attach`]. The pump runs until it is aborted.
@@ -127,6 +140,19 @@ impl Link {
     /// The packet path's own counters.
     pub fn counters(&self) -> &LinkCounters {
         &self.counters
+    }
+
+    /// Every nonzero drop count of the tunnel's life, as `reason=count` pairs (the l2 adapter's and
+    /// the packet path's own), for the line logged when the tunnel stops; empty when nothing was lost.
+    pub fn drop_summary(&self) -> String {
+        let l2 = self.adapter.counters();
+        l2.drops()
+            .map(|(reason, count)| (reason.name(), count))
+            .chain(self.counters.drops())
+            .filter(|(_, count)| *count > 0)
+            .map(|(reason, count)| format!("{reason}={count}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Takes the queues of a new memif connection into service (the first queue pair is used).
