@@ -67,6 +67,44 @@ fn the_memif_sits_in_the_bridge_and_pings_cross_both_ways_in_every_family() {
     );
 }
 
+/// Before the device has a private key it reads nothing, and the memif is read for it: VPP resolves
+/// the peer's addresses through our answers all the same, the IP packets behind them are dropped and
+/// counted, and once the key is set the same pings cross.
+#[test]
+fn arp_and_ndp_are_answered_before_there_is_a_key() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.spawn_daemon(&[], &[]);
+    bed.wait_until_up();
+
+    for dst in ["172.22.77.33", "fd28:cb8f:4c92::33"] {
+        let out = bed.vppctl(&format!("ping {dst} source loop42 repeat 3 interval 0.05"));
+        assert!(
+            out.contains(" 0 received"),
+            "no key, yet {dst} answered: {out}"
+        );
+    }
+    let neighbours = bed.vppctl("show ip neighbors");
+    for ip in ["172.22.77.33", "fd28:cb8f:4c92::33"] {
+        let line = neighbours.lines().find(|l| l.contains(ip));
+        assert!(
+            line.is_some_and(|l| l.contains("98:d2:93:00:00:03")),
+            "{ip} not resolved before the key: {neighbours}"
+        );
+    }
+
+    bed.configure_wireguard();
+    for dst in ["172.22.77.33", "fd28:cb8f:4c92::33"] {
+        assert_eq!(bed.ping_from_vpp(dst, 10), 10, "ping {dst} from VPP");
+    }
+    assert!(bed.signal_daemon("TERM").success(), "{}", bed.daemon_log());
+    let log = bed.daemon_log();
+    let stopped = log.lines().find(|l| l.contains("tunnel stopped"));
+    assert!(
+        stopped.is_some_and(|l| l.contains("device_busy=")),
+        "the pings before the key are not counted as dropped: {log}"
+    );
+}
+
 /// The case of the issue: no host routes, and the operator's DN42-style route `via 0.0.0.0 loop42` (an
 /// attached route covering the peer's range) is what makes VPP resolve the peer by ARP.
 #[test]

@@ -7,28 +7,33 @@
 //! memif TX queue <--tx_burst-- Link::transmit <-- MemifIpSend::send <-- device (decrypt)
 //! ```
 //!
-//! Ownership: the RX queue belongs to [`MemifIpRecv`] alone (gotatun calls it from one task); the TX
-//! queue sits in [`Link`] behind a `Mutex`, because decrypted packets ([`MemifIpSend`]), ARP/NDP replies
-//! (the RX path) and the neighbour timers all transmit. Each holds it for one burst, never across an
-//! `.await`. On every memif (re)connection the runtime hands the new queues over with
-//! [`Link::attach`]; while the memif is down, frames to send are dropped and counted, and the WireGuard
-//! device with its sessions carries on.
+//! Ownership: the RX queue sits in [`RxShared`]; the device reads it itself in
+//! [`MemifIpRecv::recv`], so a frame is received straight into the pool packet the device encrypts,
+//! with no task or channel in between, and ARP/NDP are answered on the way. While the device does not
+//! read (it has no private key yet), the [`RxPump`] reads it instead. The TX queue sits in [`Link`]
+//! behind a `Mutex`, because decrypted packets ([`MemifIpSend`]), ARP/NDP replies and the neighbour
+//! timers all transmit; each holds it for one burst, never across an `.await`. On every memif
+//! (re)connection the runtime hands the new queues over with [`Link::attach`]; while the memif is down,
+//! frames to send are dropped and counted, and the WireGuard device with its sessions carries on.
 //!
-//! Per packet nothing is allocated: frames land in buffers reused from burst to burst, packets for the
-//! device come from gotatun's pool, and frames to send are assembled in a reused scratch buffer.
+//! Under overload the device reads no faster than it encrypts: the ring fills and VPP drops at its
+//! memif output, which costs this process nothing.
+//!
+//! Per packet nothing is allocated while the pool has buffers: frames land in pool packets, and
+//! frames to send are assembled in a reused scratch buffer.
 
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gotatun::packet::{Ip, Packet, PacketBufPool};
 use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::l2::{Adapter, RxAction, TxAction};
-use crate::memif::{Frame, Interrupt, QueueCounters, RxQueue, TxQueue};
+use crate::memif::{Interrupt, QueueCounters, RxBuffer, RxQueue, TxQueue};
 use crate::vpp;
 
 /// Frames moved per memif burst.
@@ -38,8 +43,10 @@ pub const MAX_FRAME: usize = 9216;
 /// Bursts the RX pump reads in a row before it yields its thread: one flooded tunnel must not starve the
 /// others of the process (the controller runs them all on one runtime).
 const BURSTS_PER_TURN: u32 = 16;
-/// Packets waiting between the RX pump and the device (one memif ring's worth).
-pub const DEVICE_QUEUE: usize = 1024;
+/// Packet buffers kept for frames from memif: four bursts, few enough to stay in cache as the pool
+/// cycles through them. While the device holds more (its queue fills under overload) more are
+/// allocated, and kept as long as they are in use.
+const RX_POOL: usize = 4 * BURST;
 const ETHERNET_HEADER: usize = 14;
 
 /// The tunnel's shared packet-path state: the adapter, the TX queue and the neighbour installer.
@@ -72,7 +79,8 @@ pub struct LinkCounters {
     pub tx_too_big: AtomicU64,
     /// Frames the adapter delivered that were not IPv4 or IPv6 after all.
     pub rx_not_ip: AtomicU64,
-    /// Packets for the device dropped because it was not reading (no private key yet, or overloaded).
+    /// Packets for the device dropped because it had not read for [`DEVICE_GRACE`] (no private key
+    /// yet, or stalled).
     pub rx_device_busy: AtomicU64,
 }
 
@@ -108,21 +116,32 @@ impl Link {
             link: Arc::clone(&link),
             frame: vec![0; MAX_FRAME],
         };
-        let (to_device, packets) = mpsc::channel(DEVICE_QUEUE);
+        let pool = PacketBufPool::new(RX_POOL);
+        let bufs = (0..BURST)
+            .map(|_| RxBuf {
+                packet: pool.get(),
+                len: 0,
+            })
+            .collect();
+        let shared = Arc::new(RxShared {
+            side: tokio::sync::Mutex::new(RxSide {
+                link: Arc::clone(&link),
+                queues: rx_queues,
+                rx: None,
+                bufs,
+                pool,
+                scratch: vec![0; MAX_FRAME],
+            }),
+            device_wants: Notify::new(),
+            device_read_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
         let recv = MemifIpRecv {
-            packets,
+            shared: Arc::clone(&shared),
             batch: Vec::with_capacity(BURST),
             mtu: mtu_watch,
         };
-        let pump = RxPump {
-            link: Arc::clone(&link),
-            queues: rx_queues,
-            rx: None,
-            frames: Frame::batch(BURST, MAX_FRAME),
-            scratch: vec![0; MAX_FRAME],
-            pool: PacketBufPool::new(DEVICE_QUEUE + BURST),
-            to_device,
-        };
+        let pump = RxPump { shared };
         (link, send, recv, pump)
     }
 
@@ -237,55 +256,38 @@ impl Link {
     }
 }
 
-/// Drains the memif RX ring in its own task, so that ARP and NDP are answered whether or not the
-/// WireGuard device reads (gotatun reads its IP side only once it has a private key): replies go out at
-/// once, IP packets go to [`MemifIpRecv`] through a bounded channel (dropped and counted when full).
-pub struct RxPump {
+/// The memif RX side of a link: the current queue with its interrupt, and the packet buffers frames
+/// land in. Whoever holds it reads the ring: the device through [`MemifIpRecv`] while it reads, the
+/// [`RxPump`] otherwise (see [`RxShared`]).
+struct RxSide {
     link: Arc<Link>,
     queues: mpsc::Receiver<RxQueue>,
     rx: Option<(RxQueue, Interrupt)>,
-    frames: Vec<Frame>,
+    /// One burst of buffers from `pool`: a frame is received straight into the packet that the device
+    /// then encrypts, so it is copied once, out of the ring.
+    bufs: Vec<RxBuf>,
+    pool: PacketBufPool<MAX_FRAME>,
     scratch: Vec<u8>,
-    pool: PacketBufPool,
-    to_device: mpsc::Sender<Packet<Ip>>,
 }
 
-impl RxPump {
-    /// Runs until the link is dropped. Busy rings are drained burst after burst without sleeping; an
-    /// empty ring waits on its interrupt eventfd, so an idle tunnel costs no CPU.
-    pub async fn run(mut self) {
-        let mut bursts = 0u32;
-        loop {
-            if !self.usable_queue().await {
-                return;
-            }
-            let Some((queue, interrupt)) = self.rx.as_mut() else {
-                continue;
-            };
-            let n = queue.rx_burst(&mut self.frames);
-            if n == 0 {
-                tokio::select! {
-                    woken = interrupt.wait() => if woken.is_err() { self.rx = None },
-                    next = self.queues.recv() => match next {
-                        Some(queue) => self.rx = with_interrupt(queue),
-                        None => return,
-                    },
-                }
-                continue;
-            }
-            self.classify(n);
-            bursts += 1;
-            // Overload (the device queue is full): let the device, which may share this thread,
-            // encrypt what it was given rather than classify and drop burst after burst ahead of it.
-            if self.to_device.capacity() == 0 || bursts >= BURSTS_PER_TURN {
-                bursts = 0;
-                tokio::task::yield_now().await;
-            }
-        }
-    }
+/// A pool packet that memif receives a frame into.
+struct RxBuf {
+    packet: Packet,
+    len: usize,
+}
 
-    /// Waits for the next RX queue when none is usable; false once the link is gone for good.
-    async fn usable_queue(&mut self) -> bool {
+impl RxBuffer for RxBuf {
+    fn rx_space(&mut self) -> &mut [u8] {
+        self.packet.buf_mut()
+    }
+    fn set_rx_len(&mut self, len: usize) {
+        self.len = len;
+    }
+}
+
+impl RxSide {
+    /// Waits for a usable queue; false once the link is gone for good.
+    async fn usable(&mut self) -> bool {
         // A newer connection replaces the current one even before its loss was noticed here.
         if let Ok(queue) = self.queues.try_recv() {
             self.rx = with_interrupt(queue);
@@ -307,33 +309,56 @@ impl RxPump {
         }
     }
 
-    /// Classifies `frames[..n]`: replies are sent, IP packets handed to the device.
-    fn classify(&mut self, n: usize) {
+    /// Waits until the ring signals, or a new connection is handed over (after an empty burst).
+    async fn wait(&mut self) {
+        let Some((_, interrupt)) = self.rx.as_mut() else {
+            return;
+        };
+        tokio::select! {
+            woken = interrupt.wait() => if woken.is_err() { self.rx = None },
+            next = self.queues.recv() => if let Some(queue) = next { self.rx = with_interrupt(queue) },
+        }
+    }
+
+    /// Reads one burst and classifies it: replies are sent at once; IP packets go to `device`, or are
+    /// dropped and counted when it is `None` (the device is not reading). Returns the frames read.
+    fn burst(&mut self, mut device: Option<&mut Vec<Packet<Ip>>>) -> usize {
+        let Some((queue, _)) = self.rx.as_mut() else {
+            return 0;
+        };
+        let n = queue.rx_burst(&mut self.bufs);
         let now = Instant::now();
         let link = &self.link;
         let mut neighbour_work = false;
-        for frame in &self.frames[..n] {
-            let frame = frame.as_slice();
-            let outcome = link.adapter.on_frame(frame, now, &mut self.scratch);
+        for buf in &mut self.bufs[..n] {
+            let outcome = link
+                .adapter
+                .on_frame(&buf.packet[..buf.len], now, &mut self.scratch);
             match outcome.action {
-                RxAction::Deliver(range) => {
-                    // Room first: a packet the device has no room for is dropped before any copy, so
-                    // that overload costs a classification per frame, not a copy and a pool round trip.
-                    let Ok(room) = self.to_device.try_reserve() else {
-                        link.counters.rx_device_busy.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let mut packet = self.pool.get();
-                    let buf = packet.buf_mut();
-                    buf.clear();
-                    buf.extend_from_slice(&frame[range]);
-                    match packet.try_into_ip() {
-                        Ok(ip) => room.send(ip),
-                        Err(_) => {
-                            link.counters.rx_not_ip.fetch_add(1, Ordering::Relaxed);
+                RxAction::Deliver(range) => match device.as_deref_mut() {
+                    Some(device) => {
+                        let fresh = RxBuf {
+                            packet: self.pool.get(),
+                            len: 0,
+                        };
+                        let mut packet = std::mem::replace(buf, fresh).packet;
+                        // The IP packet in place: the frame's tail from the header on (the pool's
+                        // buffers are shared, so splitting allocates nothing), cut to its length.
+                        let bytes = packet.buf_mut();
+                        let ip = bytes.split_off(range.start);
+                        *bytes = ip;
+                        packet.truncate(range.len());
+                        match packet.try_into_ip() {
+                            Ok(ip) => device.push(ip),
+                            Err(_) => {
+                                link.counters.rx_not_ip.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
-                }
+                    None => {
+                        link.counters.rx_device_busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
                 RxAction::Reply(len) => {
                     link.transmit(&self.scratch[..len]);
                 }
@@ -347,12 +372,83 @@ impl RxPump {
         if neighbour_work {
             link.flush_neighbour_work(now, &mut self.scratch);
         }
+        n
     }
 }
 
-/// The device's source of IP packets: what the [`RxPump`] delivered, in batches.
+/// The RX side with what decides who reads it. The device reads the ring itself, so a frame goes
+/// from memif into the device's packet with no task or channel in between; ARP and NDP are answered
+/// on the way. While the device does not read (gotatun reads its IP side only once it has a private
+/// key), the [`RxPump`] does, so that ARP and NDP are answered all the same.
+struct RxShared {
+    side: tokio::sync::Mutex<RxSide>,
+    /// Signalled when the device wants the side: a pump holding it lets go at once.
+    device_wants: Notify,
+    /// When the device last read, in milliseconds since `epoch`.
+    device_read_at: AtomicU64,
+    epoch: Instant,
+}
+
+/// How long the ring must go unread by the device before the pump reads it.
+const DEVICE_GRACE: Duration = Duration::from_millis(50);
+
+impl RxShared {
+    fn mark_device_read(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.device_read_at.store(now, Ordering::Relaxed);
+    }
+
+    /// How long ago the device last read, if that is less than [`DEVICE_GRACE`].
+    fn device_recently_read(&self) -> Option<Duration> {
+        let at = Duration::from_millis(self.device_read_at.load(Ordering::Relaxed));
+        let ago = self.epoch.elapsed().saturating_sub(at);
+        (ago < DEVICE_GRACE).then_some(ago)
+    }
+}
+
+/// Reads the memif RX ring while the WireGuard device does not, so that ARP and NDP are answered
+/// before there is a key (IP packets are dropped and counted then). Idle, it waits on the ring's
+/// interrupt or on the device's lock and costs no CPU.
+pub struct RxPump {
+    shared: Arc<RxShared>,
+}
+
+impl RxPump {
+    /// Runs until the link is dropped.
+    pub async fn run(self) {
+        let shared = &self.shared;
+        let mut bursts = 0u32;
+        loop {
+            if let Some(ago) = shared.device_recently_read() {
+                tokio::time::sleep(DEVICE_GRACE - ago).await;
+                continue;
+            }
+            let mut side = shared.side.lock().await;
+            // Read only while the device leaves the ring alone; let go as soon as it wants it.
+            while shared.device_recently_read().is_none() {
+                if !side.usable().await {
+                    return;
+                }
+                if side.burst(None) == 0 {
+                    tokio::select! {
+                        () = side.wait() => {}
+                        () = shared.device_wants.notified() => break,
+                    }
+                } else {
+                    bursts += 1;
+                    if bursts >= BURSTS_PER_TURN {
+                        bursts = 0;
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The device's source of IP packets: it reads the memif RX ring itself, a burst at a time.
 pub struct MemifIpRecv {
-    packets: mpsc::Receiver<Packet<Ip>>,
+    shared: Arc<RxShared>,
     batch: Vec<Packet<Ip>>,
     mtu: watch::Receiver<u16>,
 }
@@ -376,13 +472,34 @@ impl IpRecv for MemifIpRecv {
         _pool: &mut PacketBufPool,
     ) -> io::Result<impl Iterator<Item = Packet<Ip>> + Send + 'a> {
         self.batch.clear();
-        if self.packets.recv_many(&mut self.batch, BURST).await == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the tunnel's memif link is closed",
-            ));
+        let shared = &self.shared;
+        shared.mark_device_read();
+        shared.device_wants.notify_one();
+        let mut side = shared.side.lock().await;
+        let mut bursts = 0u32;
+        loop {
+            shared.mark_device_read();
+            if !side.usable().await {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the tunnel's memif link is closed",
+                ));
+            }
+            if side.burst(Some(&mut self.batch)) == 0 {
+                side.wait().await;
+                continue;
+            }
+            if !self.batch.is_empty() {
+                shared.mark_device_read();
+                return Ok(self.batch.drain(..));
+            }
+            // Bursts of replies only (an ARP or NDP flood): other tunnels get their turn too.
+            bursts += 1;
+            if bursts >= BURSTS_PER_TURN {
+                bursts = 0;
+                tokio::task::yield_now().await;
+            }
         }
-        Ok(self.batch.drain(..))
     }
 
     fn mtu(&self) -> MtuWatcher {
