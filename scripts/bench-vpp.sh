@@ -169,13 +169,13 @@ window() {
 }
 profile_start() {  # samples our daemon through the coming window (BENCH_PROFILE=1)
   [ -n "${BENCH_PROFILE:-}" ] || return 0
-  start_bg perf perf record -e cpu-clock -F 997 -p "$(cat "$DIR/daemon.pid")" -o "$DIR/$CELL.perf" \
+  start_bg perf perf record -e cpu-clock -F 997 --call-graph dwarf,16384 -p "$(cat "$DIR/daemon.pid")" -o "$DIR/$CELL.perf" \
     -- sleep "$SECS"
 }
 profile_end() {  # the functions our daemon spent its samples in (self time), to stderr and $DIR/CELL.profile
   [ -n "${BENCH_PROFILE:-}" ] || return 0
   wait "$(pid_of perf)" 2>/dev/null || true; rm -f "$DIR/pids/perf.pid"
-  perf report -i "$DIR/$CELL.perf" --stdio --no-children --sort dso,symbol --percent-limit 0.7 \
+  perf report -i "$DIR/$CELL.perf" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none \
     2>/dev/null | grep -E '^ +[0-9]' > "$DIR/$CELL.profile" || true
   { echo "bench-vpp.sh: where our daemon's CPU went ($CELL, self time):"; cat "$DIR/$CELL.profile"; } >&2
 }
