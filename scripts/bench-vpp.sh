@@ -22,7 +22,8 @@
 # Usage: scripts/bench-vpp.sh (root). Prints one Markdown table. Env: BENCH_SECONDS (window, default 5),
 # BENCH_SIZES ("64 1420"), BENCH_SWEEP ("0.25 0.5 1 2 5 10"), WIREGUARD_VPP_BIN (a built daemon: no build),
 # BENCH_KEEP=1 (keep the logs, VPP's runtime and trace files in the run's directory), BENCH_PROFILE=1 (perf
-# samples our daemon in its encrypt and decrypt windows; where its CPU goes is printed to stderr).
+# samples our daemon with call graphs in its encrypt and decrypt windows; where its CPU went, by stage, is
+# in the run's log, and with BENCH_KEEP in DIR/CELL.profile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-5}
@@ -169,15 +170,15 @@ window() {
 }
 profile_start() {  # samples our daemon through the coming window (BENCH_PROFILE=1)
   [ -n "${BENCH_PROFILE:-}" ] || return 0
-  start_bg perf perf record -e cpu-clock -F 997 --call-graph dwarf,16384 -p "$(cat "$DIR/daemon.pid")" -o "$DIR/$CELL.perf" \
-    -- sleep "$SECS"
+  start_bg perf perf record -e cpu-clock -F 997 --call-graph dwarf,16384 -p "$(cat "$DIR/daemon.pid")" \
+    -o "$DIR/$CELL.perf" -- sleep "$SECS"
 }
-profile_end() {  # the functions our daemon spent its samples in (self time), to stderr and $DIR/CELL.profile
+profile_end() {  # where our daemon's CPU went (scripts/bench/profile.py), to stderr and $DIR/CELL.profile
   [ -n "${BENCH_PROFILE:-}" ] || return 0
   wait "$(pid_of perf)" 2>/dev/null || true; rm -f "$DIR/pids/perf.pid"
-  perf report -i "$DIR/$CELL.perf" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none \
-    2>/dev/null | grep -E '^ +[0-9]' > "$DIR/$CELL.profile" || true
-  { echo "bench-vpp.sh: where our daemon's CPU went ($CELL, self time):"; cat "$DIR/$CELL.profile"; } >&2
+  perf script -i "$DIR/$CELL.perf" -F ip,sym --no-inline 2>/dev/null | python3 scripts/bench/profile.py \
+    > "$DIR/$CELL.profile" || true
+  { echo "bench-vpp.sh: where our daemon's CPU went ($CELL):"; cat "$DIR/$CELL.profile"; } >&2
 }
 vpp_cost() {  # NAME FIRST:MUST... -> "CPU-s-per-s clocks-per-packet" (scripts/bench/vppcost.py); after the
   # stream stopped (the trace of its first packets is read then)
