@@ -400,7 +400,7 @@ async fn handshake(
                 index: 0,
                 size: region.len() as u64,
             }),
-            Some(region.fd()),
+            region.fd(),
         )
         .await?;
     expect(channel, "ACK of ADD_REGION", false).await?;

@@ -41,8 +41,10 @@ pub enum ProtocolError {
     MissingInterruptFd,
     #[error("Invalid region index {index} (expected {expected})")]
     RegionIndex { index: u16, expected: u16 },
-    #[error("Too many regions ({0})")]
-    TooManyRegions(u16),
+    #[error("Too many regions: region {index}, at most {max} accepted")]
+    TooManyRegions { index: u16, max: u16 },
+    #[error("Region {index} makes {total} bytes of regions, more than the {max} accepted")]
+    RegionMemory { index: u16, total: u64, max: u64 },
     #[error("Cannot map region {index}: {reason}")]
     RegionMap { index: u16, reason: String },
     #[error("Invalid ring index {index} ({direction}, expected {expected}, at most {max})")]
@@ -57,6 +59,12 @@ pub enum ProtocolError {
         direction: &'static str,
         index: u16,
         error: RingError,
+    },
+    #[error("Invalid interrupt fd of ring {direction} {index}: {reason}")]
+    InterruptFd {
+        direction: &'static str,
+        index: u16,
+        reason: String,
     },
     #[error("Ring size 2^{got} larger than the allowed 2^{max}")]
     RingSize { got: u8, max: u8 },

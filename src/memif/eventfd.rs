@@ -23,8 +23,36 @@ impl EventFd {
         Ok(EventFd(unsafe { OwnedFd::from_raw_fd(raw) }))
     }
 
-    /// Wraps an eventfd received from the peer.
-    pub fn from_owned(fd: OwnedFd) -> io::Result<EventFd> {
+    /// Wraps an eventfd received from the peer, after checking that it is one. Anything else is
+    /// refused: a regular file or a directory cannot be watched (epoll refuses them), and a read or a
+    /// write on a file of the peer's choosing (a FIFO, a FUSE file) could block a data-plane thread.
+    pub fn from_peer(fd: OwnedFd) -> io::Result<EventFd> {
+        let not_eventfd = |what: String| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("not an eventfd but {what}"),
+            ))
+        };
+        // /proc names an eventfd `anon_inode:[eventfd]`; without /proc (a sandbox), any anonymous inode
+        // (no file type bits) is taken on trust: none of them blocks a non-blocking read or write.
+        let mode = super::region::fstat(fd.as_fd())?.st_mode & libc::S_IFMT;
+        let kind = || match mode {
+            0 => None,
+            _ => Some(super::region::file_kind(mode).to_owned()),
+        };
+        match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
+            Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => {}
+            Ok(target) => {
+                return not_eventfd(
+                    kind().unwrap_or_else(|| target.to_string_lossy().into_owned()),
+                );
+            }
+            Err(_) => {
+                if let Some(kind) = kind() {
+                    return not_eventfd(kind);
+                }
+            }
+        }
         set_nonblocking(fd.as_fd())?;
         Ok(EventFd(fd))
     }

@@ -26,8 +26,14 @@
 //!
 //! Not supported: several interface ids on one socket (one [`Listener`] serves one id), modes other
 //! than Ethernet, and zero-copy as a client (a server accepts zero-copy clients: any number of regions,
-//! any descriptor offsets). A client that truncates the memfd it shared can make this process fault
-//! (SIGBUS); DPDK, libmemif and VPP seal theirs against shrinking, as ours are.
+//! any descriptor offsets).
+//!
+//! A server maps only memory the client cannot pull from under it: regions sealed against shrinking
+//! (`F_SEAL_SHRINK`) and not on hugetlbfs, as VPP, DPDK and libmemif send in copy mode (`region`
+//! tells what each really sends). Others, such as zero-copy clients' hugepage files, are refused
+//! unless [`ServerConfig::allow_unsealed_regions`] trusts the client not to truncate them (which
+//! would kill this process with SIGBUS). [`ServerConfig::max_regions`] and
+//! [`ServerConfig::max_memory`] bound what one connection may map.
 //!
 //! The parts: [`msg`] (control messages), `socket` (SEQPACKET and fd passing), `region` (mappings;
 //! the only place that touches shared memory), `ring` (ring header and descriptors), `queue` (bursts),
@@ -59,5 +65,5 @@ pub use queue::{
     DEFAULT_FRAME_CAPACITY, Frame, QueueCounters, QueueStats, RxBuffer, RxQueue, TxQueue,
 };
 pub use ring::{MAX_LOG2_RING_SIZE, RingError};
-pub use server::{Listener, ServerConfig};
+pub use server::{DEFAULT_MAX_MEMORY, Listener, ServerConfig};
 pub use socket::SocketAddr;

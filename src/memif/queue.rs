@@ -163,10 +163,12 @@ impl QueueCounters {
         }
     }
 
+    /// Adds a burst's counts. Only the queue's owner writes (through `&mut` of its queue), so a
+    /// plain load and store suffice: no locked read-modify-write per burst.
     fn add(&self, d: &QueueStats) {
         let add = |c: &AtomicU64, v: u64| {
             if v != 0 {
-                c.fetch_add(v, Ordering::Relaxed);
+                c.store(c.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
             }
         };
         add(&self.packets, d.packets);
@@ -220,6 +222,9 @@ struct QueueCore {
     eventfd: EventFd,
     counters: Arc<QueueCounters>,
     link: Arc<LinkState>,
+    /// Whether the peer's first misbehaviour on this queue was logged (once per queue: the counters
+    /// keep the rest, and a hostile peer cannot flood the log).
+    warned: bool,
 }
 
 /// The receive side of one queue pair.
@@ -245,6 +250,22 @@ pub struct TxQueue {
 impl QueueCore {
     fn eventfd_of(&self) -> BorrowedFd<'_> {
         self.eventfd.as_fd()
+    }
+
+    /// Adds a burst's counts, and logs the first burst in which the peer broke the ring's rules.
+    fn account(&mut self, stats: &QueueStats, direction: &'static str) {
+        self.counters.add(stats);
+        if (stats.bad_index != 0 || stats.bad_descriptors != 0) && !self.warned {
+            self.warned = true;
+            tracing::warn!(
+                queue = self.index,
+                direction,
+                bad_index = stats.bad_index,
+                bad_descriptors = stats.bad_descriptors,
+                "memif: the peer published ring indices beyond the ring or descriptors outside its \
+                 regions; they are dropped and counted in the queue's stats (logged once per queue)"
+            );
+        }
     }
 }
 
@@ -305,6 +326,7 @@ impl RxQueue {
             eventfd,
             counters: Arc::default(),
             link,
+            warned: false,
         };
         let mut q = RxQueue {
             core,
@@ -441,7 +463,7 @@ impl RxQueue {
                 Some(_) => self.refill(),
             }
         }
-        self.core.counters.add(&stats);
+        self.core.account(&stats, "rx");
         filled
     }
 
@@ -495,6 +517,7 @@ impl TxQueue {
             eventfd,
             counters: Arc::default(),
             link,
+            warned: false,
         };
         TxQueue { core, next, own }
     }
@@ -536,7 +559,7 @@ impl TxQueue {
             // A failed signal costs the peer latency only; it polls or gets the next one.
             let _ = self.core.eventfd.notify();
         }
-        self.core.counters.add(&stats);
+        self.core.account(&stats, "tx");
         taken
     }
 

@@ -5,6 +5,39 @@
 //! it: bytes move only by raw copies into or out of our own buffers, descriptors by volatile loads and
 //! stores, and ring indices through atomics. Every access is bounds-checked against the mapping first;
 //! an offset or length from the peer can never reach outside it. The mapping is unmapped on drop.
+//!
+//! # Regions received from a peer, and SIGBUS
+//!
+//! A mapping of a file faults (SIGBUS, which kills the process) when a page it covers no longer exists
+//! in the file. The peer keeps its own descriptor of the file, so unless the file forbids it, the peer
+//! can `ftruncate` it after we mapped it and take down this process and every tunnel in it.
+//!
+//! What the peers really send (checked with `fstat`, `F_GET_SEALS` and `/proc/self/fd` on the
+//! descriptors received by a listening socket):
+//! - VPP v26.06 as memif client, copy mode (`no-zero-copy`, what `memif_create` of this program asks
+//!   for): one region, a memfd named `memif<socket>/<id> region 0`, sealed `F_SEAL_SHRINK` only,
+//!   `fstat` size equal to the announced size (4,227,328 bytes with one queue pair, 1024 slots,
+//!   2048-byte buffers). VPP's `clib_mem_vm_create_fd` always creates this region with the system page
+//!   size, `MFD_ALLOW_SEALING` and `F_SEAL_SHRINK`, whatever the hugepage configuration.
+//! - VPP v26.06 zero-copy (its default for a slave): region 0 (rings only, 33,024 bytes) as above, and
+//!   region 1, its buffer pool (`buffers-numa-0`, 64 MiB with 16384 buffers): a memfd sealed
+//!   `F_SEAL_SHRINK` when the buffers use 4 KiB pages; with hugepage buffers VPP creates it
+//!   `MFD_HUGETLB` without `MFD_ALLOW_SEALING`, so unsealed.
+//! - DPDK 22.11 testpmd (net_memif client, copy mode): one memfd `memif_region_0`, `F_SEAL_SHRINK`.
+//!   libmemif does the same; DPDK zero-copy sends hugepage files, which cannot be sealed.
+//! - Interrupt descriptors (ADD_RING): eventfds, from all of them.
+//!
+//! The policy that follows, in [`Region::map`]: by default a peer's region must be sealed against
+//! shrinking (then no one, the peer included, can make it smaller, and the size we check after reading
+//! the seals stays true for the life of the mapping) and must not live on hugetlbfs (a hole punched
+//! into a hugetlbfs file is refilled on the next fault only if the hugepage pool has a page left;
+//! otherwise the fault is a SIGBUS, and `F_SEAL_SHRINK` does not forbid punching holes). Every peer of
+//! this program's deployments (VPP in copy mode, DPDK and libmemif in copy mode) passes. Refusing the
+//! others is a clear error at connect time instead of a crash at an unknown later time. Zero-copy peers
+//! over hugepages need the explicit opt-in `ServerConfig::allow_unsealed_regions`, which trusts that
+//! peer with the life of the process (a warning says so for each such region). Catching the SIGBUS
+//! instead (a process-wide handler that maps anonymous memory over the vanished pages, as Wayland
+//! compositors do) would make that opt-in safe too; it is not done, since no peer of ours needs it.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -18,7 +51,8 @@ use std::sync::atomic::AtomicU16;
 pub struct Region {
     base: NonNull<u8>,
     len: usize,
-    fd: OwnedFd,
+    /// Kept for regions we created (to send to the peer); `None` for the peer's, closed once mapped.
+    fd: Option<OwnedFd>,
 }
 
 // SAFETY: `Region` owns its mapping; the raw pointer is only dereferenced through the bounds-checked
@@ -65,13 +99,17 @@ impl Region {
     }
 
     /// Maps a region received from the peer: `len` bytes from offset 0 of `fd`, which must be a regular
-    /// file (a memfd or a hugepage file) of at least `len` bytes, and at most [`MAX_PEER_REGION`], so that
-    /// no access within the mapping can fault while the file keeps its size. A file not sealed against
-    /// shrinking could still be truncated by the peer later: that is logged, as the peer is trusted
-    /// with its own memory only so far.
-    pub fn map(fd: OwnedFd, len: u64) -> io::Result<Region> {
+    /// file of at least `len` bytes and at most [`MAX_PEER_REGION`], sealed against shrinking and not on
+    /// hugetlbfs, so that no access within the mapping can ever fault (see the module documentation).
+    /// `allow_unsealed` waives the last two conditions, with a warning. The descriptor is closed once
+    /// mapped: the mapping keeps the file alive, and a peer's hundred regions cost no descriptors.
+    pub fn map(fd: OwnedFd, len: u64, allow_unsealed: bool) -> io::Result<Region> {
         let refused = |reason: String| Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
-        let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let Ok(len) = usize::try_from(len) else {
+            return refused(format!(
+                "region of {len} bytes, more than the {MAX_PEER_REGION} accepted"
+            ));
+        };
         if len == 0 {
             return refused("region size is 0".to_owned());
         }
@@ -80,34 +118,50 @@ impl Region {
                 "region of {len} bytes, more than the {MAX_PEER_REGION} accepted"
             ));
         }
-        // SAFETY: `stat` is plain data that fstat fills in; a zeroed one is a valid value.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `st` is a valid, writable stat buffer and the fd is open.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG {
+        let mode = fstat(fd.as_fd())?.st_mode & libc::S_IFMT;
+        if mode != libc::S_IFREG {
             return refused(format!(
-                "region fd is not a regular file or memfd (mode {:o})",
-                st.st_mode & libc::S_IFMT
+                "region fd is not a regular file or memfd but {}",
+                file_kind(mode)
             ));
         }
-        if u64::try_from(st.st_size).unwrap_or(0) < len as u64 {
-            return refused(format!(
-                "region file holds {} bytes, fewer than the announced {len}",
-                st.st_size
-            ));
-        }
+        // The seals first, then the size: once F_SEAL_SHRINK is set the size can only grow, so the size
+        // read afterwards holds for as long as the mapping lives.
         // SAFETY: F_GET_SEALS reads a flag word of an open fd; it fails harmlessly on files without seals.
         let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-        if seals < 0 || seals & libc::F_SEAL_SHRINK == 0 {
+        let shrink_sealed = seals >= 0 && seals & libc::F_SEAL_SHRINK != 0;
+        let hugetlbfs = is_hugetlbfs(fd.as_fd())?;
+        if !allow_unsealed {
+            if !shrink_sealed {
+                return refused(
+                    "region is not sealed against shrinking (F_SEAL_SHRINK), so the peer could \
+                     truncate it and crash us"
+                        .to_owned(),
+                );
+            }
+            if hugetlbfs {
+                return refused(
+                    "region is a hugetlbfs file, whose pages the peer can punch out".to_owned(),
+                );
+            }
+        } else if !shrink_sealed || hugetlbfs {
             tracing::warn!(
                 len,
-                "memif: the peer's region is not sealed against shrinking; a peer that truncates it \
-                 would crash this process"
+                shrink_sealed,
+                hugetlbfs,
+                "memif: accepting a peer region that the peer could make fault (allow_unsealed_regions); \
+                 a peer that truncates it or punches holes in it would crash this process"
             );
         }
-        Self::map_fd(fd, len)
+        let size = fstat(fd.as_fd())?.st_size;
+        if u64::try_from(size).unwrap_or(0) < len as u64 {
+            return refused(format!(
+                "region file holds {size} bytes, fewer than the announced {len}"
+            ));
+        }
+        let mut region = Self::map_fd(fd, len)?;
+        region.fd = None;
+        Ok(region)
     }
 
     fn map_fd(fd: OwnedFd, len: usize) -> io::Result<Region> {
@@ -128,7 +182,11 @@ impl Region {
         }
         let base =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Region { base, len, fd })
+        Ok(Region {
+            base,
+            len,
+            fd: Some(fd),
+        })
     }
 
     /// Size of the mapping in bytes.
@@ -136,9 +194,9 @@ impl Region {
         self.len
     }
 
-    /// The region's file descriptor, to send to the peer.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The file descriptor of a region we created, to send to the peer (`None` for a peer's region).
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(OwnedFd::as_fd)
     }
 
     /// True when `len` bytes at `offset` lie inside the mapping.
@@ -219,7 +277,7 @@ impl std::fmt::Debug for Region {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Region")
             .field("len", &self.len)
-            .field("fd", &self.fd.as_raw_fd())
+            .field("fd", &self.fd.as_ref().map(OwnedFd::as_raw_fd))
             .finish()
     }
 }
@@ -241,6 +299,41 @@ unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
     unsafe { std::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
 }
 
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: `stat` is plain data that fstat fills in; a zeroed one is a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat buffer and the fd is open.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn is_hugetlbfs(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: `statfs` is plain data that fstatfs fills in; a zeroed one is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable statfs buffer and the fd is open.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The magic is 32 bits; `f_type` is wider and signed on some targets.
+    Ok(st.f_type as u32 == 0x9584_58f6)
+}
+
+/// The kind of file `mode & S_IFMT` says, for refusals.
+pub(crate) fn file_kind(mode: libc::mode_t) -> &'static str {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => "a regular file",
+        libc::S_IFDIR => "a directory",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFIFO => "a pipe",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        libc::S_IFLNK => "a symbolic link",
+        _ => "an anonymous inode (eventfd, timerfd, ...)",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,11 +342,11 @@ mod tests {
     #[test]
     fn created_region_is_sealed_and_shared_with_a_second_mapping() {
         let a = Region::create("test", 10_000).unwrap();
-        let fd = a.fd().try_clone_to_owned().unwrap();
+        let fd = a.fd().unwrap().try_clone_to_owned().unwrap();
         // SAFETY: test code; plain fcntl on an fd we own.
         let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
         assert_ne!(seals & libc::F_SEAL_SHRINK, 0);
-        let b = Region::map(fd, 10_000).unwrap();
+        let b = Region::map(fd, 10_000, false).unwrap();
         a.write(9_990, b"0123456789").unwrap();
         let mut got = [0u8; 10];
         b.read(9_990, &mut got).unwrap();
@@ -280,23 +373,102 @@ mod tests {
     #[test]
     fn mapping_more_than_the_file_holds_is_refused() {
         let r = Region::create("test", 4096).unwrap();
-        let fd = r.fd().try_clone_to_owned().unwrap();
-        let err = Region::map(fd, 8192).unwrap_err();
+        let fd = r.fd().unwrap().try_clone_to_owned().unwrap();
+        let err = Region::map(fd, 8192, false).unwrap_err();
         assert!(
             err.to_string().contains("fewer than the announced"),
             "{err}"
         );
-        let fd = r.fd().try_clone_to_owned().unwrap();
-        assert!(Region::map(fd, 0).is_err());
-        let fd = r.fd().try_clone_to_owned().unwrap();
-        let err = Region::map(fd, MAX_PEER_REGION as u64 + 1).unwrap_err();
+        let fd = r.fd().unwrap().try_clone_to_owned().unwrap();
+        assert!(Region::map(fd, 0, false).is_err());
+        let fd = r.fd().unwrap().try_clone_to_owned().unwrap();
+        let err = Region::map(fd, MAX_PEER_REGION as u64 + 1, false).unwrap_err();
         assert!(err.to_string().contains("more than the"), "{err}");
     }
 
     #[test]
     fn a_region_fd_that_is_no_file_is_refused() {
         let (socket, _other) = std::os::unix::net::UnixStream::pair().unwrap();
-        let err = Region::map(socket.into(), 4096).unwrap_err();
+        let err = Region::map(socket.into(), 4096, false).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(err.to_string().ends_with("a socket"), "{err}");
+        let dir = std::fs::File::open(".").unwrap();
+        let err = Region::map(dir.into(), 4096, true).unwrap_err();
+        assert!(err.to_string().ends_with("a directory"), "{err}");
+    }
+
+    /// A memfd nobody sealed, `len` bytes long.
+    fn unsealed_memfd(len: i64) -> OwnedFd {
+        // SAFETY: a valid NUL-terminated name; the result is checked.
+        let raw = unsafe { libc::memfd_create(c"unsealed".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(raw >= 0);
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: plain syscall on an fd we own.
+        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len) }, 0);
+        fd
+    }
+
+    #[test]
+    fn an_unsealed_region_is_refused_unless_allowed() {
+        let err = Region::map(unsealed_memfd(4096), 4096, false).unwrap_err();
+        assert!(
+            err.to_string().contains("not sealed against shrinking"),
+            "{err}"
+        );
+        let r = Region::map(unsealed_memfd(4096), 4096, true).unwrap();
+        assert_eq!(r.len(), 4096);
+        // A file on a disk cannot be sealed at all.
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(4096).unwrap();
+        let err = Region::map(file.into(), 4096, false).unwrap_err();
+        assert!(
+            err.to_string().contains("not sealed against shrinking"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_hugetlbfs_region_is_refused_even_when_sealed() {
+        let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | libc::MFD_HUGETLB;
+        // SAFETY: a valid NUL-terminated name; the result is checked.
+        let raw = unsafe { libc::memfd_create(c"huge".as_ptr(), flags) };
+        if raw < 0 {
+            eprintln!("SKIPPED: this kernel has no hugetlbfs memfd");
+            return;
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: plain syscalls on an fd we own.
+        unsafe {
+            assert_eq!(libc::ftruncate(fd.as_raw_fd(), 2 << 20), 0);
+            assert_eq!(
+                libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK),
+                0
+            );
+        }
+        let err = Region::map(fd, 2 << 20, false).unwrap_err();
+        assert!(err.to_string().contains("hugetlbfs"), "{err}");
+    }
+
+    #[test]
+    fn a_peer_region_keeps_no_descriptor_open() {
+        // A unique name, so that no other test's descriptor can match.
+        let name = format!("closed-{}", std::process::id());
+        let a = Region::create(&name, 4096).unwrap();
+        let fd = a.fd().unwrap().try_clone_to_owned().unwrap();
+        drop(a);
+        let open = || {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().contains(&name))
+                .count()
+        };
+        assert_eq!(open(), 1);
+        let b = Region::map(fd, 4096, false).unwrap();
+        assert!(b.fd().is_none());
+        assert_eq!(open(), 0, "closed once mapped");
+        b.write(0, b"still mapped").unwrap();
     }
 }

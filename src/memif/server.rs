@@ -20,6 +20,10 @@ use super::region::Region;
 use super::ring::{COOKIE, MAX_LOG2_RING_SIZE, Ring, RingError, ring_bytes};
 use super::socket::{ListenSocket, SocketAddr, peer_hung_up};
 
+/// The default [`ServerConfig::max_memory`]: 2 GiB, room for VPP's largest copy-mode region (16 queue
+/// pairs of 16384 slots of 2048 bytes, 1 GiB) or a zero-copy buffer pool next to its rings.
+pub const DEFAULT_MAX_MEMORY: u64 = 2 << 30;
+
 /// Settings of a server (master) interface.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -35,8 +39,18 @@ pub struct ServerConfig {
     pub max_queues: u16,
     /// Largest ring accepted (log2 of the slot count, at most 14).
     pub max_log2_ring_size: u8,
-    /// Most regions accepted (at most 256).
+    /// Most regions accepted per connection (at most 256). A peer's regions cost a mapping each, and no
+    /// descriptor (it is closed once mapped).
     pub max_regions: u16,
+    /// Most bytes of shared memory accepted per connection, all regions together (each region is also
+    /// at most 1 GiB). It bounds what a peer can make us map, and the pages of its memory that our
+    /// reads and writes can make the kernel allocate and charge to this process.
+    pub max_memory: u64,
+    /// Accept regions that are not sealed against shrinking, or that live on hugetlbfs (zero-copy
+    /// peers over hugepages: DPDK, or VPP with hugepage buffers). Such a peer can crash this process
+    /// (SIGBUS) by truncating its file, so only a trusted one should be allowed; off by default, and
+    /// every peer in copy mode (VPP, DPDK, libmemif) seals its regions.
+    pub allow_unsealed_regions: bool,
     /// Time allowed for each handshake step.
     pub handshake_timeout: Duration,
     /// Mode of the socket file.
@@ -58,6 +72,8 @@ impl Default for ServerConfig {
             max_queues: 16,
             max_log2_ring_size: MAX_LOG2_RING_SIZE,
             max_regions: 256,
+            max_memory: DEFAULT_MAX_MEMORY,
+            allow_unsealed_regions: false,
             handshake_timeout: Duration::from_secs(5),
             socket_mode: 0o600,
             interrupt_mode: true,
@@ -76,6 +92,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_queues", &self.max_queues)
             .field("max_log2_ring_size", &self.max_log2_ring_size)
             .field("max_regions", &self.max_regions)
+            .field("max_memory", &self.max_memory)
+            .field("allow_unsealed_regions", &self.allow_unsealed_regions)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("interrupt_mode", &self.interrupt_mode)
             .finish()
@@ -98,6 +116,9 @@ impl ServerConfig {
         }
         if self.max_regions == 0 || self.max_regions > 256 {
             return config("max_regions", "must be between 1 and 256");
+        }
+        if self.max_memory == 0 {
+            return config("max_memory", "must be at least 1 byte");
         }
         if self.handshake_timeout.is_zero() {
             return config("handshake_timeout", "must be longer than 0");
@@ -142,6 +163,8 @@ pub(crate) struct ServerHandshake<'a> {
     secret: Secret,
     init: Option<Init>,
     regions: Vec<Region>,
+    /// Bytes of all regions in `regions`.
+    memory: u64,
     s2m: Vec<PendingRing>,
     m2s: Vec<PendingRing>,
     peer_if_name: Name,
@@ -157,6 +180,7 @@ impl<'a> ServerHandshake<'a> {
             secret,
             init: None,
             regions: Vec::new(),
+            memory: 0,
             s2m: Vec::new(),
             m2s: Vec::new(),
             peer_if_name: Name::default(),
@@ -198,13 +222,28 @@ impl<'a> ServerHandshake<'a> {
                     });
                 }
                 if r.index >= self.cfg.max_regions {
-                    return Err(ProtocolError::TooManyRegions(r.index + 1));
+                    return Err(ProtocolError::TooManyRegions {
+                        index: r.index,
+                        max: self.cfg.max_regions,
+                    });
                 }
                 let fd = fd.ok_or(ProtocolError::MissingRegionFd)?;
-                let region = Region::map(fd, r.size).map_err(|e| ProtocolError::RegionMap {
-                    index: r.index,
-                    reason: e.to_string(),
-                })?;
+                let total = self.memory.saturating_add(r.size);
+                if total > self.cfg.max_memory {
+                    return Err(ProtocolError::RegionMemory {
+                        index: r.index,
+                        total,
+                        max: self.cfg.max_memory,
+                    });
+                }
+                let region =
+                    Region::map(fd, r.size, self.cfg.allow_unsealed_regions).map_err(|e| {
+                        ProtocolError::RegionMap {
+                            index: r.index,
+                            reason: e.to_string(),
+                        }
+                    })?;
+                self.memory = total;
                 self.regions.push(region);
                 Ok(Step::Reply(Message::Ack))
             }
@@ -251,8 +290,9 @@ impl<'a> ServerHandshake<'a> {
                     }));
                 }
                 let fd = fd.ok_or(ProtocolError::MissingInterruptFd)?;
-                let eventfd = EventFd::from_owned(fd).map_err(|e| ProtocolError::RegionMap {
-                    index: r.region,
+                let eventfd = EventFd::from_peer(fd).map_err(|e| ProtocolError::InterruptFd {
+                    direction,
+                    index: r.index,
                     reason: e.to_string(),
                 })?;
                 let ring = PendingRing {

@@ -3,15 +3,24 @@
 //!
 //! Addresses are filesystem paths, or Linux abstract names written `@name` (the address length then
 //! counts exactly the name, as DPDK, VPP and libmemif do). This file knows nothing of message contents.
+//!
+//! The socket calls go through `nix`, except two kept by hand: `recvmsg`, because nix's control
+//! message iterator refuses to walk a truncated control buffer (`MSG_CTRUNC`, which a peer causes by
+//! sending more descriptors than we take), which would leave the descriptors that did arrive open
+//! forever; and `poll`, whose nix module is not among the features this crate enables.
 
 use std::ffi::OsStr;
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::sys::socket::{
+    AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
+};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -36,33 +45,28 @@ impl SocketAddr {
         }
     }
 
-    fn to_raw(&self) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-        // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
-        let mut sa: libc::sockaddr_un = unsafe { zeroed() };
-        sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let path_offset = size_of::<libc::sa_family_t>();
-        let (bytes, start, extra) = match self {
-            // A path needs its NUL inside sun_path.
-            SocketAddr::Path(p) => (p.as_os_str().as_bytes(), 0, 1),
-            // An abstract name starts after a 0 byte and counts no NUL.
-            SocketAddr::Abstract(name) => (name.as_slice(), 1, 0),
-        };
-        if bytes.is_empty()
-            || start + bytes.len() + extra > sa.sun_path.len()
-            || bytes.contains(&0) && start == 0
-        {
-            return Err(io::Error::new(
+    /// The address as the kernel takes it. An empty name, a path containing NUL, or a name longer
+    /// than `sun_path` holds is an error that names the address.
+    fn to_unix(&self) -> io::Result<UnixAddr> {
+        let invalid = || {
+            io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
                     "socket address {self} is empty, contains NUL, or is longer than 107 bytes"
                 ),
-            ));
+            )
+        };
+        match self {
+            SocketAddr::Path(p) => {
+                let bytes = p.as_os_str().as_bytes();
+                if bytes.is_empty() || bytes.contains(&0) {
+                    return Err(invalid());
+                }
+                UnixAddr::new(p.as_path()).map_err(|_| invalid())
+            }
+            SocketAddr::Abstract(name) if name.is_empty() => Err(invalid()),
+            SocketAddr::Abstract(name) => UnixAddr::new_abstract(name).map_err(|_| invalid()),
         }
-        for (dst, &b) in sa.sun_path[start..].iter_mut().zip(bytes) {
-            *dst = b as libc::c_char;
-        }
-        let len = path_offset + start + bytes.len() + extra;
-        Ok((sa, len as libc::socklen_t))
     }
 }
 
@@ -76,19 +80,12 @@ impl std::fmt::Display for SocketAddr {
 }
 
 fn seqpacket_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh fd, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    Ok(nix::sys::socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
 }
 
 /// Registers an fd we own with the tokio reactor (needs a runtime).
@@ -96,14 +93,6 @@ pub(crate) fn register(fd: OwnedFd, interest: Interest) -> io::Result<AsyncFd<Ow
     // SAFETY: an `OwnedFd` is a valid open fd that stays open, and always returns the same number, for
     // as long as the `AsyncFd` owns it; nothing here replaces it.
     Ok(unsafe { AsyncFd::register_with_interest(fd, interest) }?)
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 /// A listening control socket. Dropping it removes its socket file (if it is still ours).
@@ -119,13 +108,12 @@ impl ListenSocket {
     /// Binds and listens. A stale socket file (nobody listening) is replaced; a live one, or a file
     /// that is not a socket, is an error. The socket file gets `mode` (e.g. 0o600).
     pub fn bind(addr: &SocketAddr, mode: u32) -> io::Result<ListenSocket> {
-        let (sa, len) = addr.to_raw()?;
+        let unix = addr.to_unix()?;
         if let SocketAddr::Path(path) = addr {
             remove_stale_socket(path)?;
         }
         let fd = seqpacket_socket()?;
-        // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
-        cvt(unsafe { libc::bind(fd.as_raw_fd(), (&raw const sa).cast(), len) })?;
+        nix::sys::socket::bind(fd.as_raw_fd(), &unix)?;
         let mut file_id = None;
         if let SocketAddr::Path(path) = addr {
             // Until this chmod, the umask's mode applies; a default umask grants no write (connect) right to others.
@@ -133,19 +121,8 @@ impl ListenSocket {
             let meta = std::fs::symlink_metadata(path)?;
             file_id = Some((meta.dev(), meta.ino()));
         }
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt with a valid int option value.
-        cvt(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PASSCRED,
-                (&raw const on).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        })?;
-        // SAFETY: listen on a bound socket we own.
-        cvt(unsafe { libc::listen(fd.as_raw_fd(), 8) })?;
+        nix::sys::socket::setsockopt(&fd, sockopt::PassCred, &true)?;
+        nix::sys::socket::listen(&fd, Backlog::new(8)?)?;
         Ok(ListenSocket {
             fd: register(fd, Interest::READABLE)?,
             addr: addr.clone(),
@@ -162,31 +139,20 @@ impl ListenSocket {
     pub async fn accept(&self) -> io::Result<ControlSocket> {
         loop {
             let mut guard = self.fd.readable().await?;
-            // SAFETY: accept4 with null address pointers is allowed; the result is checked.
-            let raw = unsafe {
-                libc::accept4(
-                    self.fd.get_ref().as_raw_fd(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
-            };
-            if raw < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::WouldBlock {
+            let raw = match nix::sys::socket::accept4(
+                self.fd.get_ref().as_raw_fd(),
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            ) {
+                Ok(raw) => raw,
+                Err(Errno::EAGAIN) => {
                     guard.clear_ready();
                     continue;
                 }
                 // ECONNABORTED and similar concern one connection only.
-                if matches!(
-                    err.raw_os_error(),
-                    Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR)
-                ) {
-                    continue;
-                }
-                return Err(err);
-            }
-            // SAFETY: fresh fd, owned by nobody else.
+                Err(Errno::ECONNABORTED | Errno::EPROTO | Errno::EINTR) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            // SAFETY: accept4 returned a fresh fd, owned by nobody else.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
             return ControlSocket::new(fd);
         }
@@ -222,11 +188,8 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
         ));
     }
     let probe = seqpacket_socket()?;
-    let (sa, len) = SocketAddr::Path(path.to_path_buf()).to_raw()?;
-    // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
-    let ret = unsafe { libc::connect(probe.as_raw_fd(), (&raw const sa).cast(), len) };
-    let err = io::Error::last_os_error();
-    if ret == 0 || err.raw_os_error() == Some(libc::EAGAIN) {
+    let unix = SocketAddr::Path(path.to_path_buf()).to_unix()?;
+    if let Ok(()) | Err(Errno::EAGAIN) = nix::sys::socket::connect(probe.as_raw_fd(), &unix) {
         return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!("another process is listening on {}", path.display()),
@@ -267,12 +230,10 @@ impl ControlSocket {
     /// Connects to a listening server.
     pub async fn connect(addr: &SocketAddr) -> io::Result<ControlSocket> {
         let fd = seqpacket_socket()?;
-        let (sa, len) = addr.to_raw()?;
-        // SAFETY: `sa` is a valid sockaddr_un of `len` bytes.
-        let ret = unsafe { libc::connect(fd.as_raw_fd(), (&raw const sa).cast(), len) };
-        if ret < 0 {
-            let err = io::Error::last_os_error();
+        let unix = addr.to_unix()?;
+        if let Err(errno) = nix::sys::socket::connect(fd.as_raw_fd(), &unix) {
             // A Unix socket connects at once or fails; EAGAIN means the backlog is full.
+            let err = io::Error::from(errno);
             return Err(io::Error::new(
                 err.kind(),
                 format!("connect to memif socket {addr}: {err}"),
@@ -338,42 +299,16 @@ pub fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
 }
 
 fn send_raw(sock: BorrowedFd<'_>, frame: &[u8], fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: frame.as_ptr() as *mut libc::c_void,
-        iov_len: frame.len(),
-    };
-    let mut cbuf = CmsgBuf([0; CMSG_BUF_LEN]);
-    // SAFETY: msghdr is plain data; all-zero is valid.
-    let mut mh: libc::msghdr = unsafe { zeroed() };
-    mh.msg_iov = &mut iov;
-    mh.msg_iovlen = 1;
-    if let Some(fd) = fd {
-        let raw: RawFd = fd.as_raw_fd();
-        // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
-        let (space, len) = unsafe {
-            (
-                libc::CMSG_SPACE(size_of::<RawFd>() as u32),
-                libc::CMSG_LEN(size_of::<RawFd>() as u32),
-            )
-        };
-        mh.msg_control = cbuf.0.as_mut_ptr().cast();
-        mh.msg_controllen = space as _;
-        // SAFETY: msg_control points to an aligned buffer of CMSG_BUF_LEN >= space bytes, so the first
-        // header and its data fit; the fd is copied with an unaligned write.
-        unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&mh);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = len as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), raw);
-        }
-    }
-    // SAFETY: `mh` points to live buffers for the duration of the call.
-    let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &mh, libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n as usize != frame.len() {
+    let raw = fd.map(|fd| [fd.as_raw_fd()]);
+    let cmsg = raw.as_ref().map(|raw| ControlMessage::ScmRights(raw));
+    let n = nix::sys::socket::sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(frame)],
+        cmsg.as_slice(),
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    if n != frame.len() {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,
             "short write of a control message",
@@ -382,6 +317,8 @@ fn send_raw(sock: BorrowedFd<'_>, frame: &[u8], fd: Option<BorrowedFd<'_>>) -> i
     Ok(())
 }
 
+/// `recvmsg` by hand (see the module documentation): every descriptor that arrived becomes an
+/// `OwnedFd`, also when the control buffer was truncated, so none is left open.
 fn recv_raw(
     sock: BorrowedFd<'_>,
     frame: &mut [u8; MSG_SIZE],
@@ -448,11 +385,13 @@ mod tests {
         fn any_address_converts_or_is_refused(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
             let name = std::ffi::OsStr::from_bytes(&bytes);
             let addr = SocketAddr::parse(name);
-            if let Ok((_, len)) = addr.to_raw() {
+            if let Ok(unix) = addr.to_unix() {
+                use nix::sys::socket::SockaddrLike;
                 let base = size_of::<libc::sa_family_t>();
+                let len = unix.len() as usize;
                 match &addr {
-                    SocketAddr::Path(p) => prop_assert_eq!(len as usize, base + p.as_os_str().len() + 1),
-                    SocketAddr::Abstract(n) => prop_assert_eq!(len as usize, base + 1 + n.len()),
+                    SocketAddr::Path(p) => prop_assert_eq!(len, base + p.as_os_str().len()),
+                    SocketAddr::Abstract(n) => prop_assert_eq!(len, base + 1 + n.len()),
                 }
             }
         }
@@ -475,7 +414,7 @@ mod tests {
         let server = listener.accept().await.unwrap();
         let memfd = crate::memif::region::Region::create("t", 4096).unwrap();
         let mut frame = [7u8; MSG_SIZE];
-        client.send(&frame, Some(memfd.fd())).await.unwrap();
+        client.send(&frame, memfd.fd()).await.unwrap();
         frame = [0; MSG_SIZE];
         let (n, fd) = server.recv(&mut frame).await.unwrap();
         assert_eq!(n, MSG_SIZE);

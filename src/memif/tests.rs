@@ -602,7 +602,7 @@ proptest! {
             let fd = match m {
                 Message::AddRegion(_) if with_fd => {
                     let r = Region::create("prop", file_len.max(1) as usize).unwrap();
-                    let fd = r.fd().try_clone_to_owned().unwrap();
+                    let fd = r.fd().unwrap().try_clone_to_owned().unwrap();
                     keep.push(r);
                     Some(fd)
                 }
@@ -752,14 +752,14 @@ async fn server_follows_descriptors_into_a_second_region_and_assigns_flags() {
                 index: 0,
                 size: regions[0].len() as u64,
             }),
-            Some(regions[0].fd()),
+            regions[0].fd(),
         ),
         (
             Message::AddRegion(AddRegion {
                 index: 1,
                 size: regions[1].len() as u64,
             }),
-            Some(regions[1].fd()),
+            regions[1].fd(),
         ),
         (
             Message::AddRing(ring_msg(1, 0)),
@@ -933,7 +933,7 @@ async fn rings_and_regions_that_do_not_add_up_are_refused() {
         let mut answer = None;
         for m in script {
             let fd = match m {
-                Message::AddRegion(_) => Some(memfd.fd()),
+                Message::AddRegion(_) => memfd.fd(),
                 Message::AddRing(_) => Some(std::os::fd::AsFd::as_fd(&irq)),
                 _ => None,
             };
