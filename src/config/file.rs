@@ -194,8 +194,15 @@ impl GatewayFile {
         parse_file(bytes)
     }
 
-    /// The file's JSON text, with the original's key names.
+    /// The file's JSON text, with the original's key names. The alias `VppBridgeLoop_VppctlBin` is not
+    /// written, but a value read from it is, under `VppBridgeLoop_VppctlBinary`, so that the written file
+    /// names the same vppctl binary.
     pub fn to_json(&self) -> String {
+        if self.vppctl_binary.is_empty() && !self.vppctl_bin_alias.is_empty() {
+            let mut file = self.clone();
+            file.vppctl_binary = std::mem::take(&mut file.vppctl_bin_alias);
+            return to_json(&file);
+        }
         to_json(self)
     }
 }
@@ -489,6 +496,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_written_back_file_keeps_the_vppctl_binary_of_the_alias() {
+        // Found by the config_json fuzz target: `render` wrote the gateway file without the aliased
+        // binary, so the daemon reading it would have run plain `vppctl`.
+        let g = GatewayFile::parse(br#"{"VppBridgeLoop_VppctlBin": "/opt/vppctl"}"#)
+            .unwrap()
+            .file;
+        let text = g.to_json();
+        assert!(
+            !text.contains("VppctlBin\""),
+            "the alias key is never written: {text}"
+        );
+        let back = GatewayFile::parse(text.as_bytes()).unwrap().file;
+        assert_eq!(
+            (back.vppctl_binary.as_str(), back.vppctl_bin_alias.as_str()),
+            ("/opt/vppctl", "")
+        );
+        // With both keys the documented one wins, as in validation.
+        let both = GatewayFile::parse(
+            br#"{"VppBridgeLoop_VppctlBinary": "/usr/bin/vppctl", "VppBridgeLoop_VppctlBin": "/opt/vppctl"}"#,
+        )
+        .unwrap()
+        .file;
+        let back = GatewayFile::parse(both.to_json().as_bytes()).unwrap().file;
+        assert_eq!(back.vppctl_binary, "/usr/bin/vppctl");
+    }
+
+    #[test]
     fn unknown_keys_are_collected() {
         let parsed = GatewayFile::parse(
             br#"{"GatewayMac": "x", "VppBridgeLoop_InstallRoutes": {"IPv5": true}}"#,
@@ -512,6 +546,7 @@ pub(crate) mod tests {
         assert_eq!(InterfaceFile::parse(text.as_bytes()).unwrap().file, i);
 
         let mut g = GatewayFile::parse(HOME_GW.as_bytes()).unwrap().file;
+        g.vppctl_binary = "/usr/bin/vppctl".into();
         g.vppctl_bin_alias = "ignored on write".into();
         let text = g.to_json();
         assert!(text.contains("\"IPv6 link-local\": true"), "{text}");

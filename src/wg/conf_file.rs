@@ -336,7 +336,24 @@ pub fn plan(
         .private_key
         .or(current.private_key)
         .map(|k| k.public_key());
-    for peer in file.peers.iter().filter(|p| Some(p.public_key) != own) {
+    let peers: Vec<&ConfPeer> = file
+        .peers
+        .iter()
+        .filter(|p| Some(p.public_key) != own)
+        .collect();
+    // An allowed IP that several peers list ends with the last of them, as after `wg setconf`.
+    // Wanting it for the earlier ones too would move it back and forth at every apply.
+    let owners: HashMap<IpNet, Key> = peers
+        .iter()
+        .flat_map(|p| p.allowed_ips.iter().map(|net| (*net, p.public_key)))
+        .collect();
+    for peer in peers {
+        let allowed_ips: Vec<IpNet> = peer
+            .allowed_ips
+            .iter()
+            .copied()
+            .filter(|net| owners.get(net) == Some(&peer.public_key))
+            .collect();
         let have = current.peer(&peer.public_key);
         let mut changes = Vec::new();
         if have.map(|h| h.preshared_key) != Some(peer.preshared_key) {
@@ -351,12 +368,12 @@ pub fn plan(
             changes.push(Command::PersistentKeepalive(peer.persistent_keepalive));
         }
         let same_ips = have.is_some_and(|h| {
-            h.allowed_ips.len() == peer.allowed_ips.len()
-                && h.allowed_ips.iter().all(|n| peer.allowed_ips.contains(n))
+            h.allowed_ips.len() == allowed_ips.len()
+                && h.allowed_ips.iter().all(|n| allowed_ips.contains(n))
         });
         if !same_ips {
             changes.push(Command::ReplaceAllowedIps);
-            changes.extend(peer.allowed_ips.iter().copied().map(Command::AllowedIp));
+            changes.extend(allowed_ips.into_iter().map(Command::AllowedIp));
         }
         if have.is_none() || !changes.is_empty() {
             commands.push(Command::Peer(peer.public_key));
@@ -532,6 +549,30 @@ mod tests {
         // A name that does not resolve this time leaves the endpoint alone.
         resolved.clear();
         assert_eq!(plan(&config, &file, &resolved), Vec::<Command>::new());
+    }
+
+    #[test]
+    fn an_allowed_ip_in_two_peers_goes_to_the_last_and_stays() {
+        // Found by the wg_conf_file fuzz target: the plan wanted the prefix for both peers, so every
+        // re-apply moved it to the other one.
+        let text = format!(
+            "[Peer]\nPublicKey = {PEER_A}\nAllowedIPs = 10.0.0.0/24, 192.0.2.7\n\
+             [Peer]\nPublicKey = {PEER_B}\nAllowedIPs = 10.0.0.0/24\n"
+        );
+        let file = parse(Path::new("f"), &text).expect("valid");
+        let mut config = DeviceConfig::default();
+        let commands = plan(&config, &file, &HashMap::new());
+        apply_plan(&mut config, &commands);
+        let nets = |peer: &str| {
+            let peer = config.peer(&key(peer)).expect("configured");
+            peer.allowed_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(nets(PEER_A), ["192.0.2.7/32"]);
+        assert_eq!(nets(PEER_B), ["10.0.0.0/24"]);
+        assert_eq!(plan(&config, &file, &HashMap::new()), Vec::<Command>::new());
     }
 
     #[test]
