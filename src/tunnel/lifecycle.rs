@@ -10,11 +10,13 @@
 //! 7. undo, in reverse: UAPI socket, memif, neighbour entries, l2fib, routes, memif in VPP, socket id.
 //!
 //! A memif that drops is waited for again (the device and its sessions stay); a VPP that restarts is
-//! reconnected and the tunnel's objects are created again, also without touching the sessions.
+//! reconnected and the tunnel's objects are created again, also without touching the sessions, and also
+//! when it restarts in the middle of our setup or before its first memif connection.
 //! Every wait (for VPP's API, for the first memif connection, for a VPP that went away) ends on a stop
 //! request; only a re-creation in progress is finished first, so that what it created is undone.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +33,7 @@ use crate::wg::uapi::{ServeEnd, UapiListener};
 use super::handle::{RunOptions, VppAccess};
 use super::memif_end::{MemifEnd, MemifEvent, serve_memif, wait_first_connection};
 use super::task::OwnedTask;
-use super::vpp_side::{VppSide, VppTrouble};
+use super::vpp_side::{self, VppSide, VppTrouble};
 use super::{MemifDevice, TunnelError};
 
 /// The task of one tunnel.
@@ -81,7 +83,10 @@ impl Lifecycle {
                     }
                 };
                 let params = settings::vpp_setup(cfg, options.memif_role == memif::Role::Client);
-                let mut side = VppSide::setup(cfg, client, params).await?;
+                let Some(mut side) = setup_vpp(cfg, client, params, shutdown.as_mut()).await?
+                else {
+                    return Ok(());
+                };
                 side.start_neighbours(cfg, link);
                 side.apply_mtu(cfg, link).await;
                 Some(side)
@@ -104,7 +109,7 @@ impl Lifecycle {
             ),
         );
         let result = async {
-            if !wait_first_connection(cfg, options, &mut memif_rx, shutdown.as_mut()).await? {
+            if !first_connection(cfg, options, link, &mut vpp, status, &mut memif_rx, shutdown.as_mut()).await? {
                 tracing::info!(tunnel = %cfg.name, "stopping on signal before VPP connected to the memif");
                 return Ok(());
             }
@@ -141,6 +146,120 @@ impl Lifecycle {
         tracing::info!(tunnel = %cfg.name, dropped = %link.drop_summary(), "tunnel stopped");
         result
     }
+}
+
+/// Sets up the tunnel's objects in VPP. When VPP goes away in the middle (it restarted, and what was made
+/// died with it; or only the connection dropped, and the next attempt's sweep removes what was made), waits
+/// for VPP and sets up again: a VPP that restarts during our setup ends in a complete set of objects, as
+/// one that restarts later does. `None` when `shutdown` came first (only the wait for VPP is raced: an
+/// attempt in progress finishes, so that it rolls back whatever it made when it fails).
+async fn setup_vpp(
+    cfg: &TunnelConfig,
+    client: Client,
+    params: crate::vpp::TunnelSetup,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Result<Option<VppSide>, TunnelError> {
+    let mut retry_after = None;
+    loop {
+        match VppSide::setup(cfg, &client, params.clone()).await {
+            Ok(side) => return Ok(Some(side)),
+            Err(TunnelError::VppSetup(err)) if err.is_connection_lost() => {
+                tracing::warn!(tunnel = %cfg.name, error = %err, "lost VPP's API during setup; setting up again once VPP is back");
+            }
+            Err(err) => return Err(err),
+        }
+        tokio::select! {
+            () = vpp_side::reconnect(&client, retry_after) => {}
+            () = shutdown.as_mut() => {
+                tracing::info!(tunnel = %cfg.name, "stopping on signal while VPP is away");
+                return Ok(None);
+            }
+        }
+        retry_after = Some(next_retry(retry_after));
+    }
+}
+
+/// The back-off between attempts to create VPP's objects: 200 ms, doubling up to 5 s.
+fn next_retry(last: Option<Duration>) -> Duration {
+    last.map_or(Duration::from_millis(200), |d| {
+        (d * 2).min(Duration::from_secs(5))
+    })
+}
+
+/// Waits for VPP's first memif connection ([`wait_first_connection`]) while watching VPP: if it goes
+/// away or deletes our memif meanwhile, the memif it was to connect is gone, so the objects are created
+/// again (and the wait starts over) instead of waiting in vain until the timeout.
+async fn first_connection(
+    cfg: &TunnelConfig,
+    options: &RunOptions,
+    link: &Link,
+    vpp: &mut Option<VppSide>,
+    status: &watch::Sender<TunnelStatus>,
+    memif_rx: &mut mpsc::Receiver<MemifEvent>,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Result<bool, TunnelError> {
+    loop {
+        let vpp_trouble = async {
+            match vpp.as_mut() {
+                Some(side) => side.trouble().await,
+                None => std::future::pending().await,
+            }
+        };
+        let trouble = tokio::select! {
+            connected = wait_first_connection(cfg, options, memif_rx, shutdown.as_mut()) => return connected,
+            trouble = vpp_trouble => trouble,
+        };
+        let Some(side) = vpp.as_mut() else { continue };
+        let stop = async {
+            shutdown.as_mut().await;
+            tracing::info!(tunnel = %cfg.name, "stopping on signal while VPP is away");
+        };
+        tokio::pin!(stop);
+        if recover(cfg, link, side, status, trouble, stop)
+            .await
+            .is_some()
+        {
+            return Ok(false);
+        }
+        status.send_modify(|s| s.phase = Phase::WaitingForMemif);
+    }
+}
+
+/// After `trouble`: waits for VPP's API and creates the tunnel's objects again, retrying with back-off,
+/// until that worked (`None`) or `stop` came first (its output). Only the waits are raced with `stop`: a
+/// re-creation in progress finishes, so that whatever it creates is recorded for undo.
+async fn recover<S: Future>(
+    cfg: &TunnelConfig,
+    link: &Link,
+    side: &mut VppSide,
+    status: &watch::Sender<TunnelStatus>,
+    trouble: VppTrouble,
+    mut stop: Pin<&mut S>,
+) -> Option<S::Output> {
+    status.send_modify(|s| s.phase = Phase::Reconnecting);
+    match trouble {
+        VppTrouble::ApiLost => {
+            tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back")
+        }
+        VppTrouble::MemifDeleted => {
+            tracing::warn!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), "VPP deleted our memif; creating it again")
+        }
+    }
+    let mut retry_after = None;
+    loop {
+        // VPP may stay away for long: a stop still ends the wait. (With the API still connected,
+        // `reconnect` returns at once.)
+        tokio::select! {
+            () = side.reconnect(retry_after) => {}
+            stopped = stop.as_mut() => return Some(stopped),
+        }
+        if side.recreate(cfg, link).await {
+            break;
+        }
+        retry_after = Some(next_retry(retry_after));
+    }
+    status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
+    None
 }
 
 /// On every memif connection: the l2fib entry for our MAC (VPP would learn it too, so a failure is
@@ -199,31 +318,21 @@ pub(super) async fn serve(
                 None => return Err(TunnelError::MemifTaskEnded),
             },
             trouble = vpp_trouble => {
-                status.send_modify(|s| s.phase = Phase::Reconnecting);
                 let Some(side) = vpp.as_mut() else { continue };
-                match trouble {
-                    VppTrouble::ApiLost => tracing::warn!(tunnel = %cfg.name, "lost VPP's API; waiting for VPP to come back"),
-                    VppTrouble::MemifDeleted => tracing::warn!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), "VPP deleted our memif; creating it again"),
-                }
-                let mut retry_after = None;
-                loop {
-                    // VPP may stay away for long: a signal or the UAPI socket's removal still stops the
-                    // tunnel. Re-creating is not raced, so that whatever it creates is recorded for undo.
-                    // (With the API still connected, `reconnect` returns at once.)
+                // VPP may stay away for long: a signal or the UAPI socket's removal still stops the tunnel.
+                let stop = async {
                     tokio::select! {
-                        () = side.reconnect(retry_after) => {}
                         () = &mut shutdown => {
                             tracing::info!(tunnel = %cfg.name, "stopping on signal while VPP is away");
-                            return Ok(());
+                            Ok(())
                         }
-                        end = &mut uapi_served => return uapi_end(cfg, end),
+                        end = &mut uapi_served => uapi_end(cfg, end),
                     }
-                    if side.recreate(cfg, link).await {
-                        break;
-                    }
-                    retry_after = Some(retry_after.map_or(Duration::from_millis(200), |d: Duration| (d * 2).min(Duration::from_secs(5))));
+                };
+                tokio::pin!(stop);
+                if let Some(result) = recover(cfg, link, side, status, trouble, stop).await {
+                    return result;
                 }
-                status.send_modify(|s| s.memif_sw_if_index = Some(side.tunnel.memif_sw_if_index));
             }
             () = tokio::time::sleep_until(next_neighbour_work.into()) => {
                 link.flush_neighbour_work(Instant::now(), &mut scratch);

@@ -37,13 +37,15 @@ pub(super) struct VppSide {
 }
 
 impl VppSide {
+    /// Creates the tunnel's objects (one transaction, see [`vpp::setup`]). A failure because VPP went
+    /// away is for the caller to retry once VPP is back ([`vpp::SetupError::is_connection_lost`]).
     pub(super) async fn setup(
         cfg: &TunnelConfig,
-        client: Client,
+        client: &Client,
         params: vpp::TunnelSetup,
     ) -> Result<VppSide, TunnelError> {
-        sweep_neighbours(cfg, &client, "left by an earlier run").await;
-        let tunnel = vpp::setup(&client, &params)
+        sweep_neighbours(cfg, client, "left by an earlier run").await;
+        let tunnel = vpp::setup(client, &params)
             .await
             .map_err(TunnelError::VppSetup)?;
         tracing::info!(tunnel = %cfg.name, memif = %cfg.vpp_memif_name(), sw_if_index = tunnel.memif_sw_if_index, "VPP objects created");
@@ -55,7 +57,7 @@ impl VppSide {
             }
         };
         Ok(VppSide {
-            client,
+            client: client.clone(),
             events,
             memif_suspect: false,
             params,
@@ -167,14 +169,7 @@ impl VppSide {
     /// Waits (after `delay`, if any) until the API client is connected to VPP again, retrying with
     /// backoff. Safe to cancel: nothing is created here.
     pub(super) async fn reconnect(&self, delay: Option<Duration>) {
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
-        }
-        let mut backoff = Duration::from_millis(200);
-        while self.client.reconnect().await.is_err() {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        reconnect(&self.client, delay).await;
     }
 
     /// Creates the tunnel's objects again in a VPP that came back; false when that failed (logged; the
@@ -225,6 +220,19 @@ impl VppSide {
         }
         sweep_neighbours(cfg, &self.client, "learned by VPP from our answers").await;
         let _ = self.client.close().await;
+    }
+}
+
+/// Waits (after `delay`, if any) until `client` is connected to VPP again, retrying with backoff. Safe to
+/// cancel: nothing is created here.
+pub(super) async fn reconnect(client: &Client, delay: Option<Duration>) {
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let mut backoff = Duration::from_millis(200);
+    while client.reconnect().await.is_err() {
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

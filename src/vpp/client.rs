@@ -138,14 +138,16 @@ impl Client {
     }
 
     /// Subscribes to `sw_interface_event` (link up/down, deletion) for this process; the subscription is
-    /// renewed after each reconnect.
+    /// renewed after each reconnect. A connection lost meanwhile is no error: the reconnect subscribes.
     pub async fn interface_events(
         &self,
     ) -> Result<broadcast::Receiver<SwInterfaceEvent>, VppError> {
         let rx = self.inner.events.subscribe();
         self.inner.events_wanted.store(true, Ordering::Release);
-        self.want_interface_events().await?;
-        Ok(rx)
+        match self.want_interface_events().await {
+            Err(err) if !err.is_connection_lost() => Err(err),
+            _ => Ok(rx),
+        }
     }
 
     async fn want_interface_events(&self) -> Result<(), VppError> {

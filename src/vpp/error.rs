@@ -90,6 +90,11 @@ impl VppError {
         }
     }
 
+    /// True when the connection to VPP was lost (VPP exited or restarted): reconnect and set up again.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Self::Disconnected | Self::Io { .. })
+    }
+
     /// A short, bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -205,6 +205,19 @@ pub enum SetupError {
     },
 }
 
+impl SetupError {
+    /// True when a step failed because the connection to VPP was lost: VPP restarted (and what was made
+    /// died with it) or only the connection dropped (and the next setup's sweep removes what was made).
+    /// Setting up again once VPP answers is the remedy, not giving up.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            Self::Step { source, .. } => source.is_connection_lost(),
+            Self::Bvi(BviError::Lookup { source, .. }) => source.is_connection_lost(),
+            _ => false,
+        }
+    }
+}
+
 fn undo_note(failures: &[UndoFailure]) -> String {
     if failures.is_empty() {
         String::new()

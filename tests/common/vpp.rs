@@ -12,8 +12,12 @@
 //! Everything is removed on drop, also when the test fails: the daemon, VPP (by PID), the peer, the
 //! namespaces.
 
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Checks that a VPP can be found (`VPP_HOME`, `../shared/vpp`, or the PATH), with the peer rules of
@@ -290,11 +294,16 @@ impl VppBed {
 
     /// Sends `signal` (a `kill` name such as TERM or KILL) and waits for the exit.
     pub fn signal_daemon(&mut self, signal: &str) -> ExitStatus {
+        self.send_signal(signal);
+        self.wait_daemon(Duration::from_secs(15))
+    }
+
+    /// Sends `signal` to the daemon without waiting.
+    pub fn send_signal(&self, signal: &str) {
         let child = self.daemon.as_ref().expect("daemon started");
         let _ = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status();
-        self.wait_daemon(Duration::from_secs(15))
     }
 
     /// Waits for the daemon's exit.
@@ -418,4 +427,274 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A pass-through between the daemon and VPP's API socket that freezes the daemon at a chosen request, so
+/// that a test can crash the daemon or VPP at an exact point of setup or teardown instead of after a
+/// guessed delay. [`ApiGate::hold`] names a message (without its CRC, e.g. `memif_create_v2`) and which of
+/// its next occurrences to stop at; that request and everything after it on the same connection are never
+/// forwarded, so VPP has exactly the objects of the requests before it. The held connection is cut (the
+/// held request dropped, VPP's side closed) once either end closes it: the daemon killed, VPP restarted.
+/// Other connections pass freely; one hold stops one request.
+pub struct ApiGate {
+    path: PathBuf,
+    shared: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// The message to stop at, and how many of its occurrences to let through first.
+    hold: Option<(String, u32)>,
+    /// The message stopped at since the last `hold`.
+    held: Option<String>,
+    /// Every request forwarded to VPP, by name, in order.
+    sent: Vec<String>,
+    /// Both ends of every connection, to be cut when the gate goes.
+    sockets: Vec<UnixStream>,
+    /// New connections are closed at once, as by a VPP that is away.
+    refusing: bool,
+    closed: bool,
+}
+
+impl ApiGate {
+    /// Listens on `path` and forwards each connection to VPP's API socket `upstream`.
+    pub fn start(path: PathBuf, upstream: PathBuf) -> ApiGate {
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).expect("gate socket");
+        let shared = Arc::new(Gate::default());
+        let gate = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for down in listener.incoming() {
+                if lock(&gate.state).closed {
+                    return;
+                }
+                let Ok(down) = down else { continue };
+                let gate = Arc::clone(&gate);
+                let upstream = upstream.clone();
+                std::thread::spawn(move || gate.forward(down, &upstream));
+            }
+        });
+        ApiGate { path, shared }
+    }
+
+    /// The socket to give the daemon as `VPP_API_SOCKET_PATH`.
+    pub fn path(&self) -> &str {
+        self.path.to_str().expect("utf-8 path")
+    }
+
+    /// Stops at the `nth` (1 for the next) request named `message` from now on.
+    pub fn hold(&self, message: &str, nth: u32) {
+        assert!(nth >= 1);
+        let mut state = lock(&self.shared.state);
+        state.hold = Some((message.to_owned(), nth - 1));
+        state.held = None;
+    }
+
+    /// Waits until the request of [`ApiGate::hold`] is held; fails with the requests forwarded so far.
+    pub fn wait_held(&self, seconds: u64, log: impl Fn() -> String) {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut state = lock(&self.shared.state);
+        while state.held.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the gate never held {:?}; forwarded: {:?}\n{}",
+                state.hold,
+                state.sent,
+                log()
+            );
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// While `refuse` holds, new connections are closed at once, as VPP's socket does while VPP is away:
+    /// e.g. until a restarted VPP has its bridge laid out again, which an operator's VPP does before it
+    /// serves its API.
+    pub fn refuse(&self, refuse: bool) {
+        lock(&self.shared.state).refusing = refuse;
+    }
+
+    /// The requests forwarded to VPP so far, by name.
+    pub fn sent(&self) -> Vec<String> {
+        lock(&self.shared.state).sent.clone()
+    }
+}
+
+impl Drop for ApiGate {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.closed = true;
+        for socket in state.sockets.drain(..) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+        // Wakes the accepting thread, which then sees `closed`.
+        let _ = UnixStream::connect(&self.path);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Gate {
+    /// Carries one connection: VPP's messages back as they come (learning the message ids from
+    /// `sockclnt_create_reply`), the daemon's requests to VPP until the one to hold.
+    fn forward(self: Arc<Self>, down: UnixStream, upstream: &Path) {
+        if lock(&self.state).refusing {
+            let _ = down.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let Ok(up) = UnixStream::connect(upstream) else {
+            // VPP is away: the daemon sees its connection close, as with VPP itself.
+            let _ = down.shutdown(std::net::Shutdown::Both);
+            return;
+        };
+        let cut = move |a: &UnixStream, b: &UnixStream| {
+            let _ = a.shutdown(std::net::Shutdown::Both);
+            let _ = b.shutdown(std::net::Shutdown::Both);
+        };
+        {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return cut(&up, &down);
+            }
+            state.sockets.extend([
+                up.try_clone().expect("clone"),
+                down.try_clone().expect("clone"),
+            ]);
+        }
+        let names: Arc<Mutex<HashMap<u16, String>>> = Arc::default();
+        let back = {
+            let (mut from, mut to) = (
+                up.try_clone().expect("clone"),
+                down.try_clone().expect("clone"),
+            );
+            let names = Arc::clone(&names);
+            let gate = Arc::clone(&self);
+            std::thread::spawn(move || {
+                while let Some(frame) = read_frame(&mut from) {
+                    if msg_id(&frame) == Some(16) {
+                        *lock(&names) = message_table(&frame[16..]);
+                    }
+                    if to.write_all(&frame).is_err() {
+                        break;
+                    }
+                }
+                cut(&from, &to);
+                gate.changed.notify_all();
+            })
+        };
+        let (mut from, mut to) = (
+            down.try_clone().expect("clone"),
+            up.try_clone().expect("clone"),
+        );
+        while let Some(frame) = read_frame(&mut from) {
+            let name = match msg_id(&frame) {
+                Some(15) => "sockclnt_create".to_owned(),
+                Some(id) => lock(&names)
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{id}")),
+                None => String::new(),
+            };
+            if self.stops_at(&name) {
+                // Frozen: whatever the daemon sends now is dropped, until one end closes.
+                let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
+                let mut sink = [0u8; 4096];
+                loop {
+                    match from.read(&mut sink) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => break,
+                    }
+                    if lock(&self.state).closed {
+                        break;
+                    }
+                }
+                break;
+            }
+            if to.write_all(&frame).is_err() {
+                break;
+            }
+            lock(&self.state).sent.push(name);
+        }
+        cut(&from, &to);
+        let _ = back.join();
+    }
+
+    /// Whether the request `name` is the one to hold (and then records it as held).
+    fn stops_at(&self, name: &str) -> bool {
+        let mut state = lock(&self.state);
+        let stop = match state.hold.as_mut() {
+            Some((message, skip)) if message == name => {
+                if *skip == 0 {
+                    true
+                } else {
+                    *skip -= 1;
+                    false
+                }
+            }
+            _ => false,
+        };
+        if stop {
+            state.hold = None;
+            state.held = Some(name.to_owned());
+            drop(state);
+            self.changed.notify_all();
+        }
+        stop
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One frame of VPP's API socket (16-byte header with the big-endian body length at 8..12, then the
+/// body), header included; `None` at the end of the stream.
+fn read_frame(from: &mut UnixStream) -> Option<Vec<u8>> {
+    let mut frame = vec![0u8; 16];
+    from.read_exact(&mut frame).ok()?;
+    let len = u32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]) as usize;
+    frame.resize(16 + len, 0);
+    from.read_exact(&mut frame[16..]).ok()?;
+    Some(frame)
+}
+
+fn msg_id(frame: &[u8]) -> Option<u16> {
+    frame.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]]))
+}
+
+/// The names (CRC cut off) by message id, from the body of `sockclnt_create_reply`: id, client index,
+/// context, response, index, a u16 count, then entries of a u16 id and a 64-byte name.
+fn message_table(body: &[u8]) -> HashMap<u16, String> {
+    let count = body
+        .get(18..20)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    body.get(20..)
+        .unwrap_or_default()
+        .chunks_exact(66)
+        .take(count.into())
+        .map(|entry| {
+            let name = String::from_utf8_lossy(&entry[2..]);
+            let name = name.trim_end_matches('\0');
+            let name = name.rsplit_once('_').map_or(name, |(name, _crc)| name);
+            (u16::from_be_bytes([entry[0], entry[1]]), name.to_owned())
+        })
+        .collect()
 }
