@@ -8,8 +8,9 @@
 //! [`KubeSecrets`] store (generated keys, owner references, changed keys are read from the real server),
 //! events through kube's `Recorder` (read back as `events.k8s.io/v1` and core v1 Events, as `kubectl
 //! describe` shows them). One stand-in remains, for the data plane: `RecordingRuntime` (see its doc
-//! comment). The real data plane, the `controller` binary against a real VPP and a WireGuard peer, is
-//! tested in `tests/k8s_vpp_e2e.rs`.
+//! comment), and `TaskRuntime` beside it for supervision (a task per tunnel that can be made to panic).
+//! The real data plane, the `controller` binary against a real VPP and a WireGuard peer, is tested in
+//! `tests/k8s_vpp_e2e.rs`.
 
 #[path = "common/apiserver.rs"]
 mod apiserver;
@@ -28,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client};
 use wireguard_vpp::k8s::WireGuardVppTunnel;
-use wireguard_vpp::k8s::controller::{self, ControllerOptions};
+use wireguard_vpp::k8s::controller::{self, ControllerOptions, ControllerTuning};
 use wireguard_vpp::k8s::render::WireGuardConfig;
 use wireguard_vpp::k8s::secrets::{KubeSecrets, SecretStore};
 use wireguard_vpp::k8s::tunnel_runtime::{
@@ -147,6 +148,197 @@ impl TunnelRuntime for RecordingRuntime {
     }
 }
 
+/// Stands in for the data plane where supervision is tested: each started tunnel is a real tokio task,
+/// as in the real runtime, which the test can make panic, at once or as soon as it starts again. Its
+/// `state` reports what the task's handle says, the way `LocalTunnels` does: Running while the task
+/// runs, Failed with `TaskPanicked` and the panic's text (unscrubbed: the controller must not pass a
+/// key on) once it panicked. It can also make `start` itself panic (a reconcile that panics), hold
+/// `stop` (a controller that cannot take a dead task down), and keep a tunnel short of Running.
+///
+/// Kept because a real tunnel's task does not panic on purpose; everything the controller does with
+/// what this reports is read back from the API server and the controller's HTTP answers.
+#[derive(Default, Clone)]
+struct TaskRuntime {
+    inner: Arc<Mutex<Tasks>>,
+    /// Stops of held tunnels wait for this.
+    release: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Default)]
+struct Tasks {
+    tunnels: HashMap<String, TaskTunnel>,
+    /// When each tunnel was started, in order.
+    starts: HashMap<String, Vec<Instant>>,
+    /// How many more of a tunnel's tasks panic as soon as they start.
+    panics_on_start: HashMap<String, u32>,
+    /// How many more calls of `start` for a tunnel panic themselves.
+    start_panics: HashMap<String, u32>,
+    /// Tunnels whose `stop` waits for `release`.
+    held_stops: Vec<String>,
+    /// Tunnels reported WaitingForMemif for ever.
+    never_up: Vec<String>,
+}
+
+struct TaskTunnel {
+    spec: TunnelSpec,
+    task: tokio::task::JoinHandle<()>,
+    kill: Option<tokio::sync::oneshot::Sender<String>>,
+    ended: Option<TunnelState>,
+}
+
+impl TaskRuntime {
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Tasks> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the running task of `name` panic with a message carrying its private key.
+    fn panic_now(&self, name: &str) {
+        let mut tasks = self.tasks();
+        let tunnel = tasks.tunnels.get_mut(name).expect("the tunnel runs");
+        let message = panic_text(&tunnel.spec);
+        if let Some(kill) = tunnel.kill.take() {
+            let _ = kill.send(message);
+        }
+    }
+
+    fn starts(&self, name: &str) -> Vec<Instant> {
+        self.tasks().starts.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// What a buggy tunnel task might panic with: its private key in the text.
+fn panic_text(spec: &TunnelSpec) -> String {
+    let key = spec
+        .wireguard
+        .private_key
+        .as_ref()
+        .map(|k| k.to_base64())
+        .unwrap_or_default();
+    format!("tunnel {} cannot use private key {key}", spec.name())
+}
+
+impl TunnelRuntime for TaskRuntime {
+    async fn start(&self, tunnel: TunnelSpec) -> Result<(), RuntimeError> {
+        let name = tunnel.name().to_string();
+        let mut tasks = self.tasks();
+        if let Some(left) = tasks.start_panics.get_mut(&name)
+            && *left > 0
+        {
+            *left -= 1;
+            let text = panic_text(&tunnel);
+            drop(tasks);
+            panic!("start: {text}");
+        }
+        if let Some(old) = tasks.tunnels.get(&name)
+            && old.ended.is_none()
+            && !old.task.is_finished()
+        {
+            return Ok(());
+        }
+        tasks
+            .starts
+            .entry(name.clone())
+            .or_default()
+            .push(Instant::now());
+        let panic_at_once = match tasks.panics_on_start.get_mut(&name) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                Some(panic_text(&tunnel))
+            }
+            _ => None,
+        };
+        let (kill, killed) = tokio::sync::oneshot::channel::<String>();
+        let task = tokio::spawn(async move {
+            let message = match panic_at_once {
+                Some(message) => message,
+                None => match killed.await {
+                    Ok(message) => message,
+                    Err(_) => return,
+                },
+            };
+            panic!("{message}");
+        });
+        tasks.tunnels.insert(
+            name,
+            TaskTunnel {
+                spec: tunnel,
+                task,
+                kill: Some(kill),
+                ended: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn reconfigure(
+        &self,
+        name: &str,
+        wireguard: WireGuardConfig,
+    ) -> Result<(), RuntimeError> {
+        if let Some(tunnel) = self.tasks().tunnels.get_mut(name) {
+            tunnel.spec.wireguard = wireguard;
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str) -> Result<(), RuntimeError> {
+        let held = self.tasks().held_stops.iter().any(|n| n == name);
+        if held {
+            self.release.notified().await;
+        }
+        if let Some(tunnel) = self.tasks().tunnels.remove(name) {
+            tunnel.task.abort();
+        }
+        Ok(())
+    }
+
+    async fn state(&self, name: &str) -> Option<TunnelState> {
+        use futures::FutureExt;
+        let mut tasks = self.tasks();
+        let never_up = tasks.never_up.iter().any(|n| n == name);
+        let tunnel = tasks.tunnels.get_mut(name)?;
+        if tunnel.ended.is_none()
+            && tunnel.task.is_finished()
+            && let Some(Err(join)) = (&mut tunnel.task).now_or_never()
+        {
+            tunnel.ended = Some(TunnelState {
+                phase: Phase::Failed,
+                vpp_configured: false,
+                sw_if_index: None,
+                memif_socket: format!("/run/wggo-vpp/{name}.sock"),
+                listen_port: None,
+                error: Some(RuntimeError {
+                    reason: if join.is_panic() {
+                        "TaskPanicked"
+                    } else {
+                        "TaskAborted"
+                    },
+                    message: format!("the tunnel's task failed: {join}"),
+                }),
+                peers: Vec::new(),
+                counters: Vec::new(),
+            });
+        }
+        if let Some(ended) = &tunnel.ended {
+            return Some(ended.clone());
+        }
+        Some(TunnelState {
+            phase: if never_up {
+                Phase::WaitingForMemif
+            } else {
+                Phase::Running
+            },
+            vpp_configured: true,
+            sw_if_index: Some(100 + tunnel.spec.config.uid),
+            memif_socket: format!("/run/wggo-vpp/{name}.sock"),
+            listen_port: Some(tunnel.spec.wireguard.listen_port),
+            error: None,
+            peers: Vec::new(),
+            counters: Vec::new(),
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The controller under test.
 
@@ -204,6 +396,40 @@ fn start_controller_with_metrics(
         };
         let secrets = KubeSecrets::new(client.clone());
         controller::run_with(client, secrets, runtime, options, shutdown)
+            .await
+            .expect("controller runs");
+    });
+    RunningController {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Starts the controller with `runtime`, `tuning` and the metrics server on `metrics_addr`.
+fn start_tuned_controller(
+    client: &Client,
+    runtime: impl TunnelRuntime,
+    metrics_addr: std::net::SocketAddr,
+    tuning: ControllerTuning,
+) -> RunningController {
+    let options = ControllerOptions {
+        node_name: "node-a".into(),
+        namespace: None,
+        gateway_dir: gateway_dir(),
+        env: wireguard_vpp::config::Env {
+            memif_socket_dir: "/run/wggo-vpp".into(),
+            ..Default::default()
+        },
+        metrics_addr: Some(metrics_addr),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let secrets = KubeSecrets::new(client.clone());
+        controller::run_with_tuning(client, secrets, runtime, options, tuning, shutdown)
             .await
             .expect("controller runs");
     });
@@ -1122,4 +1348,358 @@ async fn the_secret_store_reads_and_writes_real_secrets() {
         "{error}"
     );
     assert!(error.to_string().contains("not found"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Supervision, probes and the metrics of tunnels that do not run.
+
+/// A second tunnel of node-a that conflicts with `tunnel(..)` in nothing.
+fn other_tunnel(name: &str, uid: u32, port: u16, respond: &str) -> serde_json::Value {
+    let mut object = tunnel(
+        name,
+        serde_json::json!({"uid": uid, "arp": {"respond": [respond]}}),
+    );
+    object["spec"]["wireguard"]["listenPort"] = port.into();
+    object
+}
+
+/// GETs `path` until `check` holds for the answer (or fails with the last one after `TIMEOUT`).
+async fn http_until(
+    addr: std::net::SocketAddr,
+    path: &str,
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let answer = http_get(addr, path).await;
+        if check(&answer) {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path}: {what} not seen in time; last answer:\n{answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ready_transition(tunnel: &WireGuardVppTunnel) -> String {
+    tunnel
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| format!("{:?}", c.last_transition_time))
+        .unwrap_or_default()
+}
+
+/// A tunnel's task panics, and so do the next two it starts: each time the tunnel is marked Failed
+/// (`TaskPanicked`, the panic's text without the key it carried), exported as down, and started again
+/// after 1, 2, then 4 s; then it runs. The other tunnel of the node stays Ready throughout, and the
+/// controller stays healthy and, past the startup grace, ready (the failure is reported).
+#[tokio::test]
+async fn a_panicking_tunnel_task_is_marked_failed_and_restarted_with_backoff() {
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let private = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+    put_secret(&client, "home-key", "privateKey", private).await;
+    let runtime = TaskRuntime::default();
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let tuning = ControllerTuning {
+        startup_grace: Duration::from_secs(1),
+        ..ControllerTuning::default()
+    };
+    let controller = start_tuned_controller(&client, runtime.clone(), metrics_addr, tuning);
+    apply(&api, &tunnel("home", serde_json::json!({"uid": 3})))
+        .await
+        .expect("created");
+    apply(&api, &other_tunnel("work", 4, 51821, "172.22.77.44/32"))
+        .await
+        .expect("created");
+    wait_for(&api, "home", "Ready", is_ready).await;
+    let work = wait_for(&api, "work", "Ready", is_ready).await;
+    let work_since = ready_transition(&work);
+
+    runtime.tasks().panics_on_start.insert("home".into(), 2);
+    runtime.panic_now("home");
+
+    // Each death is in the status; the third one's delay (4 s) is long enough to look around.
+    let third = wait_for(&api, "home", "the third death in the status", |t| {
+        condition(t, "Ready").is_some_and(|(status, reason, message)| {
+            status == "False" && reason == "TaskPanicked" && message.contains("failure 3 in a row")
+        })
+    })
+    .await;
+    let (_, _, message) = condition(&third, "Ready").expect("Ready");
+    assert!(
+        message.contains("panicked") && message.contains("tunnel home cannot use private key"),
+        "{message}"
+    );
+    assert!(message.contains("starting it again in 4 s"), "{message}");
+    assert!(
+        !message.contains(private),
+        "the key is in the status: {message}"
+    );
+    // Exported as down, with its restarts; the other tunnel is up.
+    let metrics = http_until(metrics_addr, "/metrics", "home down", |m| {
+        m.contains("wireguard_vpp_tunnel_up{interface=\"home\"} 0\n")
+    })
+    .await;
+    assert!(
+        metrics.contains("wireguard_vpp_tunnel_restarts_total{interface=\"home\"} 3\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("wireguard_vpp_tunnel_up{interface=\"work\"} 1\n"),
+        "{metrics}"
+    );
+    // Past the 1 s startup grace a reported failure does not hold readiness back; health is fine.
+    let ready = http_until(metrics_addr, "/readyz", "a reported failure", |r| {
+        r.contains("dn42/home (TaskPanicked)")
+    })
+    .await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let health = http_get(metrics_addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    // Then it runs again, started 1, 2 and 4 s after each death.
+    wait_for(&api, "home", "Ready again", |t| {
+        condition(t, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let starts = runtime.starts("home");
+    assert_eq!(starts.len(), 4, "{starts:?}");
+    for (gap, at_least) in starts.windows(2).map(|w| w[1] - w[0]).zip([1, 2, 4]) {
+        let at_least = Duration::from_secs(at_least);
+        assert!(
+            gap >= at_least && gap < at_least + Duration::from_secs(11),
+            "a restart {gap:?} after a death, expected {at_least:?} (all: {starts:?})"
+        );
+    }
+    http_until(metrics_addr, "/metrics", "home up", |m| {
+        m.contains("wireguard_vpp_tunnel_up{interface=\"home\"} 1\n")
+    })
+    .await;
+
+    // The other tunnel never left Ready and was never restarted.
+    let work = api.get("work").await.expect("work");
+    assert!(is_ready(&work));
+    assert_eq!(ready_transition(&work), work_since);
+    assert_eq!(runtime.starts("work").len(), 1);
+
+    // The death is an event, without the key.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "dn42");
+    let listed = events.list(&Default::default()).await.expect("events");
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("TaskPanicked")
+                && e.involved_object.name.as_deref() == Some("home")
+                && e.type_.as_deref() == Some("Warning")),
+        "{:#?}",
+        listed.items
+    );
+    let text = serde_json::to_string(&listed.items).expect("json");
+    assert!(!text.contains(private), "the key is in an event");
+    assert!(!controller.task.is_finished(), "the controller ended");
+    controller.shut_down().await;
+}
+
+/// A reconcile that panics (here in the runtime's `start`) is contained: that tunnel's status says so
+/// (without the key the panic carried), it is retried with backoff until it works, and the controller
+/// keeps serving the other tunnel, its probes and its metrics.
+#[tokio::test]
+async fn a_panicking_reconcile_is_contained_and_retried() {
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let private = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+    put_secret(&client, "crash-key", "privateKey", private).await;
+    let runtime = TaskRuntime::default();
+    runtime.tasks().start_panics.insert("crash".into(), 2);
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let controller = start_tuned_controller(
+        &client,
+        runtime.clone(),
+        metrics_addr,
+        ControllerTuning::default(),
+    );
+    apply(&api, &other_tunnel("crash", 5, 51822, "172.22.77.55/32"))
+        .await
+        .expect("created");
+    let crashed = wait_for(&api, "crash", "the panic in the status", |t| {
+        condition(t, "Ready").is_some_and(|c| c.0 == "False" && c.1 == "ReconcilePanicked")
+    })
+    .await;
+    let (_, _, message) = condition(&crashed, "Ready").expect("Ready");
+    assert!(
+        message.contains("start: tunnel crash cannot use private key"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(private),
+        "the key is in the status: {message}"
+    );
+
+    // Meanwhile another tunnel is reconciled and runs.
+    apply(&api, &tunnel("home", serde_json::json!({"uid": 3})))
+        .await
+        .expect("created");
+    wait_for(&api, "home", "Ready", is_ready).await;
+    let health = http_get(metrics_addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let metrics = http_get(metrics_addr, "/metrics").await;
+    assert!(
+        metrics.contains("wireguard_vpp_reconcile_total{result=\"panicked\"}"),
+        "{metrics}"
+    );
+
+    // Retried with backoff until `start` stops panicking.
+    wait_for(&api, "crash", "Ready after the panics", is_ready).await;
+    assert_eq!(runtime.starts("crash").len(), 1);
+    assert!(!controller.task.is_finished(), "the controller ended");
+    controller.shut_down().await;
+}
+
+/// `/healthz` fails, naming the tunnel, when a dead tunnel task is not taken down for its restart in
+/// time (here the runtime's `stop` hangs); once the controller gets through, it is healthy again.
+#[tokio::test]
+async fn healthz_fails_when_a_dead_task_is_not_restarted() {
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = TaskRuntime::default();
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let tuning = ControllerTuning {
+        restart_overdue: Duration::from_secs(2),
+        ..ControllerTuning::default()
+    };
+    let controller = start_tuned_controller(&client, runtime.clone(), metrics_addr, tuning);
+    apply(&api, &tunnel("home", serde_json::json!({"uid": 3})))
+        .await
+        .expect("created");
+    wait_for(&api, "home", "Ready", is_ready).await;
+    assert!(
+        http_get(metrics_addr, "/healthz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+
+    runtime.tasks().held_stops.push("home".into());
+    runtime.panic_now("home");
+    let unhealthy = http_until(metrics_addr, "/healthz", "a failure", |h| {
+        h.starts_with("HTTP/1.1 503")
+    })
+    .await;
+    assert!(
+        unhealthy
+            .contains("- tunnel dn42/home: its task ended without being stopped (TaskPanicked)"),
+        "{unhealthy}"
+    );
+
+    runtime.tasks().held_stops.clear();
+    runtime.release.notify_waiters();
+    wait_for(&api, "home", "Ready again", is_ready).await;
+    http_until(metrics_addr, "/healthz", "healthy again", |h| {
+        h.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    controller.shut_down().await;
+}
+
+/// `/readyz` holds back while a tunnel of the node is not Running within the startup grace, naming
+/// it; after the grace, tunnels whose status says why they are not Running (one waiting for VPP, one
+/// with no gateway for its bridge) no longer hold it back.
+#[tokio::test]
+async fn readyz_waits_out_the_startup_grace_then_takes_reports() {
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = TaskRuntime::default();
+    runtime.tasks().never_up.push("slow".into());
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let tuning = ControllerTuning {
+        startup_grace: Duration::from_secs(8),
+        ..ControllerTuning::default()
+    };
+    let controller = start_tuned_controller(&client, runtime.clone(), metrics_addr, tuning);
+    apply(&api, &other_tunnel("slow", 5, 51822, "172.22.77.55/32"))
+        .await
+        .expect("created");
+    let mut broken = other_tunnel("broken", 6, 51823, "172.22.77.66/32");
+    broken["spec"]["bridgeID"] = 4243.into();
+    apply(&api, &broken).await.expect("created");
+
+    let waiting = http_until(metrics_addr, "/readyz", "the grace", |r| {
+        r.contains("tunnel dn42/slow: not Running yet (WaitingForMemif)")
+    })
+    .await;
+    assert!(waiting.starts_with("HTTP/1.1 503"), "{waiting}");
+    assert!(waiting.contains("into the 8 s startup grace"), "{waiting}");
+
+    let ready = http_until(metrics_addr, "/readyz", "ready", |r| {
+        r.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    assert!(
+        ready.contains("0 of 2 tunnels of node node-a Running"),
+        "{ready}"
+    );
+    assert!(
+        ready.contains("dn42/broken (") && ready.contains("dn42/slow (WaitingForVpp)"),
+        "{ready}"
+    );
+    controller.shut_down().await;
+}
+
+/// `/healthz` fails when the watch of this node's tunnels delivers nothing for the bound: here the API
+/// server is frozen (SIGSTOP), so the watch's connection and every new list hang. A quiet watch does
+/// not fail it (a new list is made after a third of the bound), and it recovers once the server runs.
+#[tokio::test]
+async fn healthz_fails_while_the_watch_is_wedged_and_recovers() {
+    let Some((server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let tuning = ControllerTuning {
+        watch_stall: Some(Duration::from_secs(3)),
+        ..ControllerTuning::default()
+    };
+    let controller =
+        start_tuned_controller(&client, RecordingRuntime::default(), metrics_addr, tuning);
+    apply(&api, &tunnel("home", serde_json::json!({"uid": 3})))
+        .await
+        .expect("created");
+    wait_for(&api, "home", "Ready", is_ready).await;
+    // Quiet for twice the bound: still healthy.
+    let quiet_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < quiet_until {
+        let health = http_get(metrics_addr, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    server.pause();
+    let wedged = http_until(metrics_addr, "/healthz", "a wedged watch", |h| {
+        h.starts_with("HTTP/1.1 503")
+    })
+    .await;
+    assert!(
+        wedged
+            .contains("- watch: no watch event and no successful list of this node's tunnels for"),
+        "{wedged}"
+    );
+    server.resume();
+    http_until(metrics_addr, "/healthz", "healthy again", |h| {
+        h.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    controller.shut_down().await;
 }

@@ -472,10 +472,29 @@ impl K8sBed {
             .unwrap_or(0)
     }
 
+    /// GETs `path` until `check` holds for the answer (status line, then body); fails with the last
+    /// answer and the log after `TIMEOUT`.
+    async fn http_until(&mut self, path: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let answer = self.http_get(path);
+            if check(&answer) {
+                return answer;
+            }
+            self.assert_controller_runs();
+            assert!(
+                Instant::now() < deadline,
+                "{path}: {what} not seen in time; last answer:\n{answer}\n{}",
+                self.controller_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The controller's `/metrics` or `/readyz`, read inside its namespace.
     fn http_get(&self, path: &str) -> String {
         let script = format!(
-            "import urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen('http://{METRICS}{path}', timeout=5)\n    print(r.status)\n    print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code)\n"
+            "import urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen('http://{METRICS}{path}', timeout=5)\n    print(r.status)\n    print(r.read().decode())\nexcept urllib.error.HTTPError as e:\n    print(e.code)\n    print(e.read().decode())\n"
         );
         let out = self.bed.in_ns("wg", &["python3", "-c", &script]);
         assert!(out.status.success(), "GET {path}: {}", text(&out));
@@ -857,4 +876,103 @@ async fn a_restarted_controller_brings_the_tunnel_back() {
         .expect("delete");
     k8s.wait_deleted().await;
     assert_eq!(k8s.bed.objects(), before, "{}", k8s.controller_log());
+}
+
+/// The real runtime's supervision and readiness on a real VPP. The tunnel's task ends by itself (its
+/// UAPI socket is removed, which stops a tunnel as the original did): the controller reports it
+/// (`TaskEnded`, an event, a restart counted in the metrics) and starts it again after its backoff,
+/// Ready with its memif in VPP and traffic both ways. With VPP gone, `/readyz` fails naming VPP's API
+/// socket while `/healthz` stays fine; with VPP back, the tunnel and readiness come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_tunnel_is_restarted_and_readiness_follows_vpp() {
+    let Some(mut k8s) = K8sBed::up().await else {
+        return;
+    };
+    let name = k8s.name();
+    let peer_public = peer_public_key(&k8s.bed);
+    let ours = std::fs::read(k8s.bed.dir().join("keys/ours.key")).expect("ours.key");
+    let ours_public = std::fs::read_to_string(k8s.bed.dir().join("keys/ours.pub"))
+        .expect("ours.pub")
+        .trim()
+        .to_string();
+    k8s.put_secret("memif", "secret", b"demo-secret").await;
+    k8s.put_secret(&format!("{name}-key"), "privateKey", &ours)
+        .await;
+    k8s.start_controller();
+    k8s.apply(&tunnel_resource(&name, &peer_public)).await;
+    k8s.wait_for("Ready", is_ready).await;
+    let ready = k8s
+        .http_until("/readyz", "ready", |r| r.starts_with("200"))
+        .await;
+    assert!(
+        ready.contains("1 of 1 tunnels of node node-a Running"),
+        "{ready}"
+    );
+    assert!(k8s.http_get("/healthz").starts_with("200"));
+
+    // The tunnel's task ends by itself, undoing its VPP objects; the controller starts it again.
+    std::fs::remove_file(k8s.bed.uapi_socket()).expect("remove the UAPI socket");
+    k8s.http_until("/metrics", "the restart counted", |m| {
+        m.contains(&format!(
+            "wireguard_vpp_tunnel_restarts_total{{interface=\"{name}\"}} 1\n"
+        ))
+    })
+    .await;
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(k8s.client.clone(), NAMESPACE);
+    let listed = events.list(&Default::default()).await.expect("events");
+    assert!(
+        has_event(&listed.items, "TaskEnded", &name),
+        "no TaskEnded event: {:#?}",
+        listed.items
+    );
+    let restarted = now_secs();
+    k8s.wait_for("Ready again", is_ready).await;
+    let deadline = Instant::now() + TIMEOUT;
+    while !k8s.bed.vppctl("show memif").contains("connected") || !k8s.bed.uapi_socket().exists() {
+        k8s.assert_controller_runs();
+        assert!(
+            Instant::now() < deadline,
+            "the tunnel did not come back: {}\n{}",
+            k8s.bed.vppctl("show memif"),
+            k8s.controller_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    k8s.pings_cross_both_ways();
+    k8s.wait_for_handshake(&ours_public, restarted.saturating_sub(1));
+
+    // VPP goes away: not ready, naming VPP's API socket; still healthy.
+    k8s.bed.stop_vpp();
+    let not_ready = k8s
+        .http_until("/readyz", "VPP missed", |r| r.starts_with("503"))
+        .await;
+    assert!(
+        not_ready.contains("- vpp: cannot connect to VPP's API socket")
+            && not_ready.contains("api.sock"),
+        "{not_ready}"
+    );
+    let health = k8s.http_get("/healthz");
+    assert!(health.starts_with("200"), "{health}");
+    k8s.bed.start_vpp();
+    k8s.http_until("/readyz", "ready again", |r| r.starts_with("200"))
+        .await;
+    k8s.wait_for("Ready after VPP came back", is_ready).await;
+    let deadline = Instant::now() + TIMEOUT;
+    while !k8s.bed.vppctl("show memif").contains("connected") {
+        k8s.assert_controller_runs();
+        assert!(
+            Instant::now() < deadline,
+            "the memif did not come back: {}\n{}",
+            k8s.bed.vppctl("show memif"),
+            k8s.controller_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    k8s.pings_cross_both_ways();
+    let private = String::from_utf8_lossy(&ours).trim().to_string();
+    assert!(
+        !k8s.controller_log().contains(&private),
+        "the private key is in the controller's log"
+    );
 }

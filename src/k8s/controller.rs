@@ -7,35 +7,55 @@
 //! tunnel through the [`TunnelRuntime`], and write the status by server-side apply: at once when
 //! something changed, and counters at most every [`STATUS_INTERVAL`].
 //!
+//! Supervision: a tunnel whose task ends without being stopped (it failed, ended by itself or panicked;
+//! the runtime reports it [`Phase::Failed`]) is marked so in its status, cleared, and started again after
+//! an exponential backoff ([`ControllerTuning::restart_backoff`] doubling up to
+//! [`ControllerTuning::restart_backoff_max`], back to the start once it has run for
+//! [`BACKOFF_RESET_AFTER`]). A reconcile that panics is caught: its tunnel's status says so, it is
+//! retried with the same backoff, and every other tunnel is served as before.
+//!
+//! The watch is built from kube's parts rather than `Controller::new`, so that its progress can be seen
+//! ([`super::health`]): `/healthz` fails when it delivered nothing for [`ControllerTuning::watch_stall`],
+//! or when a dead tunnel task is not restarted in time; `/readyz` fails while VPP's API socket is
+//! unreachable or a tunnel of the node is neither Running nor, after [`ControllerTuning::startup_grace`],
+//! reported in its status.
+//!
 //! When the shutdown future completes (SIGTERM), the controller finishes the reconciles in flight, then
 //! stops every tunnel it runs, undoing its VPP objects as the daemon does on SIGTERM, before [`run`]
 //! returns; the next controller starts them again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt, TryFutureExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{Action, Config as ApplierConfig, applier, trigger_self};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::utils::CancelableJoinHandle;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::conflict::{Claim, allocate_uid, find_conflict};
 use super::crd::{MAX_UID, WireGuardVppTunnel, WireGuardVppTunnelStatus};
 use super::gateway::Gateway;
-use super::metrics::{Endpoints, Metrics, TunnelMetrics};
+use super::health::{
+    Report, TunnelReadiness, WatchProgress, restart_delay, tunnel_readiness, watch_with_relists,
+};
+use super::metrics::{Endpoints, Metrics, ServerLimits, TunnelMetrics};
 use super::render::{RenderError, SecretValues, interface_name, render, response_ranges};
 use super::secrets::{KubeSecrets, SecretError, SecretStore};
-use super::status::{self, Observation};
-use super::tunnel_runtime::{Phase, RuntimeError, TunnelRuntime, TunnelSpec};
+use super::status::{self, Observation, scrub, to_time};
+use super::tunnel_runtime::{Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState};
 use crate::config::Env;
 use crate::wg::Key;
 
@@ -50,6 +70,58 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How soon a tunnel that cannot run (invalid config, conflict) is looked at again.
 const RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A tunnel that has been Running this long starts its restart backoff from the beginning again.
+pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+
+/// Timings and limits of a controller run. [`ControllerTuning::default`] holds the documented defaults;
+/// the command line sets the first two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerTuning {
+    /// Readiness: for this long after the controller first saw a tunnel, the tunnel holds readiness back
+    /// until it is Running; after it, a tunnel whose status reports why it is not Running no longer
+    /// does. Default 60 s.
+    pub startup_grace: Duration,
+    /// Liveness: `/healthz` fails when the watch of this node's tunnels delivered no event and no
+    /// successful list for this long (`None`: never). A quiet watch is replaced by a new list after a
+    /// third of it, so a healthy one always shows progress in time. Default 600 s.
+    pub watch_stall: Option<Duration>,
+    /// The first restart delay of a tunnel whose task died; doubled for each further death. Default 1 s.
+    pub restart_backoff: Duration,
+    /// The longest restart delay. Default 300 s.
+    pub restart_backoff_max: Duration,
+    /// Liveness: `/healthz` fails when a dead tunnel task has not been taken down for its restart, or
+    /// its restart is late, by this much. The controller looks at each running tunnel every
+    /// [`STATUS_INTERVAL`], so this only happens when it is stuck. Default 30 s.
+    pub restart_overdue: Duration,
+    /// The bounds of the metrics and probe server.
+    pub http: ServerLimits,
+}
+
+impl Default for ControllerTuning {
+    fn default() -> ControllerTuning {
+        ControllerTuning {
+            startup_grace: Duration::from_secs(60),
+            watch_stall: Some(Duration::from_secs(600)),
+            restart_backoff: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(300),
+            restart_overdue: Duration::from_secs(30),
+            http: ServerLimits::default(),
+        }
+    }
+}
+
+impl ControllerTuning {
+    /// After how long a quiet watch is replaced by a new list.
+    fn relist_after(&self) -> Duration {
+        let stall = self.watch_stall.unwrap_or(Duration::from_secs(600));
+        (stall / 3).max(Duration::from_millis(100))
+    }
+
+    fn restart_delay(&self, failures: u32) -> Duration {
+        restart_delay(failures, self.restart_backoff, self.restart_backoff_max)
+    }
+}
 
 /// How the controller is run.
 #[derive(Debug, Clone)]
@@ -100,6 +172,14 @@ pub enum Error {
     /// No in-cluster or kubeconfig credentials.
     #[error("no Kubernetes client configuration: {0}")]
     Client(#[source] kube::Error),
+    /// The reconcile panicked (a bug); it was caught, and the tunnel is retried with backoff.
+    #[error("the reconcile of {tunnel} panicked: {message}")]
+    Panicked {
+        /// `namespace/name`.
+        tunnel: String,
+        /// The panic's message, with anything shaped like a key cut out.
+        message: String,
+    },
 }
 
 impl Error {
@@ -116,6 +196,7 @@ impl Error {
             Error::NoNamespace(_) => "no_namespace",
             Error::Metrics { .. } => "metrics",
             Error::Client(_) => "client",
+            Error::Panicked { .. } => "panicked",
         }
     }
 }
@@ -125,10 +206,27 @@ impl Error {
 struct TunnelRecord {
     /// The configuration the runtime runs, if it runs.
     running: Option<TunnelSpec>,
+    /// The interface name, for metrics (also of a tunnel that does not run).
+    interface: Option<String>,
     /// The status last written, and when.
     written: Option<(WireGuardVppTunnelStatus, Instant)>,
     /// Allowed IPs by peer public key, for metric labels.
     allowed_ips: BTreeMap<String, String>,
+    /// Deaths of its task since it last ran for [`BACKOFF_RESET_AFTER`].
+    failures: u32,
+    /// Deaths of its task in all, for metrics.
+    restarts: u64,
+    /// Not started again before this, after its task died.
+    restart_at: Option<Instant>,
+    /// Why its task died last, as the status says it until it is started again.
+    last_failure: Option<RuntimeError>,
+    /// Since when the runtime reports it Running.
+    running_since: Option<Instant>,
+    /// INVARIANT: `Some` only while `running` is: since when the runtime reports the task dead (and
+    /// why), until the controller takes it down.
+    dead_since: Option<(Instant, &'static str)>,
+    /// Panicked reconciles in a row.
+    reconcile_panics: u32,
 }
 
 /// Everything a reconcile needs.
@@ -144,7 +242,11 @@ pub struct Context<R, S> {
     /// uids allocated by this process, by `namespace/name`, kept until the tunnel is deleted: the
     /// store may not show a freshly written status yet, and a uid must never be handed out twice.
     allocated: Mutex<HashMap<String, u32>>,
+    /// When this process first saw each tunnel, by `namespace/name` (readiness' startup grace).
+    first_seen: Mutex<HashMap<String, Instant>>,
     metrics: Metrics,
+    tuning: ControllerTuning,
+    progress: Arc<WatchProgress>,
 }
 
 fn key_of(tunnel: &WireGuardVppTunnel) -> String {
@@ -275,6 +377,15 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         Ok(values)
     }
 
+    /// Notes that this process has seen the tunnel `key` (the start of its readiness grace).
+    fn mark_seen(&self, key: &str, now: Instant) {
+        self.first_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_string())
+            .or_insert(now);
+    }
+
     /// Brings the tunnel to its spec and writes its status.
     async fn apply(&self, tunnel: Arc<WireGuardVppTunnel>) -> Result<Action, Error> {
         if tunnel.spec.node_name != self.options.node_name {
@@ -284,6 +395,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         let namespace = tunnel
             .namespace()
             .ok_or_else(|| Error::NoNamespace(key.clone()))?;
+        self.mark_seen(&key, Instant::now());
         let mut observed = Observation {
             generation: tunnel.metadata.generation,
             config_error: None,
@@ -304,12 +416,20 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 .and_then(|me| find_conflict(me, &claims));
             observed.memif_socket = Some(rendered.config.memif_socket.display().to_string());
         }
-        let previous_running = self
-            .lock_tunnels()
-            .entry(key.clone())
-            .or_default()
-            .running
-            .clone();
+        let (previous_running, restart_at, last_failure) = {
+            let mut tunnels = self.lock_tunnels();
+            let record = tunnels.entry(key.clone()).or_default();
+            record.interface = rendered
+                .as_ref()
+                .or(record.running.as_ref())
+                .map(|r| r.name().to_string())
+                .or_else(|| interface_name(&tunnel).ok());
+            (
+                record.running.clone(),
+                record.restart_at,
+                record.last_failure.clone(),
+            )
+        };
         // A spec (or Secret, or gateway file) that stops rendering does not take a running tunnel
         // down: it keeps its last valid configuration, and the status says so. A conflict does stop it.
         let runnable = match (&rendered, &mut observed.config_error) {
@@ -319,6 +439,21 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             }
             _ => rendered.filter(|_| observed.conflict.is_none()),
         };
+        let now = Instant::now();
+        let starting = previous_running.is_none() && runnable.is_some();
+        // A tunnel whose task died waits out its restart delay; meanwhile its status keeps saying why.
+        if starting && let Some(at) = restart_at.filter(|at| *at > now) {
+            observed.runtime_error = last_failure;
+            self.write_status(&tunnel, &namespace, &observed).await?;
+            return Ok(Action::requeue(at - now));
+        }
+        if starting || runnable.is_none() {
+            // Started again now, or nothing to start: the restart schedule is done with.
+            if let Some(record) = self.lock_tunnels().get_mut(&key) {
+                record.restart_at = None;
+                record.last_failure = None;
+            }
+        }
         let outcome = self
             .converge(previous_running.as_ref(), runnable.as_ref())
             .await;
@@ -332,21 +467,63 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         if let Some(running) = &running_now {
             observed.state = self.runtime.state(running.name()).await;
         }
-        // A tunnel that ended by itself is started again at the next retry; meanwhile its status
-        // carries the error.
-        let failed = observed
+        // A tunnel whose task ended without being stopped (failed, ended by itself, panicked) is cleared
+        // and started again after its backoff; meanwhile its status carries why.
+        let died = observed
             .state
             .as_ref()
-            .is_some_and(|s| s.phase == Phase::Failed);
-        let running_now = match running_now {
-            Some(running) if failed => {
-                warn!(interface = %running.name(), "the tunnel ended by itself; starting it again shortly");
-                if let Err(error) = self.runtime.stop(running.name()).await {
-                    warn!(interface = %running.name(), %error, "cleaning up the ended tunnel failed");
+            .filter(|s| s.phase == Phase::Failed)
+            .map(|s| {
+                let mut error = s.error.clone().unwrap_or_else(|| RuntimeError {
+                    reason: "TunnelFailed",
+                    message: "the tunnel's task ended".into(),
+                });
+                // A panic's text is not ours: whatever looks like a key is cut out.
+                if error.reason == "TaskPanicked" {
+                    error.message = scrub(&error.message);
                 }
+                error
+            });
+        let mut restart_in = None;
+        let running_now = match (running_now, died) {
+            (Some(running), Some(error)) => {
+                if let Err(stop_error) = self.runtime.stop(running.name()).await {
+                    warn!(interface = %running.name(), error = %stop_error, "cleaning up the ended tunnel failed");
+                }
+                let (failures, delay) = {
+                    let mut tunnels = self.lock_tunnels();
+                    let record = tunnels.entry(key.clone()).or_default();
+                    record.failures = record.failures.saturating_add(1);
+                    record.restarts += 1;
+                    let delay = self.tuning.restart_delay(record.failures);
+                    record.restart_at = Some(now + delay);
+                    (record.failures, delay)
+                };
+                warn!(
+                    interface = %running.name(),
+                    reason = error.reason,
+                    error = %error.message,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    failures,
+                    "the tunnel's task ended without being stopped; starting it again after the delay"
+                );
+                let failure = RuntimeError {
+                    reason: error.reason,
+                    message: format!(
+                        "{}; starting it again in {} (failure {failures} in a row)",
+                        error.message,
+                        say_duration(delay)
+                    ),
+                };
+                if let Some(record) = self.lock_tunnels().get_mut(&key) {
+                    record.last_failure = Some(failure.clone());
+                }
+                observed.runtime_error = Some(failure);
+                observed.state = None;
+                restart_in = Some(delay);
                 None
             }
-            other => other,
+            (other, _) => other,
         };
         {
             let mut tunnels = self.lock_tunnels();
@@ -366,15 +543,31 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 })
                 .unwrap_or_default();
             record.running = running_now.clone();
+            record.dead_since = None;
+            if observed
+                .state
+                .as_ref()
+                .is_some_and(|s| s.phase == Phase::Running)
+            {
+                let since = *record.running_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= BACKOFF_RESET_AFTER {
+                    record.failures = 0;
+                }
+            } else {
+                record.running_since = None;
+            }
         }
         self.write_status(&tunnel, &namespace, &observed).await?;
+        if let Some(delay) = restart_in {
+            return Ok(Action::requeue(delay));
+        }
         Ok(
             match (
                 &observed.config_error,
                 &observed.conflict,
                 &observed.runtime_error,
             ) {
-                (None, None, None) if !failed => Action::requeue(STATUS_INTERVAL),
+                (None, None, None) => Action::requeue(STATUS_INTERVAL),
                 _ => Action::requeue(RETRY_INTERVAL),
             },
         )
@@ -505,6 +698,19 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         if !write {
             return Ok(());
         }
+        self.patch_status(tunnel, namespace, &new).await?;
+        self.publish_transition(tunnel, previous, &new).await;
+        Ok(())
+    }
+
+    /// Writes `new` as the tunnel's whole status, by server-side apply.
+    async fn patch_status(
+        &self,
+        tunnel: &WireGuardVppTunnel,
+        namespace: &str,
+        new: &WireGuardVppTunnelStatus,
+    ) -> Result<(), Error> {
+        let key = key_of(tunnel);
         let api: Api<WireGuardVppTunnel> = Api::namespaced(self.client.clone(), namespace);
         let patch = serde_json::json!({
             "apiVersion": "wgvpp.io/v1alpha1",
@@ -524,7 +730,6 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         if let Some(record) = self.lock_tunnels().get_mut(&key) {
             record.written = Some((new.clone(), Instant::now()));
         }
-        self.publish_transition(tunnel, previous, &new).await;
         Ok(())
     }
 
@@ -618,64 +823,296 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
+        self.first_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         Ok(Action::await_change())
     }
+
+    /// The runtime's state of `name`, the tunnel of record `key`, noting in the record when the
+    /// runtime reports its task dead (or no longer knows it) while the controller still counts it
+    /// as running.
+    async fn observe(&self, key: &str, name: &str) -> Option<TunnelState> {
+        let state = self.runtime.state(name).await;
+        let dead = match &state {
+            None => Some("Gone"),
+            Some(s) if s.phase == Phase::Failed => {
+                Some(s.error.as_ref().map_or("TunnelFailed", |e| e.reason))
+            }
+            Some(_) => None,
+        };
+        let mut tunnels = self.lock_tunnels();
+        if let Some(record) = tunnels.get_mut(key)
+            && record.running.as_ref().is_some_and(|r| r.name() == name)
+        {
+            match dead {
+                Some(reason) => {
+                    record.dead_since.get_or_insert((Instant::now(), reason));
+                }
+                None => record.dead_since = None,
+            }
+        }
+        state
+    }
+
+    /// `(key, interface)` of every tunnel the controller counts as running.
+    fn running_names(&self) -> Vec<(String, String)> {
+        let mut names: Vec<(String, String)> = self
+            .lock_tunnels()
+            .iter()
+            .filter_map(|(key, r)| Some((key.clone(), r.running.as_ref()?.name().to_string())))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Best effort after a reconcile of `tunnel` panicked: its Ready condition says so (the rest of
+    /// its status is kept), with an event.
+    async fn report_reconcile_panic(&self, tunnel: &WireGuardVppTunnel, message: &str) {
+        let Some(namespace) = tunnel.namespace() else {
+            return;
+        };
+        let previous = tunnel.status.as_ref();
+        let mut new = previous.cloned().unwrap_or_default();
+        let now = to_time(SystemTime::now());
+        let ready = Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: "ReconcilePanicked".into(),
+            message: format!(
+                "the controller's reconcile of this tunnel panicked (a bug; it is retried with backoff, \
+                 other tunnels are not affected): {message}"
+            ),
+            observed_generation: tunnel.metadata.generation,
+            last_transition_time: previous
+                .and_then(|p| p.conditions.iter().find(|c| c.type_ == "Ready"))
+                .filter(|c| c.status == "False")
+                .map_or(now, |c| c.last_transition_time.clone()),
+        };
+        new.conditions.retain(|c| c.type_ != "Ready");
+        new.conditions.push(ready);
+        if let Err(error) = self.patch_status(tunnel, &namespace, &new).await {
+            warn!(tunnel = %key_of(tunnel), %error, "could not report the panic in the status");
+            return;
+        }
+        self.publish_transition(tunnel, previous, &new).await;
+    }
+}
+
+/// A delay as a person reads it: whole seconds, or milliseconds below one.
+fn say_duration(delay: Duration) -> String {
+    if delay < Duration::from_secs(1) {
+        format!("{} ms", delay.as_millis())
+    } else {
+        format!("{} s", delay.as_secs())
+    }
+}
+
+/// The message of a panic's payload (`panic!` with a literal or a format string), made fit for a
+/// status: anything shaped like a key is cut out.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    scrub(text)
 }
 
 impl<R: TunnelRuntime, S: SecretStore> Endpoints for Context<R, S> {
     async fn metrics_text(&self) -> String {
         // Copied out first: the tunnel table's lock is not held across the runtime's awaits.
-        let running: Vec<(String, BTreeMap<String, String>)> = self
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            BTreeMap<String, String>,
+            u64,
+        );
+        let mut rows: Vec<Row> = self
             .lock_tunnels()
-            .values()
-            .filter_map(|r| {
+            .iter()
+            .filter_map(|(key, r)| {
                 Some((
-                    r.running.as_ref()?.name().to_string(),
+                    key.clone(),
+                    r.interface.clone()?,
+                    r.running.as_ref().map(|s| s.name().to_string()),
                     r.allowed_ips.clone(),
+                    r.restarts,
                 ))
             })
             .collect();
-        let mut states = Vec::with_capacity(running.len());
-        for (name, allowed_ips) in running {
-            if let Some(state) = self.runtime.state(&name).await {
-                states.push((name, state, allowed_ips));
-            }
+        rows.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut states = Vec::with_capacity(rows.len());
+        for (key, interface, running, allowed_ips, restarts) in rows {
+            let state = match &running {
+                Some(name) => self.observe(&key, name).await,
+                None => None,
+            };
+            states.push((interface, state, allowed_ips, restarts));
         }
         let views: Vec<TunnelMetrics<'_>> = states
             .iter()
-            .map(|(interface, state, allowed_ips)| TunnelMetrics {
+            .map(|(interface, state, allowed_ips, restarts)| TunnelMetrics {
                 interface,
-                state,
+                state: state.as_ref(),
                 allowed_ips,
+                restarts: *restarts,
             })
             .collect();
         self.metrics.render(&views)
     }
 
-    fn ready(&self) -> bool {
-        self.metrics.is_ready()
+    async fn health(&self) -> Report {
+        let mut report = Report::default();
+        let now = Instant::now();
+        if let Some(bound) = self.tuning.watch_stall {
+            self.progress.check(now, bound, &mut report);
+        }
+        for (key, name) in self.running_names() {
+            self.observe(&key, &name).await;
+        }
+        let overdue = self.tuning.restart_overdue;
+        let tunnels = self.lock_tunnels();
+        let mut keys: Vec<&String> = tunnels.keys().collect();
+        keys.sort();
+        for key in keys {
+            let record = &tunnels[key];
+            if let Some((since, reason)) = record.dead_since {
+                let dead_for = now.saturating_duration_since(since);
+                let line = format!(
+                    "tunnel {key}: its task ended without being stopped ({reason}) {} s ago and the \
+                     controller has not taken it down for a restart yet",
+                    dead_for.as_secs()
+                );
+                if dead_for > overdue {
+                    report.problems.push(line);
+                } else {
+                    report.notes.push(line);
+                }
+            }
+            if record.running.is_none()
+                && let Some(at) = record.restart_at
+                && now.saturating_duration_since(at) > overdue
+            {
+                report.problems.push(format!(
+                    "tunnel {key}: its task died and its restart is {} s overdue",
+                    now.saturating_duration_since(at).as_secs()
+                ));
+            }
+        }
+        report
+    }
+
+    async fn readiness(&self) -> Report {
+        let mut report = Report::default();
+        if !self.metrics.is_listed() {
+            report
+                .problems
+                .push("watch: this node's tunnels are not listed yet".into());
+            return report;
+        }
+        if let Err(why) = self.runtime.check().await {
+            report.problems.push(format!("vpp: {why}"));
+        }
+        let now = Instant::now();
+        let mut tunnels: Vec<Arc<WireGuardVppTunnel>> = self
+            .store
+            .state()
+            .into_iter()
+            .filter(|t| {
+                t.spec.node_name == self.options.node_name
+                    && t.metadata.deletion_timestamp.is_none()
+            })
+            .collect();
+        tunnels.sort_by_key(|t| key_of(t));
+        let seen: HashMap<String, Instant> = {
+            let keys: HashSet<String> = tunnels.iter().map(|t| key_of(t)).collect();
+            let mut first_seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
+            first_seen.retain(|key, _| keys.contains(key));
+            for key in keys {
+                first_seen.entry(key).or_insert(now);
+            }
+            first_seen.clone()
+        };
+        let running: HashMap<String, String> = self.running_names().into_iter().collect();
+        let (mut up, mut reported) = (0, Vec::new());
+        for tunnel in &tunnels {
+            let key = key_of(tunnel);
+            let phase = match running.get(&key) {
+                Some(name) => self.observe(&key, name).await.map(|s| s.phase),
+                None => None,
+            };
+            let seen_for = seen
+                .get(&key)
+                .map_or(Duration::ZERO, |at| now.saturating_duration_since(*at));
+            let reason = reported_reason(tunnel);
+            match tunnel_readiness(phase, reason, seen_for, self.tuning.startup_grace) {
+                TunnelReadiness::Up => up += 1,
+                TunnelReadiness::Reported(reason) => reported.push(format!("{key} ({reason})")),
+                TunnelReadiness::Pending(why) => {
+                    report.problems.push(format!("tunnel {key}: {why}"));
+                }
+            }
+        }
+        report.notes.push(format!(
+            "{up} of {} tunnels of node {} Running",
+            tunnels.len(),
+            self.options.node_name
+        ));
+        if !reported.is_empty() {
+            report.notes.push(format!(
+                "not Running, reported in their status: {}",
+                reported.join(", ")
+            ));
+        }
+        report
     }
 }
 
+/// The reason of the tunnel's Ready=False condition, when its status is of its current generation.
+fn reported_reason(tunnel: &WireGuardVppTunnel) -> Option<&str> {
+    let status = tunnel.status.as_ref()?;
+    if status.observed_generation != tunnel.metadata.generation {
+        return None;
+    }
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+        .map(|c| c.reason.as_str())
+}
+
+/// One reconcile, with a panic caught: the tunnel's status says so and the error policy retries it
+/// with backoff, while every other tunnel is served as before.
 async fn reconcile<R: TunnelRuntime, S: SecretStore>(
     tunnel: Arc<WireGuardVppTunnel>,
     ctx: Arc<Context<R, S>>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let key = key_of(&tunnel);
-    let namespace = tunnel
-        .namespace()
-        .ok_or_else(|| Error::NoNamespace(key.clone()))?;
-    let api: Api<WireGuardVppTunnel> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, tunnel, |event| async {
-        match event {
-            FinalizerEvent::Apply(tunnel) => ctx.apply(tunnel).await,
-            FinalizerEvent::Cleanup(tunnel) => ctx.cleanup(tunnel).await,
+    // Every lock the controller takes tolerates poisoning, so state left by a panic is usable.
+    let outcome = AssertUnwindSafe(reconcile_once(tunnel.clone(), ctx.clone()))
+        .catch_unwind()
+        .await;
+    let result = match outcome {
+        Ok(result) => {
+            if let Some(record) = ctx.lock_tunnels().get_mut(&key) {
+                record.reconcile_panics = 0;
+            }
+            result
         }
-    })
-    .instrument(info_span!("reconcile", tunnel = %key))
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            error!(tunnel = %key, panic = %message, "the reconcile panicked; other tunnels carry on");
+            ctx.report_reconcile_panic(&tunnel, &message).await;
+            Err(Error::Panicked {
+                tunnel: key,
+                message,
+            })
+        }
+    };
     let label = match &result {
         Ok(_) => "ok",
         Err(error) => error.kind(),
@@ -684,39 +1121,92 @@ async fn reconcile<R: TunnelRuntime, S: SecretStore>(
     result
 }
 
+async fn reconcile_once<R: TunnelRuntime, S: SecretStore>(
+    tunnel: Arc<WireGuardVppTunnel>,
+    ctx: Arc<Context<R, S>>,
+) -> Result<Action, Error> {
+    let key = key_of(&tunnel);
+    let namespace = tunnel
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(key.clone()))?;
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, tunnel, |event| async {
+        match event {
+            FinalizerEvent::Apply(tunnel) => ctx.apply(tunnel).await,
+            FinalizerEvent::Cleanup(tunnel) => ctx.cleanup(tunnel).await,
+        }
+    })
+    .instrument(info_span!("reconcile", tunnel = %key))
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
 fn error_policy<R: TunnelRuntime, S: SecretStore>(
     tunnel: Arc<WireGuardVppTunnel>,
     error: &Error,
-    _ctx: Arc<Context<R, S>>,
+    ctx: Arc<Context<R, S>>,
 ) -> Action {
-    warn!(tunnel = %key_of(&tunnel), error = %error, "reconcile failed; retrying in 5 s");
-    Action::requeue(Duration::from_secs(5))
+    let key = key_of(&tunnel);
+    let delay = match error {
+        Error::Panicked { .. } => {
+            let mut tunnels = ctx.lock_tunnels();
+            let record = tunnels.entry(key.clone()).or_default();
+            record.reconcile_panics = record.reconcile_panics.saturating_add(1);
+            ctx.tuning.restart_delay(record.reconcile_panics)
+        }
+        _ => Duration::from_secs(5),
+    };
+    warn!(tunnel = %key, error = %error, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reconcile failed; retrying");
+    Action::requeue(delay)
 }
 
 /// Runs the controller in the cluster (in-cluster config or `KUBECONFIG`), with Secrets from the API,
 /// until `shutdown` completes.
 pub async fn run<R: TunnelRuntime>(
     options: ControllerOptions,
+    tuning: ControllerTuning,
     runtime: R,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let client = Client::try_default().await.map_err(Error::Client)?;
-    run_with(
+    run_with_tuning(
         client.clone(),
         KubeSecrets::new(client),
         runtime,
         options,
+        tuning,
         shutdown,
     )
     .await
 }
 
-/// Runs the controller with an explicit client and secret store until `shutdown` completes.
+/// Runs the controller with an explicit client and secret store, and the default
+/// [`ControllerTuning`], until `shutdown` completes.
 pub async fn run_with<R: TunnelRuntime, S: SecretStore>(
     client: Client,
     secrets: S,
     runtime: R,
     options: ControllerOptions,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    run_with_tuning(
+        client,
+        secrets,
+        runtime,
+        options,
+        ControllerTuning::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Runs the controller with an explicit client, secret store and tuning until `shutdown` completes.
+pub async fn run_with_tuning<R: TunnelRuntime, S: SecretStore>(
+    client: Client,
+    secrets: S,
+    runtime: R,
+    options: ControllerOptions,
+    tuning: ControllerTuning,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let api: Api<WireGuardVppTunnel> = match &options.namespace {
@@ -725,8 +1215,18 @@ pub async fn run_with<R: TunnelRuntime, S: SecretStore>(
     };
     // `spec.nodeName` is a selectable field of the CRD: the API server sends only this node's tunnels.
     let watch = watcher::Config::default().fields(&format!("spec.nodeName={}", options.node_name));
+    let progress = Arc::new(WatchProgress::new(Instant::now()));
+    // What `Controller::new` builds, with the watch's progress recorded and a quiet watch relisted.
+    let (store, writer) = reflector::store::<WireGuardVppTunnel>();
+    let new_watch = move || {
+        watcher(api.clone(), watch.clone())
+            .default_backoff()
+            .boxed()
+    };
+    let events = watch_with_relists(new_watch, tuning.relist_after(), progress.clone());
+    let triggers = trigger_self(reflector::reflector(writer, events).applied_objects(), ());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let controller = Controller::new(api, watch).graceful_shutdown_on(async move {
+    let queue = triggers.take_until(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     });
@@ -739,22 +1239,25 @@ pub async fn run_with<R: TunnelRuntime, S: SecretStore>(
         client,
         runtime,
         secrets,
-        store: controller.store(),
+        store: store.clone(),
         options: options.clone(),
         tunnels: Mutex::default(),
         allocated: Mutex::default(),
+        first_seen: Mutex::default(),
         metrics: Metrics::default(),
+        tuning: tuning.clone(),
+        progress,
     });
-    let ready_ctx = ctx.clone();
+    let listed_ctx = ctx.clone();
     let stopped = stop_rx.clone();
     tokio::spawn(async move {
-        // The store's readiness future keeps only the last poller's waker, and the controller's runner
-        // polls it too: poll again every half second instead of relying on a wake-up.
+        // The store's readiness future keeps only the last poller's waker, and the applier polls it
+        // too: poll again every half second instead of relying on a wake-up.
         while !*stopped.borrow() {
-            let wait = ready_ctx.store.wait_until_ready();
+            let wait = listed_ctx.store.wait_until_ready();
             match tokio::time::timeout(Duration::from_millis(500), wait).await {
                 Ok(Ok(())) => {
-                    ready_ctx.metrics.set_ready(true);
+                    listed_ctx.metrics.set_listed(true);
                     break;
                 }
                 Ok(Err(_)) => break,
@@ -767,19 +1270,36 @@ pub async fn run_with<R: TunnelRuntime, S: SecretStore>(
             .await
             .map_err(|source| Error::Metrics { addr, source })?;
         let mut stop = stop_rx.clone();
-        tokio::spawn(super::metrics::serve(listener, ctx.clone(), async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        }));
+        tokio::spawn(super::metrics::serve(
+            listener,
+            ctx.clone(),
+            tuning.http,
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            },
+        ));
     }
     info!(node = %options.node_name, "controller started");
-    controller
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                debug!(error = %error, "controller event");
-            }
-        })
-        .await;
+    applier(
+        |tunnel, ctx| {
+            // Each reconcile in a task of its own, as `Controller::run` does; a panic is caught inside.
+            CancelableJoinHandle::spawn(
+                TryFutureExt::into_future(reconcile(tunnel, ctx)).in_current_span(),
+                &tokio::runtime::Handle::current(),
+            )
+        },
+        error_policy,
+        ctx.clone(),
+        store,
+        queue,
+        ApplierConfig::default(),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            debug!(error = %error, "controller event");
+        }
+    })
+    .await;
     ctx.stop_all().await;
     info!("controller stopped");
     Ok(())

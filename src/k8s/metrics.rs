@@ -4,33 +4,46 @@
 //! Per-peer metrics use the names and labels of the common WireGuard exporter
 //! (`wireguard_sent_bytes_total{interface, public_key, allowed_ips}`, ...), so existing dashboards work.
 //! Tunnel counters are read from the runtime at scrape time; reconcile counts and durations are kept here.
-//! Labels are bounded: interface names, public keys, and static reason names only.
+//! Labels are bounded: interface names, public keys, and static reason names only. A tunnel of the node
+//! that does not run (failed, waiting to restart, invalid) is still exported, `wireguard_vpp_tunnel_up 0`.
+//!
+//! The server is small and bounded, since anything that reaches the port can talk to it: HTTP/1 only,
+//! a client has [`ServerLimits::header_read_timeout`] to send a request head (also the longest a
+//! kept-alive connection waits for the next one), a connection on which nothing moves for
+//! [`ServerLimits::idle_timeout`] while no request is being answered is closed, and at most
+//! [`ServerLimits::max_connections`] are served at once: one more is closed at once, so no task or
+//! buffer is spent on it.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
+use super::health::Report;
 use super::tunnel_runtime::{Phase, TunnelState};
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-/// The controller's own metrics and readiness.
+/// The controller's own metrics, and whether its first list of tunnels is in.
 #[derive(Default)]
 pub struct Metrics {
     reconciles: Mutex<Reconciles>,
-    ready: AtomicBool,
+    listed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -45,10 +58,23 @@ struct Reconciles {
 pub struct TunnelMetrics<'a> {
     /// The interface name.
     pub interface: &'a str,
-    /// The runtime's state.
-    pub state: &'a TunnelState,
+    /// The runtime's state; `None` when the tunnel does not run (it failed and waits to be started
+    /// again, or cannot run): it is exported as down, with no peers or counters.
+    pub state: Option<&'a TunnelState>,
     /// Allowed IPs by peer public key, joined by commas.
     pub allowed_ips: &'a BTreeMap<String, String>,
+    /// How often its task died and the controller started it again.
+    pub restarts: u64,
+}
+
+impl TunnelMetrics<'_> {
+    fn peers(&self) -> &[super::tunnel_runtime::PeerStats] {
+        self.state.map_or(&[], |s| s.peers.as_slice())
+    }
+
+    fn counters(&self) -> &[super::tunnel_runtime::CounterSample] {
+        self.state.map_or(&[], |s| s.counters.as_slice())
+    }
 }
 
 impl Metrics {
@@ -69,14 +95,14 @@ impl Metrics {
         reconciles.sum_seconds += seconds;
     }
 
-    /// Marks the controller ready (its first list of tunnels is in) or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+    /// Marks the controller's first list of tunnels as in (or not).
+    pub fn set_listed(&self, listed: bool) {
+        self.listed.store(listed, Ordering::Relaxed);
     }
 
-    /// True once the controller is ready.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+    /// True once the controller's first list of tunnels is in.
+    pub fn is_listed(&self) -> bool {
+        self.listed.load(Ordering::Relaxed)
     }
 
     /// The text exposition of the controller's metrics and of `tunnels`.
@@ -89,7 +115,7 @@ impl Metrics {
             "Bytes sent to the peer.",
         );
         for t in tunnels {
-            for p in &t.state.peers {
+            for p in t.peers() {
                 sample(
                     &mut out,
                     "wireguard_sent_bytes_total",
@@ -105,7 +131,7 @@ impl Metrics {
             "Bytes received from the peer.",
         );
         for t in tunnels {
-            for p in &t.state.peers {
+            for p in t.peers() {
                 sample(
                     &mut out,
                     "wireguard_received_bytes_total",
@@ -121,7 +147,7 @@ impl Metrics {
             "UNIX time of the latest handshake, 0 if none.",
         );
         for t in tunnels {
-            for p in &t.state.peers {
+            for p in t.peers() {
                 let seconds = p
                     .last_handshake
                     .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -138,10 +164,10 @@ impl Metrics {
             &mut out,
             "wireguard_vpp_tunnel_up",
             "gauge",
-            "1 when the tunnel forwards packets (memif connected).",
+            "1 when the tunnel forwards packets (memif connected); 0 for a tunnel of this node that does not.",
         );
         for t in tunnels {
-            let up = if t.state.phase == Phase::Running {
+            let up = if t.state.is_some_and(|s| s.phase == Phase::Running) {
                 1.0
             } else {
                 0.0
@@ -153,9 +179,23 @@ impl Metrics {
                 up,
             );
         }
+        family(
+            &mut out,
+            "wireguard_vpp_tunnel_restarts_total",
+            "counter",
+            "Times the tunnel's task ended without being stopped and was started again.",
+        );
+        for t in tunnels {
+            sample(
+                &mut out,
+                "wireguard_vpp_tunnel_restarts_total",
+                &[("interface", t.interface)],
+                t.restarts as f64,
+            );
+        }
         let mut families: Vec<&'static str> = tunnels
             .iter()
-            .flat_map(|t| t.state.counters.iter().map(|c| c.family))
+            .flat_map(|t| t.counters().iter().map(|c| c.family))
             .collect();
         families.sort_unstable();
         families.dedup();
@@ -164,7 +204,7 @@ impl Metrics {
             let help = "Data-plane counter (memif, ARP/NDP) reported by the tunnel.";
             family(&mut out, &metric, "counter", help);
             for t in tunnels {
-                for counter in t.state.counters.iter().filter(|c| c.family == name) {
+                for counter in t.counters().iter().filter(|c| c.family == name) {
                     let value = counter.value as f64;
                     match counter.label {
                         Some(label) => sample(
@@ -287,27 +327,57 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// What the HTTP server answers: `/metrics` from `metrics_text`, `/healthz` always, `/readyz` when
-/// `ready` says so.
+/// What the HTTP server answers: `/metrics` from [`Endpoints::metrics_text`], `/healthz` (and
+/// `/livez`) from [`Endpoints::health`], `/readyz` from [`Endpoints::readiness`]; 200 when the report
+/// has no problem, 503 otherwise, with the report as the body.
 pub trait Endpoints: Send + Sync + 'static {
     /// The metrics text.
     fn metrics_text(&self) -> impl Future<Output = String> + Send;
-    /// Readiness.
-    fn ready(&self) -> bool;
+    /// Liveness: is the controller itself working.
+    fn health(&self) -> impl Future<Output = Report> + Send;
+    /// Readiness: are this node's tunnels up or reported.
+    fn readiness(&self) -> impl Future<Output = Report> + Send;
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown` completes.
+/// The bounds of the HTTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// How long a client has to send a whole request head, from the connection's start or the end of
+    /// the previous answer (so also how long an idle kept-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves either way for this long, while no request is being
+    /// answered, is closed (a client that stops reading its answer, or sending its body).
+    pub idle_timeout: Duration,
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    /// 5 s for a request head, 15 s idle, 32 connections: a probe or a scrape needs one connection and
+    /// well under a second.
+    fn default() -> ServerLimits {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            max_connections: 32,
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` within `limits` until `shutdown` completes.
 pub async fn serve<E: Endpoints>(
     listener: TcpListener,
-    endpoints: std::sync::Arc<E>,
+    endpoints: Arc<E>,
+    limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let open = Arc::new(AtomicUsize::new(0));
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     tracing::warn!(error = %err, "metrics server: accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -315,36 +385,189 @@ pub async fn serve<E: Endpoints>(
                 }
             },
         };
+        // INVARIANT: `open` counts the connection tasks alive; each one holds a `Slot` that takes one
+        // back when the task ends, however it ends.
+        if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+            open.fetch_sub(1, Ordering::AcqRel);
+            tracing::debug!(%peer, limit = limits.max_connections, "metrics server: too many connections; closing one");
+            drop(stream);
+            continue;
+        }
+        let slot = Slot(open.clone());
         let endpoints = endpoints.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let endpoints = endpoints.clone();
-                async move { Ok::<_, Infallible>(answer(&*endpoints, request.uri().path()).await) }
-            });
-            if let Err(err) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %err, "metrics server: connection ended with an error");
-            }
+            let _slot = slot;
+            serve_connection(stream, endpoints, limits).await;
         });
     }
 }
 
+/// Gives a connection's place back when its task ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn serve_connection<E: Endpoints>(
+    stream: tokio::net::TcpStream,
+    endpoints: Arc<E>,
+    limits: ServerLimits,
+) {
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let in_service = activity.clone();
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        let endpoints = endpoints.clone();
+        let activity = in_service.clone();
+        async move {
+            // Time spent answering is not the client's idleness.
+            let _busy = activity.busy();
+            Ok::<_, Infallible>(answer(&*endpoints, request.uri().path()).await)
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    loop {
+        // While a request is answered the client is not idle: look again a whole timeout later.
+        let wait = if activity.is_busy() {
+            limits.idle_timeout
+        } else {
+            limits.idle_timeout.saturating_sub(activity.idle_for())
+        };
+        tokio::select! {
+            result = &mut connection => {
+                if let Err(err) = result {
+                    tracing::debug!(error = %err, "metrics server: connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep(wait) => {
+                if activity.idle_for() >= limits.idle_timeout && !activity.is_busy() {
+                    tracing::debug!("metrics server: closing an idle connection");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte, and whether a request on it is being answered.
+struct Activity {
+    start: tokio::time::Instant,
+    /// Milliseconds from `start` to the last read or write that moved a byte.
+    last: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: tokio::time::Instant::now(),
+            last: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire) > 0
+    }
+}
+
+/// A request being answered; the connection counts as active again when it is done.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A stream that notes in [`Activity`] every read and write that moves a byte.
+struct Watched<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 async fn answer<E: Endpoints>(endpoints: &E, path: &str) -> Response<Full<Bytes>> {
+    let report = |report: Report| {
+        let status = if report.ok() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, "text/plain; charset=utf-8", report.body())
+    };
     let (status, content_type, body) = match path {
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
             endpoints.metrics_text().await,
         ),
-        "/healthz" | "/livez" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/readyz" if endpoints.ready() => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "not ready: tunnels not listed yet\n".to_string(),
-        ),
+        "/healthz" | "/livez" => report(endpoints.health().await),
+        "/readyz" => report(endpoints.readiness().await),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -393,8 +616,9 @@ mod tests {
         metrics.record_reconcile("ok", Duration::from_millis(20));
         let text = metrics.render(&[TunnelMetrics {
             interface: "home",
-            state: &state,
+            state: Some(&state),
             allowed_ips: &allowed,
+            restarts: 0,
         }]);
         let labels = r#"{interface="home",public_key="K=",allowed_ips="0.0.0.0/0,::/0"}"#;
         assert!(
@@ -434,5 +658,255 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+    #[test]
+    fn a_tunnel_that_does_not_run_is_exported_down() {
+        let metrics = Metrics::default();
+        let text = metrics.render(&[TunnelMetrics {
+            interface: "home",
+            state: None,
+            allowed_ips: &BTreeMap::new(),
+            restarts: 3,
+        }]);
+        assert!(
+            text.contains("wireguard_vpp_tunnel_up{interface=\"home\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wireguard_vpp_tunnel_restarts_total{interface=\"home\"} 3\n"),
+            "{text}"
+        );
+        assert!(!text.contains("wireguard_sent_bytes_total{"), "{text}");
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // The server, on a real socket with raw HTTP from real TCP clients.
+
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time::Instant;
+
+    struct Fixed;
+
+    impl Endpoints for Fixed {
+        async fn metrics_text(&self) -> String {
+            "up 1\n".into()
+        }
+        async fn health(&self) -> Report {
+            Report::default()
+        }
+        async fn readiness(&self) -> Report {
+            Report {
+                problems: vec!["tunnel dn42/home: not Running yet".into()],
+                notes: Vec::new(),
+            }
+        }
+    }
+
+    /// A server on 127.0.0.1 with `limits`; stopped when the sender drops.
+    async fn server(limits: ServerLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, Arc::new(Fixed), limits, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// Reads until the server closes the connection (or `limit` passes); what it sent.
+    async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        read_to_close(&mut stream, Duration::from_secs(5))
+            .await
+            .expect("an answer")
+    }
+
+    #[tokio::test]
+    async fn probes_answer_with_their_report() {
+        let (addr, _stop) = server(ServerLimits::default()).await;
+        let ready = get(addr, "/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+        assert!(
+            ready.ends_with("failed\n- tunnel dn42/home: not Running yet\n"),
+            "{ready}"
+        );
+        let health = get(addr, "/healthz").await;
+        assert!(
+            health.starts_with("HTTP/1.1 200") && health.ends_with("\r\n\r\nok\n"),
+            "{health}"
+        );
+        assert!(get(addr, "/metrics").await.ends_with("up 1\n"));
+        assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
+    }
+
+    /// A client that sends its request head a line at a time, never finishing, is cut off once the
+    /// header timeout passes, and the server answers others meanwhile and after.
+    #[tokio::test]
+    async fn a_slowloris_client_is_cut_off_after_the_header_timeout() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(600),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 4,
+        };
+        let (addr, _stop) = server(limits).await;
+        let mut slow = TcpStream::connect(addr).await.expect("connect");
+        let started = Instant::now();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .expect("send");
+        let mut cut_off = None;
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow
+                .write_all(format!("X-Slow-{i}: a\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(1), slow.read(&mut byte)).await
+            {
+                cut_off = Some(started.elapsed());
+                break;
+            }
+            if i == 2 {
+                assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+            }
+        }
+        let cut_off = cut_off.expect("the slow client was never cut off (4 s)");
+        assert!(
+            cut_off >= Duration::from_millis(500) && cut_off < Duration::from_millis(2500),
+            "cut off after {cut_off:?}"
+        );
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+    }
+
+    /// Answers `/metrics` with 32 MiB, more than the sockets buffer.
+    struct Big;
+
+    impl Endpoints for Big {
+        async fn metrics_text(&self) -> String {
+            "x".repeat(32 << 20)
+        }
+        async fn health(&self) -> Report {
+            Report::default()
+        }
+        async fn readiness(&self) -> Report {
+            Report::default()
+        }
+    }
+
+    /// A client that stops reading its answer is cut off once nothing has moved for the idle timeout:
+    /// it gets what the sockets buffered, then the end, not the whole answer.
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_millis(500),
+            max_connections: 4,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, Arc::new(Big), limits, async move {
+            let _ = stopped.await;
+        }));
+        let mut stalled = TcpStream::connect(addr).await.expect("connect");
+        stalled
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("send");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => break,
+                Ok(Ok(n)) => received += n,
+                Err(_) => panic!("the stalled connection was not closed ({received} bytes read)"),
+            }
+        }
+        assert!(received > 0 && received < 32 << 20, "read {received} bytes");
+    }
+
+    /// With every place taken (by clients that send nothing), one more connection is closed at once;
+    /// the ones that hold a place are served; once they go, new ones are served again.
+    #[tokio::test]
+    async fn the_connection_limit_holds() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 3,
+        };
+        let (addr, _stop) = server(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(TcpStream::connect(addr).await.expect("connect"));
+        }
+        // Give the server time to accept them all.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for _ in 0..5 {
+            let mut extra = TcpStream::connect(addr).await.expect("connect");
+            let _ = extra
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            let answer = read_to_close(&mut extra, Duration::from_secs(1))
+                .await
+                .expect("an extra connection is closed at once");
+            assert!(
+                answer.is_empty(),
+                "an extra connection was served: {answer}"
+            );
+        }
+        // The held ones still get answers.
+        let first = &mut held[0];
+        first
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("send");
+        let answer = read_to_close(first, Duration::from_secs(5))
+            .await
+            .expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            let _ = stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let answer = read_to_close(&mut stream, Duration::from_secs(2)).await;
+            if answer
+                .as_deref()
+                .is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "places never came back: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -6,7 +6,8 @@
 //!   config, pure; `wireguard-vpp render` writes them.
 //! - [`controller`]: the reconciler (finalizer, conflicts, uid allocation, status by server-side apply),
 //!   with [`conflict`] (pure conflict checks and uid allocation), [`status`] (pure conditions),
-//!   [`secrets`] (keys from Secrets), [`keys`], [`gateway`] (the bridge's gateway file) and [`metrics`].
+//!   [`secrets`] (keys from Secrets), [`keys`], [`gateway`] (the bridge's gateway file), [`metrics`] (and
+//!   the HTTP server of `/metrics`, `/healthz`, `/readyz`) and [`health`] (what those probes decide).
 //!
 //! The controller reaches the data plane only through the [`tunnel_runtime::TunnelRuntime`] trait;
 //! [`local_tunnels::LocalTunnels`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
@@ -16,6 +17,7 @@ pub mod conflict;
 pub mod controller;
 pub mod crd;
 pub mod gateway;
+pub mod health;
 pub mod local_tunnels;
 pub mod metrics;
 pub mod render;

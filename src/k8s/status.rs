@@ -110,11 +110,10 @@ pub fn build(
                 "Configured",
                 "memif, bridge port and routes exist in VPP",
             ),
-            Some(s) if s.phase == Phase::Failed => verdict(
-                "False",
-                "SetupFailed",
-                s.error.clone().unwrap_or_else(|| "set up failed".into()),
-            ),
+            Some(s) if s.phase == Phase::Failed => match &s.error {
+                Some(error) => verdict("False", error.reason, error.message.clone()),
+                None => verdict("False", "TunnelFailed", "the tunnel's task ended"),
+            },
             Some(_) => verdict("False", "InProgress", "creating the VPP objects"),
             None if observed.config_error.is_some() => not_started("see ConfigValid"),
             None if observed.conflict.is_some() => not_started("see NoConflict"),
@@ -234,6 +233,46 @@ fn without_stats(status: &WireGuardVppTunnelStatus) -> WireGuardVppTunnelStatus 
         peer.last_handshake_time = None;
     }
     status
+}
+
+/// The longest message [`scrub`] lets through, in bytes.
+const MAX_MESSAGE: usize = 1024;
+
+/// `message` made fit for a status, an event or a log line when it comes from somewhere that cannot be
+/// trusted to leave secrets out (a panic's message): every run of 40 or more key-alphabet characters
+/// (base64, base64url or hex: a WireGuard key is 44 base64 or 64 hex characters) is cut out, and the
+/// whole is cut to [`MAX_MESSAGE`] bytes.
+pub fn scrub(message: &str) -> String {
+    const LONGEST_KEPT: usize = 39;
+    let key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=' | '-' | '_');
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE));
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() > LONGEST_KEPT {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in message.chars() {
+        if key_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    if out.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str("...");
+    }
+    out
 }
 
 /// A Kubernetes time from a system time (whole seconds, as the API stores them).
@@ -364,6 +403,43 @@ mod tests {
         assert_eq!(
             condition(&third, "VppConfigured").last_transition_time,
             to_time(t0)
+        );
+    }
+
+    #[test]
+    fn a_failed_tunnel_reports_the_runtime_reason() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let mut failed = running(now);
+        failed.phase = Phase::Failed;
+        failed.vpp_configured = false;
+        failed.error = Some(RuntimeError {
+            reason: "TaskPanicked",
+            message: "the tunnel's task failed: task 7 panicked with message \"boom\"".into(),
+        });
+        let status = build(None, &observation(Some(failed)), now);
+        let ready = condition(&status, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "TaskPanicked")
+        );
+        assert!(ready.message.contains("boom"), "{}", ready.message);
+    }
+
+    #[test]
+    fn scrub_cuts_out_keys_and_long_messages() {
+        let key = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+        let hex = "c8a5a7f2f1c2a8a6e1d5d2c1b0a9f8e7d6c5b4a3928170605040302010f0e0d0";
+        let scrubbed = scrub(&format!("bad key {key}, or {hex}: no"));
+        assert_eq!(scrubbed, "bad key [redacted], or [redacted]: no");
+        // Paths, names and short words stay.
+        let kept = "cannot open /run/vpp/api.sock for tunnel dn42/home-0";
+        assert_eq!(scrub(kept), kept);
+        let long = "é".repeat(2000);
+        let cut = scrub(&long);
+        assert!(
+            cut.len() <= MAX_MESSAGE + 3 && cut.ends_with("..."),
+            "{}",
+            cut.len()
         );
     }
 

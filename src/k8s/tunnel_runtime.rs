@@ -43,7 +43,9 @@ pub enum Phase {
     Running,
     /// The memif connection dropped; WireGuard sessions are kept while it reconnects.
     Reconnecting,
-    /// Set up failed or the tunnel stopped with an error (see [`TunnelState::error`]).
+    /// The tunnel's task ended without being asked to stop: set up failed, the tunnel stopped with an
+    /// error, it ended by itself, or it panicked. [`TunnelState::error`] says which and why. The
+    /// controller then calls [`TunnelRuntime::stop`] to clear what is left and starts it again later.
     Failed,
 }
 
@@ -60,8 +62,9 @@ pub struct TunnelState {
     pub memif_socket: String,
     /// The UDP port bound.
     pub listen_port: Option<u16>,
-    /// The last error, for people: what failed and what to check.
-    pub error: Option<String>,
+    /// Why the tunnel is [`Phase::Failed`]: a bounded reason (`TunnelFailed`, `TaskEnded`,
+    /// `TaskPanicked`) and a message for people saying what failed and what to check. Never key material.
+    pub error: Option<RuntimeError>,
     /// Per-peer counters, in any order.
     pub peers: Vec<PeerStats>,
     /// Data-plane counters (memif, ARP/NDP), exported as metrics.
@@ -127,6 +130,14 @@ pub trait TunnelRuntime: Send + Sync + 'static {
     /// Stops the tunnel and undoes its VPP objects. Succeeds when no such tunnel runs.
     fn stop(&self, name: &str) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
-    /// The tunnel's current state, or `None` when it does not run.
+    /// The tunnel's current state, or `None` when it does not run. A tunnel whose task ended without a
+    /// [`TunnelRuntime::stop`] is reported [`Phase::Failed`] until it is stopped.
     fn state(&self, name: &str) -> impl Future<Output = Option<TunnelState>> + Send;
+
+    /// Whether the data plane can run tunnels now, for readiness: `Err` says what is missing (VPP's API
+    /// socket does not accept connections, say). Quick and side-effect free; the default has nothing
+    /// to check.
+    fn check(&self) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
 }

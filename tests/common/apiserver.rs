@@ -55,6 +55,25 @@ impl ApiServer {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Freezes the server (SIGSTOP, by its PID): connections stay open and new ones are accepted by
+    /// the kernel, but nothing is answered, as with a hung server or a dead network path.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} crd-apiserver");
+    }
 }
 
 fn server_binary() -> PathBuf {

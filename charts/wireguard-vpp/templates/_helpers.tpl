@@ -132,6 +132,10 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
       value: {{ include "wireguard-vpp.configDir" $root | quote }}
     - name: LOG_LEVEL
       value: {{ $v.logLevel | quote }}
+    - name: WGVPP_STARTUP_GRACE
+      value: {{ $v.probes.startupGraceSeconds | int | toString | quote }}
+    - name: WGVPP_WATCH_STALL_TIMEOUT
+      value: {{ $v.probes.watchStallSeconds | int | toString | quote }}
     {{- with $v.watchNamespace }}
     - name: WATCH_NAMESPACE
       value: {{ . | quote }}
@@ -143,12 +147,15 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
     - name: metrics
       containerPort: {{ $v.metrics.port }}
       protocol: TCP
+  # What /healthz and /readyz check: docs/kubernetes.md. The kubelet connects to the pod's IP, so
+  # metrics.bindAddress must cover it (the binary alone binds 127.0.0.1).
   livenessProbe:
     httpGet:
       path: /healthz
       port: metrics
     initialDelaySeconds: {{ $v.probes.liveness.initialDelaySeconds }}
     periodSeconds: {{ $v.probes.liveness.periodSeconds }}
+    timeoutSeconds: {{ $v.probes.liveness.timeoutSeconds | default 3 }}
     failureThreshold: {{ $v.probes.liveness.failureThreshold }}
   readinessProbe:
     httpGet:
@@ -156,6 +163,7 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
       port: metrics
     initialDelaySeconds: {{ $v.probes.readiness.initialDelaySeconds }}
     periodSeconds: {{ $v.probes.readiness.periodSeconds }}
+    timeoutSeconds: {{ $v.probes.readiness.timeoutSeconds | default 3 }}
     failureThreshold: {{ $v.probes.readiness.failureThreshold }}
   {{- with $v.resources }}
   resources:
