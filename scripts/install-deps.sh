@@ -12,6 +12,7 @@ APT_PACKAGES=(
   wireguard-go      # the WireGuard peer
   wireguard-tools   # wg: the UAPI client
   iproute2          # ip netns, veth
+  ethtool           # offloads off on the test hosts' veths (scripts/peers/topology.sh)
   golang-go         # Go's encoding/json: the reference decoder for the original's config files
   iputils-ping
   iperf3
@@ -20,10 +21,11 @@ APT_PACKAGES=(
   procps
   util-linux
   debian-archive-keyring # verifies the Debian Go sources scripts/k8s/build-crd-apiserver.sh fetches
+  g++               # compiles libFuzzer for the fuzz targets (scripts/fuzz.sh)
 )
 
 if [ "$GROUP" = demo ]; then
-  APT_PACKAGES=(dpdk-dev wireguard-go wireguard-tools iproute2 iputils-ping iperf3 procps)
+  APT_PACKAGES=(dpdk-dev wireguard-go wireguard-tools iproute2 ethtool iputils-ping iperf3 procps)
 fi
 
 missing=()
@@ -61,5 +63,12 @@ scripts/k8s/build-crd-apiserver.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+# The fuzz targets of scripts/fuzz.sh: cargo-fuzz builds them on the stable toolchain (libFuzzer is
+# compiled from source by the libfuzzer-sys crate, with g++). A debug build of the tool installs in a
+# quarter of the time and runs as fast: it only drives cargo.
+CARGO_FUZZ_VERSION=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+  cargo install --locked --debug cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 echo "install-deps: all peers present"

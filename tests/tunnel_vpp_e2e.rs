@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::vpp::{VppBed, text};
@@ -685,3 +686,102 @@ fn the_memif_peer_is_logged_and_can_be_restricted_to_a_uid() {
     bed.wait_until_up();
     assert!(bed.daemon_log().contains("memif: a peer connects"));
 }
+
+/// A TCP stream from a host on VPP's bridge to the peer, while our end forgets its session with the peer
+/// and is given the peer back every second (over UAPI, as `wg set` does): each time our next packet starts
+/// a new handshake, as a rekey does. Every byte arrives, in order, and the stream ends; the peer saw a new
+/// handshake each time. (The other way round, the peer forgetting us, stalls the stream by design: a
+/// sender whose packets go unanswered waits 15 s before it handshakes again, as WireGuard specifies.)
+#[test]
+fn a_tcp_stream_crosses_forced_rekeys_whole() {
+    let Some(mut bed) = VppBed::up() else { return };
+    bed.add_lan_host();
+    bed.start_tunnel();
+    assert_eq!(bed.ping_from_vpp("172.22.77.33", 3), 3);
+
+    let receiver = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-peer", bed.name())])
+        .args(["python3", "-c", TCP_RECEIVER])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 receiver");
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-lan", bed.name())])
+        .args(["python3", "-c", TCP_SENDER])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 sender");
+
+    let peer = std::fs::read_to_string(bed.dir().join("keys/peer.pub")).expect("the peer's key");
+    let peer = peer.trim();
+    let mut handshakes = std::collections::HashSet::new();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(1000));
+        handshakes.insert(bed.peer_wg_show("latest-handshakes"));
+        let removed = Command::new("wg")
+            .args(["set", bed.name(), "peer", peer, "remove"])
+            .status()
+            .expect("wg runs");
+        let added = Command::new("wg")
+            .args([
+                "set",
+                bed.name(),
+                "peer",
+                peer,
+                "endpoint",
+                "10.99.77.2:51821",
+            ])
+            .args(["allowed-ips", "172.22.77.33/32,fd28:cb8f:4c92::33/128"])
+            .status()
+            .expect("wg runs");
+        assert!(removed.success() && added.success(), "wg set on our end");
+    }
+    let sent = sender.wait_with_output().expect("sender ends");
+    let received = receiver.wait_with_output().expect("receiver ends");
+    let (sent, received) = (text(&sent), text(&received));
+    assert!(
+        sent.starts_with("16777216 "),
+        "sender: {sent}\n{}",
+        bed.daemon_log()
+    );
+    assert_eq!(
+        sent.trim(),
+        received.trim(),
+        "the peer did not get the same bytes\n{}",
+        bed.daemon_log()
+    );
+    handshakes.insert(bed.peer_wg_show("latest-handshakes"));
+    assert!(
+        handshakes.len() >= 4,
+        "the peer saw no new handshakes: {handshakes:?}"
+    );
+}
+
+/// Receives one TCP stream on the peer and prints its length and SHA-256.
+const TCP_RECEIVER: &str = r#"
+import hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("172.22.77.33", 5201)); s.listen(1); s.settimeout(30)
+c, _ = s.accept(); c.settimeout(30)
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())
+"#;
+
+/// Sends 16 MiB of random bytes at about 2 MiB/s (so that the stream spans the rekeys), then prints
+/// their length and SHA-256.
+const TCP_SENDER: &str = r#"
+import hashlib, os, socket, time
+data = os.urandom(16 * 1024 * 1024)
+s = socket.create_connection(("172.22.77.33", 5201), timeout=30)
+for i in range(0, len(data), 1 << 17):
+    s.sendall(data[i:i + (1 << 17)]); time.sleep(0.06)
+s.close()
+print(len(data), hashlib.sha256(data).hexdigest())
+"#;
