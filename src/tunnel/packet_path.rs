@@ -89,7 +89,7 @@ impl LinkCounters {
     pub fn drops(&self) -> [(&'static str, u64); 4] {
         [
             ("not_sent", &self.tx_dropped),
-            ("too_big", &self.tx_too_big),
+            ("larger_than_a_frame", &self.tx_too_big),
             ("not_ip", &self.rx_not_ip),
             ("device_busy", &self.rx_device_busy),
         ]
