@@ -297,13 +297,13 @@ fn ping_iperf_multicast_reconnect_and_clean_shutdown() {
 fn tcp_transfer_arrives_whole(t: &Topology) {
     let receiver = Command::new("ip")
         .args(["netns", "exec", &format!("{}-peer", t.prefix)])
-        .args(["python3", "-c", TCP_RECEIVER])
+        .args(["python3", "-c", common::TCP_RECEIVER])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3 receiver");
     std::thread::sleep(Duration::from_millis(500));
-    let sender = t.in_ns("lan", &["python3", "-c", TCP_SENDER]);
+    let sender = t.in_ns("lan", &["python3", "-c", &common::tcp_sender(20, 0.0)]);
     let receiver = receiver.wait_with_output().expect("receiver ends");
     assert!(sender.status.success(), "sender: {}", text(&sender));
     let (sent, received) = (text(&sender), text(&receiver));
@@ -314,29 +314,6 @@ fn tcp_transfer_arrives_whole(t: &Topology) {
         "the peer did not get the same bytes"
     );
 }
-
-/// Receives one TCP stream and prints its length and SHA-256.
-const TCP_RECEIVER: &str = r#"
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("172.22.77.33", 5201)); s.listen(1); s.settimeout(20)
-c, _ = s.accept(); c.settimeout(20)
-h, n = hashlib.sha256(), 0
-while True:
-    b = c.recv(1 << 16)
-    if not b: break
-    h.update(b); n += len(b)
-print(n, h.hexdigest())
-"#;
-
-/// Sends 20 MiB of random bytes and prints their length and SHA-256.
-const TCP_SENDER: &str = r#"
-import hashlib, os, socket
-data = os.urandom(20 * 1024 * 1024)
-s = socket.create_connection(("172.22.77.33", 5201), timeout=20)
-s.sendall(data); s.close()
-print(len(data), hashlib.sha256(data).hexdigest())
-"#;
 
 fn multicast_reaches_the_peer(t: &Topology) {
     let receiver = Command::new("ip")

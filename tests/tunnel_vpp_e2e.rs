@@ -701,7 +701,7 @@ fn a_tcp_stream_crosses_forced_rekeys_whole() {
 
     let receiver = Command::new("ip")
         .args(["netns", "exec", &format!("{}-peer", bed.name())])
-        .args(["python3", "-c", TCP_RECEIVER])
+        .args(["python3", "-c", common::TCP_RECEIVER])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -709,7 +709,7 @@ fn a_tcp_stream_crosses_forced_rekeys_whole() {
     std::thread::sleep(Duration::from_millis(500));
     let sender = Command::new("ip")
         .args(["netns", "exec", &format!("{}-lan", bed.name())])
-        .args(["python3", "-c", TCP_SENDER])
+        .args(["python3", "-c", &common::tcp_sender(16, 0.06)])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -759,29 +759,3 @@ fn a_tcp_stream_crosses_forced_rekeys_whole() {
         "the peer saw no new handshakes: {handshakes:?}"
     );
 }
-
-/// Receives one TCP stream on the peer and prints its length and SHA-256.
-const TCP_RECEIVER: &str = r#"
-import hashlib, socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("172.22.77.33", 5201)); s.listen(1); s.settimeout(30)
-c, _ = s.accept(); c.settimeout(30)
-h, n = hashlib.sha256(), 0
-while True:
-    b = c.recv(1 << 16)
-    if not b: break
-    h.update(b); n += len(b)
-print(n, h.hexdigest())
-"#;
-
-/// Sends 16 MiB of random bytes at about 2 MiB/s (so that the stream spans the rekeys), then prints
-/// their length and SHA-256.
-const TCP_SENDER: &str = r#"
-import hashlib, os, socket, time
-data = os.urandom(16 * 1024 * 1024)
-s = socket.create_connection(("172.22.77.33", 5201), timeout=30)
-for i in range(0, len(data), 1 << 17):
-    s.sendall(data[i:i + (1 << 17)]); time.sleep(0.06)
-s.close()
-print(len(data), hashlib.sha256(data).hexdigest())
-"#;

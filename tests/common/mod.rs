@@ -84,3 +84,34 @@ fn missing(reason: &str) -> bool {
     eprintln!("SKIPPED: {reason}");
     false
 }
+
+/// A Python program that receives one TCP stream on the peer's 172.22.77.33:5201 and prints its length
+/// and SHA-256.
+pub const TCP_RECEIVER: &str = r#"
+import hashlib, socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("172.22.77.33", 5201)); s.listen(1); s.settimeout(30)
+c, _ = s.accept(); c.settimeout(30)
+h, n = hashlib.sha256(), 0
+while True:
+    b = c.recv(1 << 16)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())
+"#;
+
+/// A Python program that sends `mib` MiB of random bytes to [`TCP_RECEIVER`], in writes of 128 KiB
+/// `pause` seconds apart (0: as fast as TCP goes), then prints their length and SHA-256.
+pub fn tcp_sender(mib: usize, pause: f64) -> String {
+    format!(
+        r#"
+import hashlib, os, socket, time
+data = os.urandom({mib} * 1024 * 1024)
+s = socket.create_connection(("172.22.77.33", 5201), timeout=30)
+for i in range(0, len(data), 1 << 17):
+    s.sendall(data[i:i + (1 << 17)]); time.sleep({pause})
+s.close()
+print(len(data), hashlib.sha256(data).hexdigest())
+"#
+    )
+}
