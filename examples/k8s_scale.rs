@@ -1,14 +1,20 @@
-//! How fast the controller brings many tunnels to `Ready` on the real API server (`crd-apiserver`, see
-//! `scripts/k8s/README.md`), side by side with a baseline measured in the same run: the same number of
-//! creates plus one server-side-applied status each, sent directly. The difference is what the controller
-//! adds per tunnel (watch, finalizer, Secrets, render and validation, conflict check, status).
+//! The controller's cost at scale on the real API server (`crd-apiserver`, see `scripts/k8s/README.md`):
 //!
-//! The data plane is a stand-in that reports every tunnel as running at once, and Secrets live in memory
-//! (the server has no core API), so the figure is the controller's own cost.
+//! 1. how fast it brings many tunnels to `Ready`, side by side with a baseline measured in the same run
+//!    (the same number of creates plus one server-side-applied status each, sent directly);
+//! 2. the requests per second it sends to the API server, by verb and resource, while idle (every tunnel
+//!    Ready, traffic flowing: counters and handshakes change) and during churn (a peer endpoint edited
+//!    every 250 ms, a private key rotated every second). The figures are the API server's own
+//!    `apiserver_request_total` counters, read from its `/metrics` before and after each phase, less the
+//!    requests this program sent itself during the phase (its edits and the scrapes).
+//!
+//! The data plane is a stand-in that reports every tunnel as running at once, with one peer whose byte
+//! counters grow at every look and whose latest handshake is always 5 s old. Secrets are real: the
+//! controller generates each tunnel's private key into a Secret of the API server.
 //!
 //! ```sh
 //! scripts/k8s/build-crd-apiserver.sh
-//! cargo run --release --example k8s_scale -- 200
+//! cargo run --release --example k8s_scale -- 256 60 60    # tunnels, idle seconds, churn seconds
 //! ```
 
 use std::collections::HashMap;
@@ -17,30 +23,34 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ListParams, Patch, PatchParams};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, CustomResourceExt};
 use wireguard_vpp::k8s::WireGuardVppTunnel;
 use wireguard_vpp::k8s::controller::{self, ControllerOptions};
 use wireguard_vpp::k8s::render::WireGuardConfig;
-use wireguard_vpp::k8s::secrets::{SecretData, SecretError, SecretStore};
+use wireguard_vpp::k8s::secrets::KubeSecrets;
 use wireguard_vpp::k8s::tunnel_runtime::{
-    Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
+    PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
 };
+use wireguard_vpp::wg::Key;
 
 type Error = Box<dyn std::error::Error>;
 
-/// Stands in for the data plane: every started tunnel runs at once.
+/// Stands in for the data plane: every started tunnel runs at once, its peer's counters grow at every
+/// look and its latest handshake is always 5 s old (traffic flows).
 #[derive(Default)]
 struct InstantRuntime {
     running: Mutex<HashMap<String, u16>>,
+    looks: std::sync::atomic::AtomicU64,
 }
 
 impl TunnelRuntime for InstantRuntime {
     async fn start(&self, tunnel: TunnelSpec) -> Result<(), RuntimeError> {
-        let port = tunnel.wireguard.listen_port;
+        let port = tunnel.wireguard.listen_port.unwrap_or_default();
         self.running
             .lock()
             .map_err(|_| poisoned())?
@@ -59,6 +69,9 @@ impl TunnelRuntime for InstantRuntime {
 
     async fn state(&self, name: &str) -> Option<TunnelState> {
         let port = *self.running.lock().ok()?.get(name)?;
+        let looks = self
+            .looks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(TunnelState {
             phase: Phase::Running,
             vpp_configured: true,
@@ -66,7 +79,13 @@ impl TunnelRuntime for InstantRuntime {
             memif_socket: String::new(),
             listen_port: Some(port),
             error: None,
-            peers: Vec::new(),
+            peers: vec![PeerStats {
+                public_key: PEER_KEY.into(),
+                endpoint: Some("192.0.2.1:51820".into()),
+                last_handshake: Some(std::time::SystemTime::now() - Duration::from_secs(5)),
+                rx_bytes: 1000 * looks,
+                tx_bytes: 2000 * looks,
+            }],
             counters: Vec::new(),
         })
     }
@@ -76,37 +95,6 @@ fn poisoned() -> RuntimeError {
     RuntimeError {
         reason: "Poisoned",
         message: "lock poisoned".into(),
-    }
-}
-
-/// Stands in for Secrets: generated keys are kept in memory.
-#[derive(Default)]
-struct MemorySecrets(Mutex<HashMap<(String, String), SecretData>>);
-
-impl SecretStore for MemorySecrets {
-    async fn get(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, SecretError> {
-        Ok(self
-            .0
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&(namespace.into(), name.into())).cloned()))
-    }
-
-    async fn store_generated(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &str,
-        value: &[u8],
-        _: OwnerReference,
-    ) -> Result<(), SecretError> {
-        if let Ok(mut secrets) = self.0.lock() {
-            secrets
-                .entry((namespace.into(), name.into()))
-                .or_default()
-                .insert(key.into(), value.to_vec());
-        }
-        Ok(())
     }
 }
 
@@ -120,6 +108,8 @@ impl Drop for Server {
     }
 }
 
+const PEER_KEY: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+
 fn tunnel(namespace: &str, i: usize) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "wgvpp.io/v1alpha1",
@@ -132,7 +122,7 @@ fn tunnel(namespace: &str, i: usize) -> serde_json::Value {
             "wireguard": {
                 "privateKeySecretRef": {"name": format!("t{i}-key"), "key": "privateKey"},
                 "listenPort": 20000 + i,
-                "peers": [{"publicKey": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", "allowedIPs": ["0.0.0.0/0"]}]
+                "peers": [{"publicKey": PEER_KEY, "endpoint": "192.0.2.1:51820", "allowedIPs": ["0.0.0.0/0"]}]
             }
         }
     })
@@ -165,11 +155,16 @@ fn ready_count(list: &[WireGuardVppTunnel]) -> usize {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let count: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(200);
+    let arg = |n: usize, default: u64| -> Result<u64, Error> {
+        Ok(std::env::args()
+            .nth(n)
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let count = usize::try_from(arg(1, 256)?)?;
+    let idle = Duration::from_secs(arg(2, 60)?);
+    let churn = Duration::from_secs(arg(3, 60)?);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let binary = std::env::var_os("CRD_APISERVER_BIN")
         .map(PathBuf::from)
@@ -250,6 +245,13 @@ async fn main() -> Result<(), Error> {
     let baseline = started.elapsed();
 
     // The controller: the same creates, then wait until every tunnel is Ready.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "scale"}}))?,
+        )
+        .await?;
     let options = ControllerOptions {
         node_name: "node-a".into(),
         namespace: Some("scale".into()),
@@ -260,7 +262,7 @@ async fn main() -> Result<(), Error> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(controller::run_with(
         client.clone(),
-        MemorySecrets::default(),
+        KubeSecrets::new(client.clone()),
         InstantRuntime::default(),
         options,
         async move {
@@ -293,6 +295,52 @@ async fn main() -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let controlled = started.elapsed();
+
+    // Idle: every tunnel Ready, traffic flowing; nothing is edited.
+    let before = request_counts(&client).await?;
+    tokio::time::sleep(idle).await;
+    let after = request_counts(&client).await?;
+    let own_scrapes = Counts::from([(("GET".into(), "(non-resource)".into()), 1)]);
+    let idle_rates = rates(&before, &after, &own_scrapes, idle);
+
+    // Churn: a peer endpoint edited every 250 ms (round robin), a private key rotated every second.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "scale");
+    let mut own = Counts::from([(("GET".into(), "(non-resource)".into()), 1)]);
+    let before = request_counts(&client).await?;
+    let churn_started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut edits = 0usize;
+    while churn_started.elapsed() < churn {
+        tick.tick().await;
+        let i = edits % count;
+        let mut object = tunnel("scale", i);
+        object["spec"]["wireguard"]["peers"][0]["endpoint"] =
+            format!("192.0.2.{}:51820", 2 + (edits / count) % 250).into();
+        api.patch(
+            &format!("t{i}"),
+            &PatchParams::apply("bench"),
+            &Patch::Apply(&object),
+        )
+        .await?;
+        *own.entry(("APPLY".into(), "wireguardvpptunnels".into()))
+            .or_default() += 1;
+        if edits % 4 == 0 {
+            let key = Key::generate_private().to_base64();
+            let patch = serde_json::json!({"data": {"privateKey": ByteString(key.into_bytes())}});
+            secrets
+                .patch(
+                    &format!("t{}-key", (edits / 4) % count),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+            *own.entry(("PATCH".into(), "secrets".into())).or_default() += 1;
+        }
+        edits += 1;
+    }
+    let churn_elapsed = churn_started.elapsed();
+    let after = request_counts(&client).await?;
+    let churn_rates = rates(&before, &after, &own, churn_elapsed);
     let _ = stop.send(());
     let _ = controller.await;
 
@@ -317,5 +365,86 @@ async fn main() -> Result<(), Error> {
         controlled.as_secs_f64(),
         per(controlled)
     );
+    println!();
+    println!(
+        "the controller's requests per second to the API server (apiserver_request_total, less this \
+         program's own): idle {} s; churn {:.0} s with {edits} endpoint edits and {} key rotations",
+        idle.as_secs(),
+        churn_elapsed.as_secs_f64(),
+        edits.div_ceil(4)
+    );
+    println!(
+        "{:<8} {:<32} {:>10} {:>10}",
+        "verb", "resource", "idle", "churn"
+    );
+    let mut keys: Vec<&(String, String)> = idle_rates.keys().chain(churn_rates.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let (mut idle_total, mut churn_total) = (0.0, 0.0);
+    for key in keys {
+        let (i, c) = (
+            idle_rates.get(key).copied().unwrap_or(0.0),
+            churn_rates.get(key).copied().unwrap_or(0.0),
+        );
+        idle_total += i;
+        churn_total += c;
+        println!("{:<8} {:<32} {:>10.2} {:>10.2}", key.0, key.1, i, c);
+    }
+    println!(
+        "{:<8} {:<32} {:>10.2} {:>10.2}",
+        "all", "", idle_total, churn_total
+    );
     Ok(())
+}
+
+/// Requests by (verb, resource[/subresource]).
+type Counts = HashMap<(String, String), u64>;
+
+/// The API server's `apiserver_request_total`, summed over codes and other labels.
+async fn request_counts(client: &Client) -> Result<Counts, Error> {
+    let text = client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await?;
+    let mut counts = Counts::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split("\",")
+                .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let resource = match (label("resource"), label("subresource")) {
+            (r, _) if r.is_empty() => "(non-resource)".to_string(),
+            (r, s) if s.is_empty() => r,
+            (r, s) => format!("{r}/{s}"),
+        };
+        let value: f64 = value.trim().parse()?;
+        *counts.entry((label("verb"), resource)).or_default() += value as u64;
+    }
+    Ok(counts)
+}
+
+/// Requests per second between two readings, less `own` (what this program sent).
+fn rates(
+    before: &Counts,
+    after: &Counts,
+    own: &Counts,
+    elapsed: Duration,
+) -> HashMap<(String, String), f64> {
+    after
+        .iter()
+        .filter_map(|(key, n)| {
+            let sent = n
+                .saturating_sub(before.get(key).copied().unwrap_or(0))
+                .saturating_sub(own.get(key).copied().unwrap_or(0));
+            (sent > 0).then(|| (key.clone(), sent as f64 / elapsed.as_secs_f64()))
+        })
+        .collect()
 }

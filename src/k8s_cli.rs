@@ -100,8 +100,9 @@ pub fn controller(args: ControllerArgs) -> ExitCode {
             .then(|| Duration::from_secs(args.watch_stall_timeout)),
         ..ControllerTuning::default()
     };
-    let tunnels =
-        LocalTunnels::new(args.uapi_dir, true).with_vpp_check(&options.env.vpp_api_socket);
+    let tunnels = LocalTunnels::new(args.uapi_dir, true)
+        .with_vpp_check(&options.env.vpp_api_socket)
+        .with_orphan_sweep(&options.env.memif_socket_dir);
     match runtime.block_on(controller::run(
         options,
         tuning,

@@ -9,6 +9,7 @@
 //! - [`wg`]: the WireGuard device (gotatun) with packet I/O from the l2 side, and the UAPI server.
 //! - [`tunnel`]: one tunnel's whole life, shared by the CLI and the controller.
 //! - [`k8s`]: the `WireGuardVppTunnel` custom resource and the in-pod controller.
+//! - [`task`]: spawned tasks owned by a value, aborted with it, named by their span.
 
 // `unsafe` only in `memif`, whose shared memory needs it (that module allows it, with a SAFETY note each).
 #![deny(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod k8s;
 pub mod l2;
 pub mod mac;
 pub mod memif;
+pub mod task;
 pub mod tunnel;
 pub mod vpp;
 pub mod wg;

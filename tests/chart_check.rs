@@ -303,6 +303,10 @@ fn default_values_render_a_valid_least_privilege_daemonset() {
     assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
     assert_eq!(pod["serviceAccountName"], "rel-wireguard-vpp");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert!(
+        pod["priorityClassName"].is_null(),
+        "no PriorityClass unless asked (system-node-critical is refused outside kube-system on some clusters)"
+    );
 
     let agent = container(pod, "wireguard-vpp");
     assert_eq!(
@@ -471,6 +475,7 @@ fn full_sample_values_render_valid_manifests() {
         "the agent joins VPP's API socket group"
     );
     assert_eq!(pod["serviceAccountName"], "wgvpp-agent");
+    assert_eq!(pod["priorityClassName"], "system-node-critical");
 
     // netAdmin: NET_ADMIN as the only capability, which Kubernetes grants to uid 0 only.
     assert_eq!(
@@ -650,11 +655,27 @@ fn values_schema_and_templates_refuse_bad_values() {
             &["/watchNamespace"],
         ),
         (
-            "sidecar without the VPP pod's volumes",
+            "tunnel namespace that is no DNS label",
+            &["tunnelNamespaces={dn42,Lab}"],
+            &["/tunnelNamespaces/1"],
+        ),
+        (
+            "one namespace watched and Secrets limited to others",
+            &["watchNamespace=dn42", "tunnelNamespaces={lab}"],
+            &["watchNamespace and tunnelNamespaces are both set"],
+        ),
+        (
+            "priority class that is no DNS subdomain",
+            &["priorityClassName=Node_Critical"],
+            &["/priorityClassName"],
+        ),
+        (
+            "sidecar without the VPP pod's volumes and ServiceAccount",
             &["mode=sidecar"],
             &[
                 "/sidecar/apiSocketVolume",
                 "/sidecar/memifSocketVolume",
+                "/sidecar/serviceAccountName",
                 "/sidecar/podSelector",
             ],
         ),
@@ -751,6 +772,139 @@ fn chart_crd(tools: &Tools) -> (String, String, Vec<Value>) {
     (group, plural, versions)
 }
 
+/// Each RBAC rule of `role` as (API group, resource) -> verbs; a rule naming several groups, resources
+/// or a wildcard fails, so that the comparisons below see every grant.
+fn grants(role: &Value) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {value}"))
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_string())
+            .collect()
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        let (groups, resources) = (strings(&rule["apiGroups"]), strings(&rule["resources"]));
+        assert!(
+            groups.len() == 1 && resources.len() == 1,
+            "one group and resource per rule: {rule}"
+        );
+        let verbs = strings(&rule["verbs"]);
+        assert!(
+            !verbs.contains(&"*".to_string()) && resources[0] != "*",
+            "wildcard in {rule}"
+        );
+        let previous = out.insert((groups[0].clone(), resources[0].clone()), verbs);
+        assert!(previous.is_none(), "two rules for one resource: {rule}");
+    }
+    out
+}
+
+/// The grants of one role, from (group, resource, verbs) literals.
+fn expected_grants(
+    rows: &[(&str, &str, &[&str])],
+) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    rows.iter()
+        .map(|(group, resource, verbs)| {
+            (
+                (group.to_string(), resource.to_string()),
+                verbs.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Exactly the verbs the agent's calls need (src/k8s/controller.rs, secrets.rs and kube's finalizer
+/// and event recorder): tunnels are watched and patched (finalizer by JSON patch, status by server-side
+/// apply, never update); `update` on finalizers lets owner references block deletion; Secrets are read
+/// (get, and list and watch for a cache) and, with `rbac.secretsWrite`, created or merge-patched, never
+/// updated; events are created and patched (events.k8s.io only).
+#[test]
+fn rbac_grants_exactly_the_verbs_the_agent_uses() {
+    let Some(tools) = Tools::get() else { return };
+    let (group, plural, _) = chart_crd(&tools);
+    let status = format!("{plural}/status");
+    let finalizers = format!("{plural}/finalizers");
+    let tunnel_rows: [(&str, &str, &[&str]); 3] = [
+        (&group, &plural, &["get", "list", "watch", "patch"]),
+        (&group, &status, &["patch"]),
+        (&group, &finalizers, &["update"]),
+    ];
+    let secret_rows = |write: bool| -> [(&'static str, &'static str, &'static [&'static str]); 2] {
+        [
+            (
+                "",
+                "secrets",
+                if write {
+                    &["get", "list", "watch", "create", "patch"]
+                } else {
+                    &["get", "list", "watch"]
+                },
+            ),
+            ("events.k8s.io", "events", &["create", "patch"]),
+        ]
+    };
+    let all = |write: bool| {
+        let mut rows: Vec<(&str, &str, &[&str])> = tunnel_rows.to_vec();
+        rows.extend(secret_rows(write));
+        expected_grants(&rows)
+    };
+
+    // Default: one ClusterRole with everything.
+    let docs = tools.render(&[], &[]);
+    assert_eq!(
+        grants(find(&docs, "ClusterRole", "rel-wireguard-vpp")),
+        all(true)
+    );
+    let docs = tools.render(&[], &["rbac.secretsWrite=false"]);
+    assert_eq!(
+        grants(find(&docs, "ClusterRole", "rel-wireguard-vpp")),
+        all(false)
+    );
+
+    // watchNamespace: one Role there with everything, nothing cluster-wide.
+    let docs = tools.render(&[], &["watchNamespace=dn42"]);
+    let role = find(&docs, "Role", "rel-wireguard-vpp");
+    assert_eq!(role["metadata"]["namespace"], "dn42");
+    assert_eq!(grants(role), all(true));
+    assert!(!kinds(&docs).iter().any(|k| k.starts_with("Cluster")));
+
+    // tunnelNamespaces: tunnels cluster-wide, Secrets and events only in each listed namespace.
+    let docs = tools.render(&[], &["tunnelNamespaces={dn42,lab}"]);
+    assert_eq!(
+        grants(find(&docs, "ClusterRole", "rel-wireguard-vpp")),
+        expected_grants(&tunnel_rows)
+    );
+    let subject =
+        json!([{"kind": "ServiceAccount", "name": "rel-wireguard-vpp", "namespace": NAMESPACE}]);
+    assert_eq!(
+        find(&docs, "ClusterRoleBinding", "rel-wireguard-vpp")["subjects"],
+        subject
+    );
+    let roles: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Role").collect();
+    let bindings: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "RoleBinding").collect();
+    let namespaces = |docs: &[&Value]| -> Vec<String> {
+        docs.iter()
+            .map(|d| {
+                d["metadata"]["namespace"]
+                    .as_str()
+                    .expect("namespaced")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(namespaces(&roles), ["dn42", "lab"]);
+    assert_eq!(namespaces(&bindings), ["dn42", "lab"]);
+    for role in roles {
+        assert_eq!(grants(role), expected_grants(&secret_rows(true)));
+    }
+    for binding in bindings {
+        assert_eq!(binding["subjects"], subject);
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+    }
+}
+
 #[test]
 fn rbac_grants_exactly_the_crd_of_the_chart() {
     let Some(tools) = Tools::get() else { return };
@@ -778,14 +932,6 @@ fn rbac_grants_exactly_the_crd_of_the_chart() {
             "the rule for {resource} names another API group"
         );
     }
-    assert_eq!(
-        rule_for(&plural)["verbs"],
-        json!(["get", "list", "watch", "patch", "update"])
-    );
-    assert_eq!(
-        rule_for(&format!("{plural}/finalizers"))["verbs"],
-        json!(["update"])
-    );
     // Nothing beyond tunnels, Secrets and events: no wildcard, no other resource.
     let resources: BTreeSet<String> = rules
         .iter()
@@ -947,7 +1093,11 @@ fn sidecar_patch_adds_the_agent_to_the_vpp_daemonset() {
     // Apply it, as NOTES.txt tells, to the kind suite's VPP DaemonSet, offline.
     let dir = tempfile::tempdir().expect("a temporary directory");
     let vpp_docs = tools.yaml_documents(&read_project_file("kind-tests/manifests/vpp.yaml"));
-    let vpp_daemonset = find(&vpp_docs, "DaemonSet", "vpp");
+    let mut vpp_daemonset = find(&vpp_docs, "DaemonSet", "vpp").clone();
+    // A VPP with a ServiceAccount of its own and no token mounted, as a hardened one has.
+    vpp_daemonset["spec"]["template"]["spec"]["serviceAccountName"] = "vpp".into();
+    vpp_daemonset["spec"]["template"]["spec"]["automountServiceAccountToken"] = false.into();
+    let vpp_daemonset = &vpp_daemonset;
     let daemonset_file = dir.path().join("vpp-daemonset.json");
     fs::write(&daemonset_file, vpp_daemonset.to_string()).expect("the DaemonSet is written");
     let patch_file = dir.path().join("patch.yaml");
@@ -998,7 +1148,42 @@ fn sidecar_patch_adds_the_agent_to_the_vpp_daemonset() {
         );
     }
     assert_eq!(mount_path(agent, "wgvpp-uapi"), "/var/run/wireguard");
-    assert_eq!(pod["serviceAccountName"], "rel-wireguard-vpp");
+    // The pod keeps VPP's ServiceAccount; the chart binds its RBAC to it and creates none of its own.
+    assert_eq!(pod["serviceAccountName"], "vpp");
+    assert!(
+        !kinds(&docs).contains(&"ServiceAccount".to_string()),
+        "sidecar mode creates no ServiceAccount"
+    );
+    assert_eq!(
+        find(&docs, "ClusterRoleBinding", "rel-wireguard-vpp")["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "vpp", "namespace": NAMESPACE}])
+    );
+    // The agent alone gets that account's credentials, also with automountServiceAccountToken: false.
+    let token_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(mount_path(agent, "wgvpp-sa-token"), token_dir);
+    assert!(
+        mounts(vpp)
+            .iter()
+            .all(|(volume, _)| volume != "wgvpp-sa-token"),
+        "VPP gets no token from the patch"
+    );
+    let token_volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "wgvpp-sa-token")
+        .expect("the token volume");
+    let sources: Vec<&str> = token_volume["projected"]["sources"]
+        .as_array()
+        .expect("projected sources")
+        .iter()
+        .filter_map(|s| {
+            s.as_object()
+                .and_then(|o| o.keys().next())
+                .map(String::as_str)
+        })
+        .collect();
+    assert_eq!(sources, ["serviceAccountToken", "configMap", "downwardAPI"]);
     // The pod's supplementalGroups are VPP's, so the agent takes VPP's API socket group as its own.
     assert_eq!(agent["securityContext"]["runAsGroup"], 2000);
     let volumes: BTreeSet<&str> = pod["volumes"]

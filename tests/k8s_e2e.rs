@@ -129,7 +129,7 @@ impl TunnelRuntime for RecordingRuntime {
             vpp_configured: true,
             sw_if_index: Some(100 + tunnel.config.uid),
             memif_socket: format!("/run/wggo-vpp/{name}.sock"),
-            listen_port: Some(tunnel.wireguard.listen_port),
+            listen_port: tunnel.wireguard.listen_port,
             error: None,
             peers: tunnel
                 .wireguard
@@ -331,7 +331,7 @@ impl TunnelRuntime for TaskRuntime {
             vpp_configured: true,
             sw_if_index: Some(100 + tunnel.spec.config.uid),
             memif_socket: format!("/run/wggo-vpp/{name}.sock"),
-            listen_port: Some(tunnel.spec.wireguard.listen_port),
+            listen_port: tunnel.spec.wireguard.listen_port,
             error: None,
             peers: Vec::new(),
             counters: Vec::new(),
@@ -547,7 +547,8 @@ async fn crd_applies_without_warnings_and_validates_samples() {
         .await
         .expect("valid sample accepted");
     // Defaults come from the schema, applied by the server.
-    assert_eq!(created.spec.wireguard.listen_port, 51820);
+    // No default port in the schema: the controller allocates a free one on the node.
+    assert_eq!(created.spec.wireguard.listen_port, None);
     assert!(created.spec.ndp.respond.is_empty());
 
     let refused = |object: serde_json::Value, expected: &'static str| {
@@ -759,22 +760,51 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
         .collect();
     assert_eq!(
         columns,
-        ["Name", "Ready", "Peers", "Handshake", "Node", "Age"]
+        [
+            "Name",
+            "Ready",
+            "Reason",
+            "Peers",
+            "Handshake",
+            "Node",
+            "Age",
+            "Public Key",
+            "Port"
+        ]
     );
+    // `-o wide` only: the public key and the port.
+    let priorities: Vec<i64> = table["columnDefinitions"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["priority"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(priorities, [0, 0, 0, 0, 0, 0, 0, 1, 1]);
     let cells = &table["rows"][0]["cells"];
     assert_eq!(
         (
             cells[0].as_str(),
             cells[1].as_str(),
             cells[2].as_str(),
-            cells[4].as_str()
+            cells[3].as_str(),
+            cells[5].as_str()
         ),
-        (Some("home"), Some("True"), Some("1/1"), Some("node-a"))
+        (
+            Some("home"),
+            Some("True"),
+            Some("Running"),
+            Some("1/1"),
+            Some("node-a")
+        )
     );
     assert!(
-        cells[3].as_str().is_some_and(|age| age.ends_with('s')),
+        cells[4].as_str().is_some_and(|age| age.ends_with('s')),
         "handshake age {}",
-        cells[3]
+        cells[4]
+    );
+    assert_eq!(
+        (cells[7].as_str(), cells[8].as_i64()),
+        (Some(public.as_str()), Some(51820))
     );
 
     // The same through kubectl itself, where the machine has it (the Table check above always runs).
@@ -794,7 +824,15 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
             .collect();
         assert_eq!(
             header,
-            ["NAME", "READY", "PEERS", "HANDSHAKE", "NODE", "AGE"],
+            [
+                "NAME",
+                "READY",
+                "REASON",
+                "PEERS",
+                "HANDSHAKE",
+                "NODE",
+                "AGE"
+            ],
             "{text}"
         );
         let row: Vec<&str> = lines
@@ -802,8 +840,30 @@ async fn controller_reconciles_to_ready_and_kubectl_columns_show_it() {
             .unwrap_or_default()
             .split_whitespace()
             .collect();
-        assert_eq!(&row[..3], ["home", "True", "1/1"], "{text}");
-        assert_eq!(row[4], "node-a", "{text}");
+        assert_eq!(&row[..4], ["home", "True", "Running", "1/1"], "{text}");
+        assert_eq!(row[5], "node-a", "{text}");
+        let wide = Command::new("kubectl")
+            .args(["get", "wgvt", "-n", "dn42", "home", "-o", "wide"])
+            .env("KUBECONFIG", server.kubeconfig())
+            .output()
+            .expect("run kubectl");
+        let wide = String::from_utf8_lossy(&wide.stdout);
+        let mut wide_lines = wide.lines();
+        let wide_header = wide_lines.next().unwrap_or_default();
+        assert!(
+            wide_header.contains(" PUBLIC KEY ") && wide_header.ends_with(" PORT"),
+            "{wide}"
+        );
+        let wide_row: Vec<&str> = wide_lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            wide_row[wide_row.len() - 2..],
+            [public.as_str(), "51820"],
+            "{wide}"
+        );
     } else {
         println!("kubectl is not installed: printer columns checked through the Table API only");
     }
@@ -1701,5 +1761,428 @@ async fn healthz_fails_while_the_watch_is_wedged_and_recovers() {
         h.starts_with("HTTP/1.1 200")
     })
     .await;
+    controller.shut_down().await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The fields of issue 14: mtu, fwmark, peer names, per-family announcements, link-local /128, the
+// condition schema. The API server checks each (schema and CEL); the controller carries each to the
+// data plane.
+
+/// Applies `object` and expects the API server to refuse it (422) with `expected` in its message.
+async fn expect_refused(api: &Api<WireGuardVppTunnel>, object: serde_json::Value, expected: &str) {
+    let error = apply(api, &object).await.expect_err(expected);
+    let kube::Error::Api(status) = &error else {
+        panic!("not an API error: {error}")
+    };
+    assert_eq!(status.code, 422, "{error}");
+    assert!(
+        status.message.contains(expected),
+        "{:?} lacks {expected:?}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn new_fields_are_checked_by_the_api_server() {
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+
+    // Good values are kept as given.
+    let mut good = tunnel(
+        "fields",
+        serde_json::json!({
+            "mtu": 1400,
+            "arp": {"respond": ["172.22.77.33/32"], "announceOnStartup": true},
+            "ndp": {"respond": ["fd28:cb8f:4c92::/64", "fe80::42:1817:1/128"], "announceOnStartup": false}
+        }),
+    );
+    good["spec"]["wireguard"]["fwmark"] = 0x4242.into();
+    good["spec"]["wireguard"]["peers"][0]["name"] = "office-gw.v2_a".into();
+    let created = apply(&api, &good).await.expect("good values accepted");
+    assert_eq!(created.spec.mtu, Some(1400));
+    assert_eq!(created.spec.wireguard.fwmark, Some(0x4242));
+    assert_eq!(
+        created.spec.wireguard.peers[0].name.as_deref(),
+        Some("office-gw.v2_a")
+    );
+    assert!(created.spec.arp.announce_on_startup && !created.spec.ndp.announce_on_startup);
+    for (mtu, expected) in [
+        (
+            1279,
+            "spec.mtu in body should be greater than or equal to 1280",
+        ),
+        (
+            9001,
+            "spec.mtu in body should be less than or equal to 9000",
+        ),
+    ] {
+        expect_refused(
+            &api,
+            tunnel("bad-mtu", serde_json::json!({"mtu": mtu})),
+            expected,
+        )
+        .await;
+    }
+    for (mark, expected) in [
+        (
+            0_u64,
+            "spec.wireguard.fwmark in body should be greater than or equal to 1",
+        ),
+        (
+            1 << 32,
+            "spec.wireguard.fwmark in body should be less than or equal to 4294967295",
+        ),
+    ] {
+        let mut bad = tunnel("bad-mark", serde_json::json!({}));
+        bad["spec"]["wireguard"]["fwmark"] = mark.into();
+        expect_refused(&api, bad, expected).await;
+    }
+    for (name, expected) in [
+        (
+            "office gw",
+            "spec.wireguard.peers[0].name in body should match",
+        ),
+        ("-gw", "spec.wireguard.peers[0].name in body should match"),
+        ("x\"}", "spec.wireguard.peers[0].name in body should match"),
+        (
+            &"x".repeat(64) as &str,
+            "spec.wireguard.peers[0].name: Too long: may not be",
+        ),
+        (
+            "",
+            "spec.wireguard.peers[0].name in body should be at least 1 chars long",
+        ),
+    ] {
+        let mut bad = tunnel("bad-name", serde_json::json!({}));
+        bad["spec"]["wireguard"]["peers"][0]["name"] = name.into();
+        expect_refused(&api, bad, expected).await;
+    }
+    // CEL: a link-local entry is a single address; other IPv6 ranges may be wider.
+    for entry in ["fe80::/64", "fe80::42:1817:1/127", "fe80::/10"] {
+        expect_refused(
+            &api,
+            tunnel(
+                "bad-link-local",
+                serde_json::json!({"ndp": {"respond": ["fd00::/64", entry]}}),
+            ),
+            &format!(
+                "spec.ndp.respond[1]: Invalid value: \"{entry}\": a link-local entry must be a single address (/128)"
+            ),
+        )
+        .await;
+    }
+
+    // The status's conditions have metav1.Condition's constraints.
+    let condition = |overrides: serde_json::Value| {
+        let mut c = serde_json::json!({
+            "type": "Ready", "status": "False", "reason": "WaitingForVpp",
+            "message": "waiting", "lastTransitionTime": "2026-01-01T00:00:00Z"
+        });
+        for (k, v) in overrides.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        serde_json::json!({"status": {"conditions": [c]}})
+    };
+    let patch_status = |status: serde_json::Value| {
+        let api = api.clone();
+        async move {
+            api.patch_status("fields", &PatchParams::default(), &Patch::Merge(&status))
+                .await
+        }
+    };
+    patch_status(condition(serde_json::json!({})))
+        .await
+        .expect("a well-formed condition is accepted");
+    let long = "m".repeat(32769);
+    // (the change, the field and value the server names, what it says of the value)
+    for (overrides, field, rule) in [
+        (
+            serde_json::json!({"status": "Maybe"}),
+            "status.conditions[0].status: Unsupported value: \"Maybe\"",
+            "supported values: \"True\", \"False\", \"Unknown\"",
+        ),
+        (
+            serde_json::json!({"type": "Ready now"}),
+            "status.conditions[0].type: Invalid value: \"Ready now\"",
+            "should match",
+        ),
+        (
+            serde_json::json!({"reason": "not camel case"}),
+            "status.conditions[0].reason: Invalid value: \"not camel case\"",
+            "should match",
+        ),
+        (
+            serde_json::json!({"reason": ""}),
+            "status.conditions[0].reason: Invalid value: \"\"",
+            "should be at least 1 chars long",
+        ),
+        (
+            serde_json::json!({"message": long}),
+            "status.conditions[0].message: Too long",
+            "32768",
+        ),
+        (
+            serde_json::json!({"lastTransitionTime": "yesterday"}),
+            "status.conditions[0].lastTransitionTime: Invalid value: \"yesterday\"",
+            "date-time",
+        ),
+    ] {
+        let error = patch_status(condition(overrides)).await.expect_err(field);
+        let kube::Error::Api(status) = &error else {
+            panic!("not an API error: {error}")
+        };
+        assert_eq!(status.code, 422, "{error}");
+        assert!(
+            status.message.contains(field) && status.message.contains(rule),
+            "{:?} lacks {field:?} or {rule:?}",
+            status.message
+        );
+    }
+}
+
+/// `mtu` and the announce flags reach the runtime in the tunnel's configuration: the MTU is the one
+/// the daemon uses whatever the BVI's, an MTU edit restarts the tunnel (other VPP-side settings), and
+/// a peer's name is a WireGuard-side edit that keeps it running and labels its metrics.
+#[tokio::test]
+async fn mtu_and_announcements_reach_the_runtime_and_names_label_metrics() {
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let runtime = RecordingRuntime::default();
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let controller =
+        start_controller_with_metrics(&client, runtime.clone(), &gateway_dir(), Some(metrics_addr));
+    let spec = |mtu: u16, name: &str| {
+        let mut object = tunnel(
+            "home",
+            serde_json::json!({
+                "uid": 3,
+                "mtu": mtu,
+                "ndp": {"respond": ["fd28:cb8f:4c92::33/128"], "announceOnStartup": true}
+            }),
+        );
+        object["spec"]["wireguard"]["peers"][0]["name"] = name.into();
+        object
+    };
+    apply(&api, &spec(1400, "office-gw"))
+        .await
+        .expect("created");
+    wait_for(&api, "home", "Ready", is_ready).await;
+    let running = |runtime: &RecordingRuntime| {
+        runtime
+            .running
+            .lock()
+            .expect("lock")
+            .get("home")
+            .cloned()
+            .expect("the tunnel runs")
+    };
+    let config = running(&runtime).config;
+    assert_eq!(config.mtu, Some(1400));
+    assert_eq!(
+        wireguard_vpp::tunnel::settings::tunnel_mtu(&config, Some(9000)),
+        1400,
+        "the spec's MTU wins over the BVI's"
+    );
+    assert_eq!(
+        config.announce,
+        wireguard_vpp::config::Announce {
+            arp: false,
+            ndp: true
+        },
+        "each family's flag on its own"
+    );
+    let labels = format!(
+        "interface=\"home\",public_key=\"{PEER_KEY}\",allowed_ips=\"0.0.0.0/0\",friendly_name=\"office-gw\""
+    );
+    let metrics = http_until(metrics_addr, "/metrics", "the friendly name", |m| {
+        m.contains(&labels)
+    })
+    .await;
+    assert!(
+        metrics.contains(&format!("wireguard_sent_bytes_total{{{labels}}} 2000\n")),
+        "{metrics}"
+    );
+
+    // A new name: reconfigured, not restarted, and the label follows.
+    apply(&api, &spec(1400, "office-gw-2"))
+        .await
+        .expect("renamed");
+    http_until(metrics_addr, "/metrics", "the new friendly name", |m| {
+        m.contains("friendly_name=\"office-gw-2\"") && !m.contains("friendly_name=\"office-gw\"")
+    })
+    .await;
+    assert!(
+        !runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Stop { .. })),
+        "{:?}",
+        runtime.calls()
+    );
+    // A new MTU: the tunnel is started again with it.
+    apply(&api, &spec(1380, "office-gw-2"))
+        .await
+        .expect("new MTU");
+    let deadline = Instant::now() + TIMEOUT;
+    while running(&runtime).config.mtu != Some(1380) {
+        assert!(Instant::now() < deadline, "{:?}", runtime.calls());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let calls = runtime.calls();
+    assert!(
+        calls
+            .iter()
+            .filter(|c| matches!(c, Call::Start { .. }))
+            .count()
+            == 2,
+        "{calls:?}"
+    );
+    controller.shut_down().await;
+}
+
+/// Starts the controller with `runtime` and the original's environment `env`.
+fn start_controller_with_env(
+    client: &Client,
+    runtime: impl TunnelRuntime,
+    env: wireguard_vpp::config::Env,
+    metrics_addr: std::net::SocketAddr,
+) -> RunningController {
+    let options = ControllerOptions {
+        node_name: "node-a".into(),
+        namespace: None,
+        gateway_dir: gateway_dir(),
+        env,
+        metrics_addr: Some(metrics_addr),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let secrets = KubeSecrets::new(client.clone());
+        controller::run_with(client, secrets, runtime, options, shutdown)
+            .await
+            .expect("controller runs");
+    });
+    RunningController {
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// The device's own configuration as `wg show` reads it: the UAPI `get=1` dump of `socket`.
+async fn uapi_dump(socket: &Path) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect to the UAPI socket");
+    stream.write_all(b"get=1\n\n").await.expect("send get");
+    let mut dump = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !dump.ends_with(b"\n\n") {
+        let n = tokio::time::timeout(TIMEOUT, stream.read(&mut buf))
+            .await
+            .expect("a UAPI answer in time")
+            .expect("read");
+        assert!(n > 0, "the UAPI socket closed early: {dump:?}");
+        dump.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(dump).expect("UTF-8")
+}
+
+/// `fwmark` and a peer's name through the controller into the real runtime (`LocalTunnels`, VPP's API
+/// off): the WireGuard device's own UAPI dump shows the mark, an edit changes it on the running device,
+/// and the device's peer counters carry the name as `friendly_name`. Setting a mark needs CAP_NET_ADMIN.
+#[tokio::test]
+async fn fwmark_reaches_the_device_and_names_label_its_peers() {
+    if !common::require_root("fwmark on the tunnel's UDP socket (CAP_NET_ADMIN)") {
+        return;
+    }
+    let Some((_server, client)) = setup().await else {
+        return;
+    };
+    let api: Api<WireGuardVppTunnel> = Api::namespaced(client.clone(), "dn42");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uapi_dir = dir.path().join("uapi");
+    let runtime = wireguard_vpp::k8s::local_tunnels::LocalTunnels::new(&uapi_dir, false)
+        .with_memif_wait(Duration::from_secs(300));
+    let env = wireguard_vpp::config::Env {
+        memif_socket_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let metrics_addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_ports()));
+    let controller = start_controller_with_env(&client, runtime, env, metrics_addr);
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let with_mark = |mark: u32| {
+        let mut object = tunnel("marked", serde_json::json!({"uid": 5}));
+        object["spec"]["wireguard"]["listenPort"] = port.into();
+        object["spec"]["wireguard"]["fwmark"] = mark.into();
+        object["spec"]["wireguard"]["peers"][0]["name"] = "office-gw".into();
+        object
+    };
+    apply(&api, &with_mark(0x4242)).await.expect("created");
+
+    let socket = uapi_dir.join("marked.sock");
+    let deadline = Instant::now() + TIMEOUT;
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no UAPI socket; tunnel: {:#?}",
+            api.get("marked").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + TIMEOUT;
+    let mut dump = uapi_dump(&socket).await;
+    while !dump.lines().any(|l| l == "fwmark=16962") {
+        assert!(Instant::now() < deadline, "no fwmark=16962 in:\n{dump}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        dump = uapi_dump(&socket).await;
+    }
+    assert!(
+        dump.lines().any(|l| l == format!("listen_port={port}")),
+        "{dump}"
+    );
+
+    // An edit of the mark reaches the running device (a WireGuard-side change).
+    apply(&api, &with_mark(7)).await.expect("new mark");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let dump = uapi_dump(&socket).await;
+        if dump.lines().any(|l| l == "fwmark=7") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no fwmark=7 in:\n{dump}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let labels = format!(
+        "interface=\"marked\",public_key=\"{PEER_KEY}\",allowed_ips=\"0.0.0.0/0\",friendly_name=\"office-gw\""
+    );
+    http_until(
+        metrics_addr,
+        "/metrics",
+        "the device's peer with its name",
+        |m| m.contains(&format!("wireguard_sent_bytes_total{{{labels}}}")),
+    )
+    .await;
+
+    api.delete("marked", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    let deadline = Instant::now() + TIMEOUT;
+    while socket.exists() {
+        assert!(Instant::now() < deadline, "the tunnel was not stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     controller.shut_down().await;
 }

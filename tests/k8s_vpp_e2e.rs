@@ -976,3 +976,266 @@ async fn an_ended_tunnel_is_restarted_and_readiness_follows_vpp() {
         "the private key is in the controller's log"
     );
 }
+
+/// A tunnel named `name` on the bed's node with no `listenPort` and no `uid` (both allocated), its own
+/// response address `respond` on bridge 4242, and the bed's peer.
+fn tunnel_without_port(name: &str, respond: &str, peer_public: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "wgvpp.io/v1alpha1",
+        "kind": "WireGuardVppTunnel",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "nodeName": NODE,
+            "bridgeID": 4242,
+            "memifSecretRef": {"name": "memif", "key": "secret"},
+            "arp": {"respond": [respond]},
+            "wireguard": {
+                "privateKeySecretRef": {"name": format!("{name}-key"), "key": "privateKey"},
+                "peers": [{"publicKey": peer_public, "allowedIPs": [respond]}]
+            }
+        }
+    })
+}
+
+impl K8sBed {
+    /// Applies (server-side) a tunnel resource of any name.
+    async fn apply_named(&self, object: &serde_json::Value) {
+        let name = object["metadata"]["name"].as_str().expect("a name");
+        self.tunnels()
+            .patch(name, &PatchParams::apply("e2e-test"), &Patch::Apply(object))
+            .await
+            .expect("tunnel applied");
+    }
+
+    /// Waits until `check` holds for tunnel `name`, or fails with its last state and the log.
+    async fn wait_for_named(
+        &mut self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&WireGuardVppTunnel) -> bool,
+    ) -> WireGuardVppTunnel {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let current = self.tunnels().get_opt(name).await.expect("get");
+            if let Some(tunnel) = &current
+                && check(tunnel)
+            {
+                return tunnel.clone();
+            }
+            self.assert_controller_runs();
+            assert!(
+                Instant::now() < deadline,
+                "{name}: {what} not reached in time; last: {current:#?}\n{}",
+                self.controller_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Deletes tunnel `name` and waits until it is gone.
+    async fn delete_and_wait(&mut self, name: &str) {
+        self.tunnels()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete");
+        let deadline = Instant::now() + TIMEOUT;
+        while self.tunnels().get_opt(name).await.expect("get").is_some() {
+            self.assert_controller_runs();
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the finalizer was not released:\n{}",
+                self.controller_log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The UDP port tunnel `name` listens on, as `wg show` reads it over the tunnel's UAPI socket.
+fn wg_listen_port(name: &str) -> u16 {
+    let out = Command::new("wg")
+        .args(["show", name, "listen-port"])
+        .output()
+        .expect("wg runs");
+    assert!(out.status.success(), "wg show {name}: {}", text(&out));
+    text(&out).trim().parse().expect("a port")
+}
+
+/// A UDP socket on `port` of every address, held by a process in the controller's namespace.
+struct PortBlocker(Child);
+
+impl PortBlocker {
+    fn start(bed: &VppBed, port: u16) -> PortBlocker {
+        let script = format!(
+            "import socket, sys, time\ns = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\ns.bind(('::', {port}))\n\
+             print('ready', flush=True)\ntime.sleep(3600)\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-wg", bed.name())])
+            .args(["python3", "-c", &script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the blocker answers");
+        assert_eq!(line.trim(), "ready", "the blocker did not bind port {port}");
+        PortBlocker(child)
+    }
+}
+
+impl Drop for PortBlocker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Listen ports and a start that fails half way, on the real runtime and VPP. A tunnel whose
+/// `listenPort` is taken on the node fails to start, says so naming the port, and leaves VPP exactly
+/// as it was (the port is bound before anything is created in VPP). Two tunnels without a
+/// `listenPort` get free ports of their own (the taken one is claimed by the first tunnel's spec),
+/// both run with their memifs connected, and `wg show` reads the ports their status reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_are_allocated_per_node_and_a_failed_start_leaves_vpp_as_it_was() {
+    let Some(mut k8s) = K8sBed::up().await else {
+        return;
+    };
+    let name = k8s.name();
+    let peer_public = peer_public_key(&k8s.bed);
+    let before = k8s.bed.objects();
+    k8s.put_secret("memif", "secret", b"demo-secret").await;
+    k8s.start_controller();
+
+    // Port 51820 is taken in the controller's namespace: the tunnel that names it cannot start.
+    let blocker = PortBlocker::start(&k8s.bed, 51820);
+    k8s.apply(&tunnel_resource(&name, &peer_public)).await;
+    let failed = k8s
+        .wait_for("not Ready because the port is taken", |t| {
+            condition(t, "Ready").is_some_and(|c| c.0 == "False" && c.1 == "StartFailed")
+        })
+        .await;
+    let message = failed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("51820"), "{message}");
+    assert_eq!(k8s.bed.objects(), before, "{}", k8s.controller_log());
+    assert!(!k8s.bed.memif_socket().exists());
+
+    // Two tunnels without a port (nor a uid): each gets a free one, and both run.
+    let (second, third) = (format!("{name}b"), format!("{name}c"));
+    for (tunnel, respond) in [(&second, "172.22.77.34/32"), (&third, "172.22.77.35/32")] {
+        k8s.apply_named(&tunnel_without_port(tunnel, respond, &peer_public))
+            .await;
+    }
+    let mut ports = Vec::new();
+    for tunnel in [&second, &third] {
+        let ready = k8s
+            .wait_for_named(tunnel, "Ready", |t| {
+                condition(t, "Ready").is_some_and(|c| c.0 == "True")
+            })
+            .await;
+        let port = ready.status.as_ref().and_then(|s| s.listen_port);
+        assert_eq!(port, Some(wg_listen_port(tunnel)), "{tunnel}");
+        ports.extend(port);
+    }
+    assert_eq!(
+        ports,
+        [51821, 51822],
+        "the lowest free ports, the one the first tunnel names skipped"
+    );
+
+    drop(blocker);
+    for tunnel in [&name, &second, &third] {
+        k8s.delete_and_wait(tunnel).await;
+    }
+    assert_eq!(k8s.bed.objects(), before, "{}", k8s.controller_log());
+}
+
+/// A tunnel deleted while no agent runs: the agent is killed (`kill -9`, nothing undone), the tunnel
+/// is deleted (its finalizer keeps it, marked for deletion), and the next agent removes its memif,
+/// socket id, host routes and neighbour entries from VPP before it starts anything, then lets the
+/// resource go. A second tunnel, deleted and its finalizer removed by hand while no agent runs, is
+/// swept too, from the record the first agent kept next to its memif socket. VPP's dumps then show
+/// what they showed before any tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_agent_sweeps_what_tunnels_deleted_meanwhile_left_in_vpp() {
+    let Some(mut k8s) = K8sBed::up().await else {
+        return;
+    };
+    let name = k8s.name();
+    let peer_public = peer_public_key(&k8s.bed);
+    let before = k8s.bed.objects();
+    k8s.put_secret("memif", "secret", b"demo-secret").await;
+    k8s.start_controller();
+    k8s.apply(&tunnel_resource(&name, &peer_public)).await;
+    let second = format!("{name}b");
+    k8s.apply_named(&tunnel_without_port(
+        &second,
+        "172.22.77.34/32",
+        &peer_public,
+    ))
+    .await;
+    k8s.wait_for("Ready", is_ready).await;
+    k8s.wait_for_named(&second, "Ready", |t| {
+        condition(t, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    // Traffic, so that VPP holds neighbour entries learned from our answers too.
+    k8s.point_peer_at(ready_public_key(&k8s.tunnels().get(&name).await.expect("get")).as_str());
+    k8s.pings_cross_both_ways();
+    let fib = k8s.bed.vppctl("show ip fib 172.22.77.34/32");
+    assert!(
+        fib.contains("loop42"),
+        "the second tunnel's host route: {fib}"
+    );
+
+    let status = k8s.signal_controller("KILL");
+    assert!(!status.success());
+    assert!(k8s.memif_index().is_some(), "kill -9 undid something?");
+    k8s.tunnels()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    k8s.tunnels()
+        .delete(&second, &DeleteParams::default())
+        .await
+        .expect("delete");
+    // The second one's finalizer goes by hand: the resource is gone before any agent sees it.
+    k8s.tunnels()
+        .patch(
+            &second,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("finalizer removed");
+    assert!(k8s.tunnels().get_opt(&second).await.expect("get").is_none());
+    assert!(k8s.tunnels().get_opt(&name).await.expect("get").is_some());
+
+    k8s.start_controller();
+    k8s.wait_deleted().await;
+    assert_eq!(k8s.bed.objects(), before, "{}", k8s.controller_log());
+    let left: Vec<String> = std::fs::read_dir(k8s.bed.dir().join("run"))
+        .expect("memif dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with(&name))
+        .collect();
+    assert!(left.is_empty(), "left in the memif directory: {left:?}");
+    k8s.assert_controller_runs();
+}
+
+/// The public key a tunnel's status reports.
+fn ready_public_key(tunnel: &WireGuardVppTunnel) -> String {
+    tunnel
+        .status
+        .as_ref()
+        .and_then(|s| s.public_key.clone())
+        .expect("status.publicKey")
+}

@@ -35,7 +35,8 @@ pub use file::{FamilySwitches, GatewayFile, InterfaceFile, NeighborFlagSwitches}
 pub use mac::{MacError, MacPrefix, parse_mac};
 pub use name::sanitize_name;
 pub use resolved::{
-    BRIDGE_ID_MAX, Install, InstallMethod, MemifSecret, Ranges, SOCKET_PATH_MAX, TunnelConfig,
+    Announce, BRIDGE_ID_MAX, Install, InstallMethod, MTU_RANGE, MemifSecret, Ranges,
+    SOCKET_PATH_MAX, TunnelConfig,
 };
 pub use validate::{
     DEFAULT_VPPCTL_BINARY, Files, Loaded, RANDOM_SECRET, RANDOM_SECRET_LEN, validate,

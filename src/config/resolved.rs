@@ -33,8 +33,9 @@ pub struct TunnelConfig {
     pub gateway_mac: MacAddr,
     /// Response and learning ranges, as networks (host bits cleared).
     pub ranges: Ranges,
-    /// Announce the response ranges at startup (gratuitous ARP, unsolicited NA).
-    pub gratuitous_on_startup: bool,
+    /// Which response ranges to announce on each memif connection. The interface file's one flag
+    /// (`GratuitousARPOnStartUP`) sets both; a `WireGuardVppTunnel` sets each on its own.
+    pub announce: Announce,
     /// The tunnel's MTU when the interface file sets one (`Mtu`); otherwise it is derived from the BVI.
     pub mtu: Option<u16>,
     /// What to install in VPP besides the memif.
@@ -45,6 +46,15 @@ pub struct TunnelConfig {
     pub vpp_api_socket: PathBuf,
     /// `WGVPP_MEMIF_PEER_UID`: the only uid allowed to connect to the memif socket.
     pub memif_peer_uid: Option<u32>,
+}
+
+/// The startup announcement, per family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Announce {
+    /// A gratuitous ARP for each address of the IPv4 response ranges.
+    pub arp: bool,
+    /// An unsolicited neighbour advertisement for each address of the IPv6 response ranges.
+    pub ndp: bool,
 }
 
 /// The range of `Mtu`: IPv6's minimum link MTU up to a jumbo frame's.

@@ -15,7 +15,9 @@ use rand::Rng;
 
 use super::file::{GatewayFile, InterfaceFile};
 use super::mac::parse_mac;
-use super::resolved::{BRIDGE_ID_MAX, Install, InstallMethod, MTU_RANGE, Ranges, SOCKET_PATH_MAX};
+use super::resolved::{
+    Announce, BRIDGE_ID_MAX, Install, InstallMethod, MTU_RANGE, Ranges, SOCKET_PATH_MAX,
+};
 use super::{ConfigError, ConfigWarning, Env, MacPrefix, MemifSecret, TunnelConfig};
 use crate::mac::MacAddr;
 
@@ -108,7 +110,10 @@ pub fn validate(
         vpp_memif_mac,
         gateway_mac,
         ranges,
-        gratuitous_on_startup: iface.gratuitous_arp_on_startup,
+        announce: Announce {
+            arp: iface.gratuitous_arp_on_startup,
+            ndp: iface.gratuitous_arp_on_startup,
+        },
         mtu,
         install,
         memif_socket,
@@ -613,7 +618,7 @@ mod tests {
             ipv6_link_local: true,
         };
         assert_eq!(i.routes, routes);
-        assert!(!c.gratuitous_on_startup);
+        assert_eq!(c.announce, Announce::default());
     }
 
     /// Every error case, with the field and the words of its message. Scenario 7 of the spec is

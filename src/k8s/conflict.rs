@@ -18,8 +18,8 @@ pub struct Claim {
     pub interface: String,
     /// The uid in use, if known.
     pub uid: Option<u32>,
-    /// The UDP listen port.
-    pub listen_port: u16,
+    /// The UDP listen port, if known (the spec's, the status's or the one allocated).
+    pub listen_port: Option<u16>,
     /// The bridge domain.
     pub bridge_id: u32,
     /// The response ranges (IPv4 and IPv6).
@@ -58,10 +58,12 @@ pub fn find_conflict(me: &Claim, others: &[Claim]) -> Option<Conflict> {
         {
             return conflict(format!("uid {a} is already used by tunnel {} on this node: choose another spec.uid", other.tunnel));
         }
-        if other.listen_port == me.listen_port {
+        if let (Some(a), Some(b)) = (me.listen_port, other.listen_port)
+            && a == b
+        {
             return conflict(format!(
-                "listen port {} is already used by tunnel {} on this node: choose another spec.wireguard.listenPort",
-                me.listen_port, other.tunnel
+                "listen port {a} is already used by tunnel {} on this node: choose another spec.wireguard.listenPort, or omit it to get a free one",
+                other.tunnel
             ));
         }
         if other.bridge_id == me.bridge_id {
@@ -100,6 +102,15 @@ pub fn allocate_uid(claims: &[Claim], max: u32) -> Option<u32> {
     (candidate <= max).then_some(candidate)
 }
 
+/// The lowest UDP port from `first` up that no claim uses; `None` when all up to 65535 are taken.
+/// Ports used by other programs on the node are not known here: a tunnel given such a port fails
+/// to start, and its status names the port (set `spec.wireguard.listenPort` then).
+pub fn allocate_port(claims: &[Claim], first: u16) -> Option<u16> {
+    let used: std::collections::HashSet<u16> =
+        claims.iter().filter_map(|c| c.listen_port).collect();
+    (first..=u16::MAX).find(|port| !used.contains(port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,7 +128,7 @@ mod tests {
             created: created.into(),
             interface: name.into(),
             uid: Some(uid),
-            listen_port: port,
+            listen_port: Some(port),
             bridge_id: bridge,
             respond: respond
                 .iter()
@@ -212,5 +223,26 @@ mod tests {
         assert_eq!(allocate_uid(&claims, 10), Some(2));
         assert_eq!(allocate_uid(&[], 10), Some(1));
         assert_eq!(allocate_uid(&claims[..1], 1), None);
+    }
+
+    #[test]
+    fn port_allocation_takes_the_lowest_free_port_from_the_first() {
+        let claims = [
+            claim("a", "1", 1, 51820, 1, &[]),
+            claim("b", "1", 2, 51822, 1, &[]),
+            Claim {
+                listen_port: None,
+                ..claim("c", "1", 3, 0, 1, &[])
+            },
+        ];
+        assert_eq!(allocate_port(&claims, 51820), Some(51821));
+        assert_eq!(allocate_port(&claims[..1], 51820), Some(51821));
+        assert_eq!(allocate_port(&[], 51820), Some(51820));
+        assert_eq!(
+            allocate_port(&[claim("a", "1", 1, 65535, 1, &[])], 65535),
+            None
+        );
+        // A tunnel whose port is not known yet conflicts with nobody on ports.
+        assert_eq!(find_conflict(&claims[2], &claims), None);
     }
 }

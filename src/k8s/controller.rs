@@ -45,13 +45,13 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::conflict::{Claim, allocate_uid, find_conflict};
-use super::crd::{MAX_UID, WireGuardVppTunnel, WireGuardVppTunnelStatus};
+use super::conflict::{Claim, allocate_port, allocate_uid, find_conflict};
+use super::crd::{DEFAULT_LISTEN_PORT, MAX_UID, WireGuardVppTunnel, WireGuardVppTunnelStatus};
 use super::gateway::Gateway;
 use super::health::{
     Report, TunnelReadiness, WatchProgress, restart_delay, tunnel_readiness, watch_with_relists,
 };
-use super::metrics::{Endpoints, Metrics, ServerLimits, TunnelMetrics};
+use super::metrics::{Endpoints, Metrics, PeerLabels, ServerLimits, TunnelMetrics};
 use super::render::{RenderError, SecretValues, interface_name, render, response_ranges};
 use super::secrets::{KubeSecrets, SecretError, SecretStore};
 use super::status::{self, Observation, scrub, to_time};
@@ -210,8 +210,8 @@ struct TunnelRecord {
     interface: Option<String>,
     /// The status last written, and when.
     written: Option<(WireGuardVppTunnelStatus, Instant)>,
-    /// Allowed IPs by peer public key, for metric labels.
-    allowed_ips: BTreeMap<String, String>,
+    /// Metric labels (allowed IPs, friendly name) by peer public key.
+    peer_labels: BTreeMap<String, PeerLabels>,
     /// Deaths of its task since it last ran for [`BACKOFF_RESET_AFTER`].
     failures: u32,
     /// Deaths of its task in all, for metrics.
@@ -242,6 +242,9 @@ pub struct Context<R, S> {
     /// uids allocated by this process, by `namespace/name`, kept until the tunnel is deleted: the
     /// store may not show a freshly written status yet, and a uid must never be handed out twice.
     allocated: Mutex<HashMap<String, u32>>,
+    /// Listen ports allocated by this process, by `namespace/name`, kept as `allocated` is. Lock
+    /// `allocated` first when both are needed.
+    allocated_ports: Mutex<HashMap<String, u16>>,
     /// When this process first saw each tunnel, by `namespace/name` (readiness' startup grace).
     first_seen: Mutex<HashMap<String, Instant>>,
     metrics: Metrics,
@@ -265,7 +268,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
     }
 
     /// The claims of every live tunnel of this node, with the uids known so far.
-    fn claims(&self, allocated: &HashMap<String, u32>) -> Vec<Claim> {
+    fn claims(&self, allocated: &HashMap<String, u32>, ports: &HashMap<String, u16>) -> Vec<Claim> {
         self.store
             .state()
             .iter()
@@ -289,7 +292,12 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                         .map(|c| c.0.to_string())
                         .unwrap_or_default(),
                     interface: interface_name(t).unwrap_or_else(|_| t.name_any()),
-                    listen_port: t.spec.wireguard.listen_port,
+                    listen_port: t
+                        .spec
+                        .wireguard
+                        .listen_port
+                        .or_else(|| t.status.as_ref().and_then(|s| s.listen_port))
+                        .or_else(|| ports.get(&key_of(t)).copied()),
                     bridge_id: t.spec.bridge_id,
                     respond: response_ranges(t).unwrap_or_default(),
                 }
@@ -314,14 +322,51 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         if let Some(uid) = allocated.get(&key) {
             return Some(*uid);
         }
+        let ports = self
+            .allocated_ports
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let claims: Vec<Claim> = self
-            .claims(&allocated)
+            .claims(&allocated, &ports)
             .into_iter()
             .filter(|c| c.tunnel != key)
             .collect();
         let uid = allocate_uid(&claims, max)?;
         allocated.insert(key, uid);
         Some(uid)
+    }
+
+    /// The listen port of `tunnel`: the spec's, the status's, or a newly allocated one (the lowest
+    /// free from [`DEFAULT_LISTEN_PORT`] up), so that tunnels without a port do not conflict.
+    fn port_for(&self, tunnel: &WireGuardVppTunnel) -> Option<u16> {
+        if let Some(port) = tunnel
+            .spec
+            .wireguard
+            .listen_port
+            .or_else(|| tunnel.status.as_ref().and_then(|s| s.listen_port))
+        {
+            return Some(port);
+        }
+        let key = key_of(tunnel);
+        let allocated = self
+            .allocated
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ports = self
+            .allocated_ports
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(port) = ports.get(&key) {
+            return Some(*port);
+        }
+        let claims: Vec<Claim> = self
+            .claims(&allocated, &ports)
+            .into_iter()
+            .filter(|c| c.tunnel != key)
+            .collect();
+        let port = allocate_port(&claims, DEFAULT_LISTEN_PORT)?;
+        ports.insert(key, port);
+        Some(port)
     }
 
     /// Reads every Secret value the tunnel refers to; generates the private key when it is missing.
@@ -405,11 +450,18 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             uid: None,
             public_key: None,
             memif_socket: None,
-            listen_port: Some(tunnel.spec.wireguard.listen_port),
+            listen_port: tunnel.spec.wireguard.listen_port,
         };
         let rendered = self.render(&tunnel, &namespace, &mut observed).await?;
         if let Some(rendered) = &rendered {
-            let claims = self.claims(&self.allocated.lock().unwrap_or_else(|p| p.into_inner()));
+            let claims = {
+                let allocated = self.allocated.lock().unwrap_or_else(|p| p.into_inner());
+                let ports = self
+                    .allocated_ports
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                self.claims(&allocated, &ports)
+            };
             observed.conflict = claims
                 .iter()
                 .find(|c| c.tunnel == key)
@@ -528,7 +580,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         {
             let mut tunnels = self.lock_tunnels();
             let record = tunnels.entry(key.clone()).or_default();
-            record.allowed_ips = running_now
+            record.peer_labels = running_now
                 .as_ref()
                 .map(|r| {
                     r.wireguard
@@ -537,7 +589,11 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                         .map(|p| {
                             let ips: Vec<String> =
                                 p.allowed_ips.iter().map(ToString::to_string).collect();
-                            (p.public_key.to_base64(), ips.join(","))
+                            let labels = PeerLabels {
+                                allowed_ips: ips.join(","),
+                                friendly_name: p.name.clone(),
+                            };
+                            (p.public_key.to_base64(), labels)
                         })
                         .collect()
                 })
@@ -605,8 +661,18 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             }
             Err(error) => return Err(error),
         };
-        let spec = render(tunnel, uid, &secrets, Some(&gateway))
-            .and_then(|rendered| rendered.to_spec(&self.options.env));
+        let Some(port) = self.port_for(tunnel) else {
+            observed.config_error = Some((
+                "NoFreePort",
+                "no free UDP port from 51820 up on this node: set spec.wireguard.listenPort".into(),
+            ));
+            return Ok(None);
+        };
+        observed.listen_port = Some(port);
+        let spec = render(tunnel, uid, &secrets, Some(&gateway)).and_then(|mut rendered| {
+            rendered.wireguard.listen_port = Some(port);
+            rendered.to_spec(&self.options.env)
+        });
         match spec {
             Ok(spec) => {
                 observed.public_key = spec
@@ -823,6 +889,10 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
+        self.allocated_ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         self.first_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -927,7 +997,7 @@ impl<R: TunnelRuntime, S: SecretStore> Endpoints for Context<R, S> {
             String,
             String,
             Option<String>,
-            BTreeMap<String, String>,
+            BTreeMap<String, PeerLabels>,
             u64,
         );
         let mut rows: Vec<Row> = self
@@ -938,26 +1008,26 @@ impl<R: TunnelRuntime, S: SecretStore> Endpoints for Context<R, S> {
                     key.clone(),
                     r.interface.clone()?,
                     r.running.as_ref().map(|s| s.name().to_string()),
-                    r.allowed_ips.clone(),
+                    r.peer_labels.clone(),
                     r.restarts,
                 ))
             })
             .collect();
         rows.sort_by(|a, b| a.1.cmp(&b.1));
         let mut states = Vec::with_capacity(rows.len());
-        for (key, interface, running, allowed_ips, restarts) in rows {
+        for (key, interface, running, peer_labels, restarts) in rows {
             let state = match &running {
                 Some(name) => self.observe(&key, name).await,
                 None => None,
             };
-            states.push((interface, state, allowed_ips, restarts));
+            states.push((interface, state, peer_labels, restarts));
         }
         let views: Vec<TunnelMetrics<'_>> = states
             .iter()
-            .map(|(interface, state, allowed_ips, restarts)| TunnelMetrics {
+            .map(|(interface, state, peer_labels, restarts)| TunnelMetrics {
                 interface,
                 state: state.as_ref(),
-                allowed_ips,
+                peers: peer_labels,
                 restarts: *restarts,
             })
             .collect();
@@ -1160,6 +1230,39 @@ fn error_policy<R: TunnelRuntime, S: SecretStore>(
     Action::requeue(delay)
 }
 
+/// Before any tunnel starts: lists this node's tunnels and lets the runtime remove what tunnels that
+/// no longer exist, or are being deleted, left (deleted while no agent ran). Skipped, with a warning, when the list fails:
+/// the next start looks again.
+async fn sweep_orphans<R: TunnelRuntime>(
+    api: &Api<WireGuardVppTunnel>,
+    node_selector: &str,
+    runtime: &R,
+) {
+    let params = kube::api::ListParams::default().fields(node_selector);
+    let listed = tokio::time::timeout(Duration::from_secs(10), api.list(&params)).await;
+    match listed {
+        Ok(Ok(list)) => {
+            // A tunnel deleted while no agent ran is swept too: its finalizer's cleanup finds
+            // nothing running to stop.
+            let live = list
+                .items
+                .iter()
+                .filter(|t| t.metadata.deletion_timestamp.is_none())
+                .map(|t| interface_name(t).unwrap_or_else(|_| t.name_any()))
+                .collect();
+            runtime.sweep_orphans(live).await;
+        }
+        Ok(Err(error)) => {
+            warn!(%error, "cannot list this node's tunnels; not looking for what deleted tunnels left in VPP");
+        }
+        Err(_) => {
+            warn!(
+                "listing this node's tunnels took more than 10 s; not looking for what deleted tunnels left in VPP"
+            );
+        }
+    }
+}
+
 /// Runs the controller in the cluster (in-cluster config or `KUBECONFIG`), with Secrets from the API,
 /// until `shutdown` completes.
 pub async fn run<R: TunnelRuntime>(
@@ -1214,7 +1317,9 @@ pub async fn run_with_tuning<R: TunnelRuntime, S: SecretStore>(
         None => Api::all(client.clone()),
     };
     // `spec.nodeName` is a selectable field of the CRD: the API server sends only this node's tunnels.
-    let watch = watcher::Config::default().fields(&format!("spec.nodeName={}", options.node_name));
+    let node_selector = format!("spec.nodeName={}", options.node_name);
+    sweep_orphans(&api, &node_selector, &runtime).await;
+    let watch = watcher::Config::default().fields(&node_selector);
     let progress = Arc::new(WatchProgress::new(Instant::now()));
     // What `Controller::new` builds, with the watch's progress recorded and a quiet watch relisted.
     let (store, writer) = reflector::store::<WireGuardVppTunnel>();
@@ -1243,6 +1348,7 @@ pub async fn run_with_tuning<R: TunnelRuntime, S: SecretStore>(
         options: options.clone(),
         tunnels: Mutex::default(),
         allocated: Mutex::default(),
+        allocated_ports: Mutex::default(),
         first_seen: Mutex::default(),
         metrics: Metrics::default(),
         tuning: tuning.clone(),

@@ -10,8 +10,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-/// The WireGuard listen port used when the spec does not name one.
+use crate::config::MTU_RANGE;
+
+/// The first WireGuard listen port allocated when the spec does not name one.
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
 
 /// The largest memif id the schema accepts; VPP reserves `u32::MAX` (~0).
@@ -32,10 +35,13 @@ pub const MAX_BRIDGE_ID: u32 = (1 << 24) - 1;
     derive = "PartialEq",
     doc = "A userspace WireGuard tunnel attached to a VPP bridge domain through memif.",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"why the tunnel is (not) Ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Peers","type":"string","description":"peers with a recent handshake / all peers","jsonPath":".status.peersSummary"}"#,
     printcolumn = r#"{"name":"Handshake","type":"date","description":"time of the latest handshake of any peer","jsonPath":".status.latestHandshakeTime"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Public Key","type":"string","priority":1,"description":"the interface's public key, for the peer","jsonPath":".status.publicKey"}"#,
+    printcolumn = r#"{"name":"Port","type":"integer","priority":1,"description":"the UDP port the tunnel listens on","jsonPath":".status.listenPort"}"#,
     selectable = ".spec.nodeName"
 )]
 #[serde(rename_all = "camelCase")]
@@ -81,6 +87,12 @@ pub struct WireGuardVppTunnelSpec {
     #[serde(default)]
     pub ndp: NdpSpec,
 
+    /// The tunnel MTU (the largest inner IP packet), 1280 to 9000. Default: the BVI's IP MTU in VPP
+    /// less WireGuard's 80 bytes. Larger packets from VPP are answered with ICMP "too big".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "mtu_schema")]
+    pub mtu: Option<u16>,
+
     /// The WireGuard side.
     pub wireguard: WireGuardSpec,
 }
@@ -110,7 +122,8 @@ pub struct ArpSpec {
     #[serde(default)]
     #[schemars(schema_with = "ipv4_cidr_list")]
     pub learn: Vec<String>,
-    /// Send a gratuitous ARP for every address of `respond` when the tunnel starts.
+    /// Send a gratuitous ARP for every address of `respond` when VPP connects (IPv4 only; see
+    /// `ndp.announceOnStartup` for IPv6).
     #[serde(default)]
     pub announce_on_startup: bool,
 }
@@ -120,15 +133,16 @@ pub struct ArpSpec {
 #[serde(rename_all = "camelCase")]
 pub struct NdpSpec {
     /// Addresses behind this tunnel: neighbour solicitations for them are answered. Link-local
-    /// entries must be /128.
+    /// entries (fe80::/10) must be /128.
     #[serde(default)]
-    #[schemars(schema_with = "ipv6_cidr_list")]
+    #[schemars(schema_with = "ndp_respond_list")]
     pub respond: Vec<String>,
     /// VPP-side destinations whose MAC addresses are learned by NDP instead of using the gateway MAC.
     #[serde(default)]
     #[schemars(schema_with = "ipv6_cidr_list")]
     pub learn: Vec<String>,
-    /// Send an unsolicited neighbour advertisement for every address of `respond` at start.
+    /// Send an unsolicited neighbour advertisement for every address of `respond` when VPP connects
+    /// (IPv6 only; see `arp.announceOnStartup` for IPv4).
     #[serde(default)]
     pub announce_on_startup: bool,
 }
@@ -139,10 +153,22 @@ pub struct NdpSpec {
 pub struct WireGuardSpec {
     /// The interface's private key. Generated into this Secret (owned by the tunnel) when absent.
     pub private_key_secret_ref: SecretKeyRef,
-    /// UDP port on the node (the pod uses the host network).
-    #[serde(default = "default_listen_port")]
+    /// UDP port on the node (the pod uses the host network). Allocated when omitted: the lowest
+    /// port from 51820 up that no other tunnel of the node uses, recorded in `status.listenPort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "listen_port_schema")]
-    pub listen_port: u16,
+    pub listen_port: Option<u16>,
+    /// How often peer endpoints given as DNS names are resolved again, as a duration (`90s`, `5m`,
+    /// `1h`; `0s` never). The peer moves to a new address only when the name's address changed
+    /// and it has no recent handshake. Default `2m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
+    pub reresolve_interval: Option<String>,
+    /// The firewall mark of the WireGuard UDP socket (`wg set ... fwmark`), for policy routing on the
+    /// node. Needs CAP_NET_ADMIN: the chart's `netAdmin: true`. None when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "fwmark_schema")]
+    pub fwmark: Option<u32>,
     /// The peers, keyed by public key.
     #[serde(default)]
     #[schemars(schema_with = "peer_list_schema")]
@@ -156,6 +182,14 @@ pub struct PeerSpec {
     /// The peer's public key: 32 bytes in base64 (44 characters).
     #[schemars(regex(pattern = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"))]
     pub public_key: String,
+    /// A name for people: the `friendly_name` label of the peer's metrics (as the common WireGuard
+    /// exporter has it). 1 to 63 characters of `[A-Za-z0-9._-]`, starting with a letter or digit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    )]
+    pub name: Option<String>,
     /// An optional preshared key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preshared_key_secret_ref: Option<SecretKeyRef>,
@@ -241,10 +275,6 @@ pub struct PeerStatus {
     pub tx_bytes: u64,
 }
 
-fn default_listen_port() -> u16 {
-    DEFAULT_LISTEN_PORT
-}
-
 fn uid_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_UID})
 }
@@ -254,8 +284,20 @@ fn bridge_id_schema(_: &mut SchemaGenerator) -> Schema {
 }
 
 fn listen_port_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535,
-                  "default": DEFAULT_LISTEN_PORT})
+    json_schema!({"type": "integer", "format": "int32", "minimum": 1, "maximum": 65535})
+}
+
+fn duration_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "maxLength": 32, "pattern": r"^([0-9]{1,9}(h|m|s))+$"})
+}
+
+fn mtu_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int32",
+                  "minimum": MTU_RANGE.start(), "maximum": MTU_RANGE.end()})
+}
+
+fn fwmark_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "integer", "format": "int64", "minimum": 1, "maximum": u32::MAX})
 }
 
 fn keepalive_schema(_: &mut SchemaGenerator) -> Schema {
@@ -298,6 +340,25 @@ fn ipv6_cidr_list(_: &mut SchemaGenerator) -> Schema {
     )
 }
 
+/// IPv6 CIDRs, of which the link-local ones (fe80::/10) are single addresses: NDP answers for an
+/// address, and VPP's neighbour and route for a link-local one name exactly one.
+fn ndp_respond_list(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = ipv6_cidr_list(generator);
+    let rule = json!({
+        "rule": "!isCIDR(self) || cidr(self).ip().family() != 6 \
+                 || !cidr(self).ip().isLinkLocalUnicast() || cidr(self).prefixLength() == 128",
+        "message": "a link-local entry must be a single address (/128), such as fe80::42:1817:1/128"
+    });
+    if let Some(rules) = schema
+        .get_mut("items")
+        .and_then(|items| items.get_mut("x-kubernetes-validations"))
+        .and_then(|rules| rules.as_array_mut())
+    {
+        rules.push(rule);
+    }
+    schema
+}
+
 fn any_cidr_list(_: &mut SchemaGenerator) -> Schema {
     cidr_list(
         "isCIDR(self)",
@@ -323,9 +384,38 @@ fn condition_list_schema(generator: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["type"]
     });
-    schema.insert(
-        "items".into(),
-        generator.subschema_for::<Condition>().into(),
-    );
+    let mut item = generator.subschema_for::<Condition>();
+    // metav1.Condition's own validation (its kubebuilder markers), which k8s-openapi's schema lacks.
+    let constraints = [
+        (
+            "type",
+            json!({"maxLength": 316, "pattern": CONDITION_TYPE_PATTERN}),
+        ),
+        ("status", json!({"enum": ["True", "False", "Unknown"]})),
+        (
+            "reason",
+            json!({"minLength": 1, "maxLength": 1024, "pattern": CONDITION_REASON_PATTERN}),
+        ),
+        ("message", json!({"maxLength": 32768})),
+        ("lastTransitionTime", json!({"format": "date-time"})),
+        ("observedGeneration", json!({"minimum": 0})),
+    ];
+    if let Some(properties) = item.get_mut("properties").and_then(|p| p.as_object_mut()) {
+        for (name, extra) in constraints {
+            if let (Some(property), Some(extra)) = (
+                properties.get_mut(name).and_then(|p| p.as_object_mut()),
+                extra.as_object(),
+            ) {
+                property.extend(extra.clone());
+            }
+        }
+    }
+    schema.insert("items".into(), item.into());
     schema
 }
+
+/// `metav1.Condition`'s type: a name, optionally prefixed by a DNS subdomain and `/`.
+const CONDITION_TYPE_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$";
+
+/// `metav1.Condition`'s reason: CamelCase, as the controller writes them.
+const CONDITION_REASON_PATTERN: &str = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$";

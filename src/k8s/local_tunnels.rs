@@ -5,22 +5,30 @@
 //! end (once, without waiting) and from then on reports the tunnel [`Phase::Failed`] with the reason,
 //! until the controller stops it. A panic is contained by tokio in the task; its message is kept for
 //! the status, with anything shaped like a key cut out.
+//!
+//! The WireGuard configuration goes to the device as the one model it is rendered into
+//! ([`WireGuardConfig`], the wg module's own), applied as a diff. A tunnel whose peers name their
+//! endpoints by DNS has a task that resolves them again every [`TunnelSpec::reresolve_interval`]
+//! (sooner while one does not resolve), and moves a peer only when its name's address changed
+//! ([`WgDevice::reresolve`](crate::wg::WgDevice::reresolve)).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use futures::FutureExt;
 
+use super::orphans::{self, Record};
 use super::render::WireGuardConfig;
 use super::status::scrub;
 use super::tunnel_runtime::{
     CounterSample, PeerStats, Phase, RuntimeError, TunnelRuntime, TunnelSpec, TunnelState,
 };
+use crate::task::OwnedTask;
 use crate::tunnel::packet_path::Link;
 use crate::tunnel::{self, MemifDevice, RunOptions, Tunnel, TunnelError, TunnelStatus, VppAccess};
-use crate::wg::conf_file;
+use crate::wg::conf_file::{Resolve, SystemResolver};
 
 /// How long the readiness check waits for VPP's API socket to accept a connection.
 const VPP_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -28,19 +36,25 @@ const VPP_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a stop waits for the tunnel's UDP port to be free again.
 const PORT_RELEASE_WAIT: Duration = Duration::from_secs(2);
 
+/// The first retry of an endpoint name that did not resolve; doubled up to the tunnel's interval.
+const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
+
 /// Tunnels run in this process.
 pub struct LocalTunnels {
     uapi_dir: PathBuf,
     vpp_api: bool,
     vpp_api_socket: Option<PathBuf>,
     memif_wait: Option<Duration>,
+    resolver: Arc<dyn Resolve>,
+    /// The memif socket directory whose orphans are swept at start (see [`super::orphans`]).
+    memif_dir: Option<PathBuf>,
     running: Mutex<HashMap<String, Entry>>,
 }
 
 /// A tunnel as the runtime holds it.
 enum Entry {
     /// Its task runs, or ended and has not been looked at yet.
-    Live(Tunnel),
+    Live(Live),
     /// Its task ended without a stop (its end was observed, so the task's handle is spent): what is
     /// reported until the controller stops it, and its WireGuard device, closed then.
     Ended(TunnelState, Arc<MemifDevice>),
@@ -55,8 +69,24 @@ impl LocalTunnels {
             vpp_api,
             vpp_api_socket: None,
             memif_wait: None,
+            resolver: Arc::new(SystemResolver),
+            memif_dir: None,
             running: Mutex::default(),
         }
+    }
+
+    /// Makes [`TunnelRuntime::sweep_orphans`] remove what tunnels of the memif socket directory
+    /// `memif_dir` (`VPP_MEMIF_SOCKET_DIR`) that no longer exist left in VPP (reached at the socket
+    /// of [`LocalTunnels::with_vpp_check`]).
+    pub fn with_orphan_sweep(mut self, memif_dir: impl Into<PathBuf>) -> LocalTunnels {
+        self.memif_dir = Some(memif_dir.into());
+        self
+    }
+
+    /// Resolves endpoint names with `resolver` instead of the system's (tests).
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> LocalTunnels {
+        self.resolver = resolver;
+        self
     }
 
     /// How long a tunnel waits for VPP's first memif connection before it ends (undoing its VPP
@@ -83,7 +113,7 @@ impl LocalTunnels {
     fn look(&self, name: &str) -> Option<Look> {
         let mut running = self.lock();
         let entry = running.get_mut(name)?;
-        if let Entry::Live(tunnel) = entry
+        if let Entry::Live(Live { tunnel, .. }) = entry
             && let Some(ended) = end_of(tunnel)
         {
             let device = Arc::clone(tunnel.device());
@@ -98,11 +128,12 @@ impl LocalTunnels {
         }
         Some(match entry {
             Entry::Ended(state, _) => Look::Ended(state.clone()),
-            Entry::Live(t) => Look::Live(Parts {
-                device: Arc::clone(t.device()),
-                link: Arc::clone(t.link()),
-                status: t.status().borrow().clone(),
-                memif_socket: t.memif_socket().display().to_string(),
+            Entry::Live(live) => Look::Live(Parts {
+                device: Arc::clone(live.tunnel.device()),
+                link: Arc::clone(live.tunnel.link()),
+                status: live.tunnel.status().borrow().clone(),
+                memif_socket: live.tunnel.memif_socket().display().to_string(),
+                wireguard: Arc::clone(&live.wireguard),
             }),
         })
     }
@@ -114,12 +145,22 @@ enum Look {
     Ended(TunnelState),
 }
 
+/// A tunnel whose task runs: the tunnel, the WireGuard configuration it was given last, and the task
+/// that resolves its endpoint names again (aborted with it).
+struct Live {
+    tunnel: Tunnel,
+    /// Held while the configuration is applied, so that a re-resolution never works on a stale one.
+    wireguard: Arc<tokio::sync::Mutex<WireGuardConfig>>,
+    reresolve: Option<OwnedTask<()>>,
+}
+
 /// What a state report of a live tunnel reads.
 struct Parts {
     device: Arc<MemifDevice>,
     link: Arc<Link>,
     status: TunnelStatus,
     memif_socket: String,
+    wireguard: Arc<tokio::sync::Mutex<WireGuardConfig>>,
 }
 
 /// Stops a tunnel's WireGuard device once the tunnel is gone, and waits (at most
@@ -204,20 +245,67 @@ impl TunnelRuntime for LocalTunnels {
         }
         let mut options = RunOptions::new(&spec.config.vpp_api_socket);
         options.uapi_dir = self.uapi_dir.clone();
+        // Bound before anything exists in VPP: a port in use fails here, with nothing to undo.
+        options.listen_port = spec.wireguard.listen_port.unwrap_or(0);
         if let Some(wait) = self.memif_wait {
             options.first_connect_timeout = wait;
         }
         if !self.vpp_api {
             options.vpp = VppAccess::Off;
+        } else if let Err(error) = Record::of(&spec.config).write() {
+            // Without it, a deletion of this tunnel while no agent runs leaves its VPP objects.
+            tracing::warn!(tunnel = %name, %error, "cannot write the tunnel's record next to its memif socket");
         }
-        let tunnel = Tunnel::start(spec.config, options)
-            .await
-            .map_err(|e| RuntimeError {
-                reason: "StartFailed",
-                message: e.to_string(),
-            })?;
-        apply_wireguard(tunnel.device(), &name, &spec.wireguard).await?;
-        self.lock().insert(name, Entry::Live(tunnel));
+        let memif_socket = spec.config.memif_socket.clone();
+        let tunnel = match Tunnel::start(spec.config, options).await {
+            Ok(tunnel) => tunnel,
+            Err(error) => {
+                Record::remove(&memif_socket);
+                return Err(RuntimeError {
+                    reason: "StartFailed",
+                    message: error.to_string(),
+                });
+            }
+        };
+        let unresolved = match apply_wireguard(
+            tunnel.device(),
+            &name,
+            &spec.wireguard,
+            &*self.resolver,
+        )
+        .await
+        {
+            Ok(unresolved) => unresolved,
+            Err(error) => {
+                // Undo what the tunnel's task may have created already, and free the port.
+                let device = Arc::clone(tunnel.device());
+                if let Err(stop_error) = tunnel.stop().await {
+                    tracing::debug!(tunnel = %name, error = %stop_error, "the tunnel that could not be configured stopped");
+                }
+                close(device).await;
+                Record::remove(&memif_socket);
+                return Err(error);
+            }
+        };
+        let wireguard = Arc::new(tokio::sync::Mutex::new(spec.wireguard));
+        let reresolve = (!spec.reresolve_interval.is_zero()).then(|| {
+            OwnedTask::spawn(
+                "reresolve",
+                reresolve(
+                    Arc::downgrade(tunnel.device()),
+                    Arc::clone(&wireguard),
+                    Arc::clone(&self.resolver),
+                    spec.reresolve_interval,
+                    unresolved,
+                ),
+            )
+        });
+        let live = Live {
+            tunnel,
+            wireguard,
+            reresolve,
+        };
+        self.lock().insert(name, Entry::Live(live));
         Ok(())
     }
 
@@ -227,7 +315,12 @@ impl TunnelRuntime for LocalTunnels {
         wireguard: WireGuardConfig,
     ) -> Result<(), RuntimeError> {
         match self.look(name) {
-            Some(Look::Live(parts)) => apply_wireguard(&parts.device, name, &wireguard).await,
+            Some(Look::Live(parts)) => {
+                let mut current = parts.wireguard.lock().await;
+                apply_wireguard(&parts.device, name, &wireguard, &*self.resolver).await?;
+                *current = wireguard;
+                Ok(())
+            }
             _ => Err(RuntimeError {
                 reason: "NotRunning",
                 message: format!("tunnel {name} does not run"),
@@ -239,17 +332,32 @@ impl TunnelRuntime for LocalTunnels {
         let entry = self.lock().remove(name);
         match entry {
             None => Ok(()),
-            Some(Entry::Ended(_, device)) => {
+            Some(Entry::Ended(state, device)) => {
                 close(device).await;
+                // A task that ended undid its objects on the way out, unless it did not return.
+                let undone = state
+                    .error
+                    .as_ref()
+                    .is_none_or(|e| !matches!(e.reason, "TaskPanicked" | "TaskAborted"));
+                if undone {
+                    Record::remove(Path::new(&state.memif_socket));
+                }
                 Ok(())
             }
-            Some(Entry::Live(tunnel)) => {
+            Some(Entry::Live(Live {
+                tunnel, reresolve, ..
+            })) => {
+                if let Some(task) = reresolve {
+                    task.stop().await;
+                }
                 let device = Arc::clone(tunnel.device());
+                let memif_socket = tunnel.memif_socket().to_path_buf();
                 let stopped = tunnel.stop().await.map_err(|e| RuntimeError {
                     reason: "StopFailed",
                     message: e.to_string(),
                 });
                 close(device).await;
+                Record::remove(&memif_socket);
                 stopped
             }
         }
@@ -288,6 +396,20 @@ impl TunnelRuntime for LocalTunnels {
         })
     }
 
+    async fn sweep_orphans(&self, live: Vec<String>) {
+        let (Some(memif_dir), Some(api_socket)) = (&self.memif_dir, &self.vpp_api_socket) else {
+            return;
+        };
+        if !self.vpp_api {
+            return;
+        }
+        let live: std::collections::HashSet<String> = live.into_iter().collect();
+        let report = orphans::sweep(api_socket, memif_dir, &live).await;
+        if !report.orphans.is_empty() {
+            tracing::info!(orphans = ?report.orphans, removed = report.removed, "removed what deleted tunnels left in VPP");
+        }
+    }
+
     async fn check(&self) -> Result<(), String> {
         let Some(path) = self.vpp_api_socket.as_ref().filter(|_| self.vpp_api) else {
             return Ok(());
@@ -310,24 +432,62 @@ impl TunnelRuntime for LocalTunnels {
 }
 
 /// Applies the resource's WireGuard configuration as a diff (sessions of unchanged peers survive).
+/// True when an endpoint did not resolve (it is tried again soon, see [`reresolve`]).
 async fn apply_wireguard(
     device: &MemifDevice,
     name: &str,
     wireguard: &WireGuardConfig,
-) -> Result<(), RuntimeError> {
-    let file =
-        conf_file::parse(Path::new(name), &wireguard.to_wg_conf()).map_err(|e| RuntimeError {
-            reason: "WireGuardConfigInvalid",
-            message: e.to_string(),
+    resolver: &dyn Resolve,
+) -> Result<bool, RuntimeError> {
+    let report = device
+        .apply_conf_with(wireguard, resolver)
+        .await
+        .map_err(|e| RuntimeError {
+            reason: "WireGuardConfigRefused",
+            message: format!("tunnel {name}: {e}"),
         })?;
-    let report = device.apply_conf(&file).await.map_err(|e| RuntimeError {
-        reason: "WireGuardConfigRefused",
-        message: e.to_string(),
-    })?;
-    for (_, endpoint, error) in report.unresolved {
-        tracing::warn!(tunnel = name, %endpoint, %error, "peer endpoint does not resolve yet");
+    for (_, endpoint, error) in &report.unresolved {
+        tracing::warn!(tunnel = name, %endpoint, %error, "peer endpoint does not resolve yet; trying again");
     }
-    Ok(())
+    Ok(!report.unresolved.is_empty())
+}
+
+/// Resolves the tunnel's endpoint names again every `interval`, and after [`UNRESOLVED_RETRY`]
+/// (doubling up to `interval`) while one does not resolve (`unresolved`: one did not at start).
+/// Ends when the device is gone.
+async fn reresolve(
+    device: Weak<MemifDevice>,
+    wireguard: Arc<tokio::sync::Mutex<WireGuardConfig>>,
+    resolver: Arc<dyn Resolve>,
+    interval: Duration,
+    unresolved: bool,
+) {
+    let mut retry = UNRESOLVED_RETRY.min(interval);
+    let mut wait = if unresolved { retry } else { interval };
+    loop {
+        tokio::time::sleep(wait).await;
+        let config = wireguard.lock().await;
+        let Some(device) = device.upgrade() else {
+            return;
+        };
+        let report = device.reresolve(&config, &*resolver).await;
+        drop(device);
+        wait = match report {
+            Ok(report) if report.unresolved.is_empty() => {
+                retry = UNRESOLVED_RETRY.min(interval);
+                interval
+            }
+            Ok(_) => {
+                let now = retry;
+                retry = (retry * 2).min(interval);
+                now
+            }
+            Err(error) => {
+                tracing::warn!(%error, "moving a peer to its endpoint's new address failed");
+                interval
+            }
+        };
+    }
 }
 
 fn phase_of(status: &TunnelStatus) -> Phase {
@@ -387,6 +547,7 @@ mod tests {
     use crate::k8s::gateway::Gateway;
     use crate::k8s::render::{SecretValues, render};
     use crate::wg::Key;
+    use crate::wg::conf_file;
     use serde::Deserialize;
 
     const OTHER_PEER: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
@@ -399,7 +560,7 @@ mod tests {
             .expect("a document");
         let mut tunnel = WireGuardVppTunnel::deserialize(first).expect("example parses");
         tunnel.spec.memif_secret_ref = None;
-        tunnel.spec.wireguard.listen_port = port;
+        tunnel.spec.wireguard.listen_port = Some(port);
         tunnel.spec.wireguard.peers[0].preshared_key_secret_ref = None;
         tunnel.spec.wireguard.peers[0].endpoint = Some("192.0.2.1:51820".into());
         let mut secrets = SecretValues::default();
@@ -526,6 +687,110 @@ mod tests {
         tunnels.start(spec).await.expect("starts again");
         wait_for_phase(&tunnels, Phase::WaitingForMemif).await;
         tunnels.stop("home").await.ok();
+    }
+
+    /// A resolver the test scripts: each name answers what the test last set, or fails.
+    #[derive(Default)]
+    struct ScriptedResolver(Mutex<HashMap<String, std::net::SocketAddr>>);
+
+    impl ScriptedResolver {
+        fn set(&self, host: &str, addr: &str) {
+            let addr = addr.parse().expect("test address");
+            self.0.lock().expect("lock").insert(host.into(), addr);
+        }
+    }
+
+    impl Resolve for ScriptedResolver {
+        fn resolve<'a>(&'a self, host: &'a str, _port: u16) -> conf_file::ResolveFuture<'a> {
+            let answer = self.0.lock().expect("lock").get(host).copied();
+            Box::pin(
+                async move { answer.ok_or_else(|| format!("{host}: no such host (scripted)")) },
+            )
+        }
+    }
+
+    /// The peer's endpoint as the device reports it (what `wg show` and the UAPI dump read).
+    async fn endpoint(tunnels: &LocalTunnels) -> Option<String> {
+        let state = tunnels.state("home").await.expect("running");
+        state.peers.first().and_then(|p| p.endpoint.clone())
+    }
+
+    async fn wait_for_endpoint(tunnels: &LocalTunnels, wanted: &str) {
+        for _ in 0..200 {
+            if endpoint(tunnels).await.as_deref() == Some(wanted) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the endpoint never became {wanted}: {:?}",
+            endpoint(tunnels).await
+        );
+    }
+
+    /// An endpoint given by name: a name that does not resolve at start does not fail the tunnel and
+    /// is tried again until it resolves; a later change of its address reaches the device. The
+    /// device keeps the endpoint of the name as long as it resolves the same.
+    #[tokio::test]
+    async fn endpoint_names_are_retried_and_followed_when_their_address_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let resolver = Arc::new(ScriptedResolver::default());
+        let tunnels = LocalTunnels::new(dir.path().join("uapi"), false)
+            .with_memif_wait(Duration::from_secs(30))
+            .with_resolver(resolver.clone());
+        let mut spec = spec(dir.path(), free_udp_port());
+        spec.wireguard.peers[0].endpoint = Some("peer.invalid:51820".into());
+        spec.reresolve_interval = Duration::from_millis(200);
+
+        tunnels
+            .start(spec.clone())
+            .await
+            .expect("an unresolved name does not fail the start");
+        wait_for_phase(&tunnels, Phase::WaitingForMemif).await;
+        assert_eq!(endpoint(&tunnels).await, None);
+
+        resolver.set("peer.invalid", "192.0.2.10:51820");
+        wait_for_endpoint(&tunnels, "192.0.2.10:51820").await;
+        resolver.set("peer.invalid", "192.0.2.11:51820");
+        wait_for_endpoint(&tunnels, "192.0.2.11:51820").await;
+
+        // A reconfigure with another name takes effect at once and is what is re-resolved from then.
+        let mut wireguard = spec.wireguard.clone();
+        wireguard.peers[0].endpoint = Some("other.invalid:4242".into());
+        resolver.set("other.invalid", "[2001:db8::7]:4242");
+        tunnels
+            .reconfigure("home", wireguard)
+            .await
+            .expect("reconfigured");
+        assert_eq!(
+            endpoint(&tunnels).await.as_deref(),
+            Some("[2001:db8::7]:4242")
+        );
+        resolver.set("other.invalid", "[2001:db8::8]:4242");
+        wait_for_endpoint(&tunnels, "[2001:db8::8]:4242").await;
+        tunnels.stop("home").await.ok();
+    }
+
+    /// A start whose WireGuard port is taken fails before anything is created, names the port, and
+    /// leaves neither the memif socket nor a task behind.
+    #[tokio::test]
+    async fn a_start_on_a_taken_port_fails_and_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tunnels = LocalTunnels::new(dir.path().join("uapi"), false);
+        let blocker = std::net::UdpSocket::bind("[::]:0").expect("bind a blocker");
+        let port = blocker.local_addr().expect("addr").port();
+        let error = tunnels
+            .start(spec(dir.path(), port))
+            .await
+            .expect_err("the port is taken");
+        assert_eq!(error.reason, "StartFailed");
+        assert!(
+            error.message.contains(&port.to_string()),
+            "{}",
+            error.message
+        );
+        assert!(tunnels.state("home").await.is_none());
+        assert!(!dir.path().join("home.sock").exists());
     }
 
     /// How a task's end reads in the status: a real panic's `JoinError`, as `Tunnel` passes it on.

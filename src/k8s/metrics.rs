@@ -2,9 +2,11 @@
 //! and `/readyz`.
 //!
 //! Per-peer metrics use the names and labels of the common WireGuard exporter
-//! (`wireguard_sent_bytes_total{interface, public_key, allowed_ips}`, ...), so existing dashboards work.
+//! (`wireguard_sent_bytes_total{interface, public_key, allowed_ips}`, ...), so existing dashboards work;
+//! a peer with a `name` in the spec also gets that exporter's `friendly_name` label.
 //! Tunnel counters are read from the runtime at scrape time; reconcile counts and durations are kept here.
-//! Labels are bounded: interface names, public keys, and static reason names only. A tunnel of the node
+//! Labels are bounded: interface names, public keys, peer names (checked by the CRD's schema and by
+//! rendering: at most 63 characters, no quoting needed), and static reason names only. A tunnel of the node
 //! that does not run (failed, waiting to restart, invalid) is still exported, `wireguard_vpp_tunnel_up 0`.
 //!
 //! The server is small and bounded, since anything that reaches the port can talk to it: HTTP/1 only,
@@ -54,15 +56,24 @@ struct Reconciles {
     sum_seconds: f64,
 }
 
-/// One tunnel as the metrics see it: its interface name, state, and each peer's allowed IPs.
+/// The labels of one peer besides its interface and public key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerLabels {
+    /// Allowed IPs, joined by commas.
+    pub allowed_ips: String,
+    /// `spec.wireguard.peers[].name`, exported as `friendly_name` when set.
+    pub friendly_name: Option<String>,
+}
+
+/// One tunnel as the metrics see it: its interface name, state, and each peer's labels.
 pub struct TunnelMetrics<'a> {
     /// The interface name.
     pub interface: &'a str,
     /// The runtime's state; `None` when the tunnel does not run (it failed and waits to be started
     /// again, or cannot run): it is exported as down, with no peers or counters.
     pub state: Option<&'a TunnelState>,
-    /// Allowed IPs by peer public key, joined by commas.
-    pub allowed_ips: &'a BTreeMap<String, String>,
+    /// Labels by peer public key.
+    pub peers: &'a BTreeMap<String, PeerLabels>,
     /// How often its task died and the controller started it again.
     pub restarts: u64,
 }
@@ -277,16 +288,18 @@ impl Metrics {
 fn peer_labels<'a>(
     tunnel: &'a TunnelMetrics<'a>,
     public_key: &'a str,
-) -> [(&'static str, &'a str); 3] {
-    let allowed = tunnel
-        .allowed_ips
-        .get(public_key)
-        .map_or("", String::as_str);
-    [
+) -> Vec<(&'static str, &'a str)> {
+    let labels = tunnel.peers.get(public_key);
+    let allowed = labels.map_or("", |l| l.allowed_ips.as_str());
+    let mut out = vec![
         ("interface", tunnel.interface),
         ("public_key", public_key),
         ("allowed_ips", allowed),
-    ]
+    ];
+    if let Some(name) = labels.and_then(|l| l.friendly_name.as_deref()) {
+        out.push(("friendly_name", name));
+    }
+    out
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -611,13 +624,20 @@ mod tests {
                 value: 3,
             }],
         };
-        let allowed = [("K=".to_string(), "0.0.0.0/0,::/0".to_string())].into();
+        let peers = [(
+            "K=".to_string(),
+            PeerLabels {
+                allowed_ips: "0.0.0.0/0,::/0".into(),
+                friendly_name: None,
+            },
+        )]
+        .into();
         let metrics = Metrics::default();
         metrics.record_reconcile("ok", Duration::from_millis(20));
         let text = metrics.render(&[TunnelMetrics {
             interface: "home",
             state: Some(&state),
-            allowed_ips: &allowed,
+            peers: &peers,
             restarts: 0,
         }]);
         let labels = r#"{interface="home",public_key="K=",allowed_ips="0.0.0.0/0,::/0"}"#;
@@ -656,6 +676,55 @@ mod tests {
     }
 
     #[test]
+    fn a_named_peer_gets_the_friendly_name_label() {
+        let state = TunnelState {
+            phase: Phase::Running,
+            vpp_configured: true,
+            sw_if_index: None,
+            memif_socket: "s".into(),
+            listen_port: None,
+            error: None,
+            peers: ["A=", "B="]
+                .map(|key| PeerStats {
+                    public_key: key.into(),
+                    endpoint: None,
+                    last_handshake: None,
+                    rx_bytes: 1,
+                    tx_bytes: 2,
+                })
+                .into(),
+            counters: Vec::new(),
+        };
+        let labels = |name: Option<&str>| PeerLabels {
+            allowed_ips: "10.0.0.0/8".into(),
+            friendly_name: name.map(String::from),
+        };
+        let peers = [
+            ("A=".to_string(), labels(Some("office-gw"))),
+            ("B=".to_string(), labels(None)),
+        ]
+        .into();
+        let text = Metrics::default().render(&[TunnelMetrics {
+            interface: "home",
+            state: Some(&state),
+            peers: &peers,
+            restarts: 0,
+        }]);
+        assert!(
+            text.contains(
+                "wireguard_sent_bytes_total{interface=\"home\",public_key=\"A=\",allowed_ips=\"10.0.0.0/8\",friendly_name=\"office-gw\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "wireguard_sent_bytes_total{interface=\"home\",public_key=\"B=\",allowed_ips=\"10.0.0.0/8\"} 2\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
@@ -665,7 +734,7 @@ mod tests {
         let text = metrics.render(&[TunnelMetrics {
             interface: "home",
             state: None,
-            allowed_ips: &BTreeMap::new(),
+            peers: &BTreeMap::new(),
             restarts: 3,
         }]);
         assert!(

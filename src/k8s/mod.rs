@@ -11,7 +11,8 @@
 //!
 //! The controller reaches the data plane only through the [`tunnel_runtime::TunnelRuntime`] trait;
 //! [`local_tunnels::LocalTunnels`] implements it with the tunnel module's `Tunnel`, the same lifecycle the
-//! command line runs.
+//! command line runs, and [`orphans`] removes at its start what tunnels deleted while no agent ran
+//! left in VPP.
 
 pub mod conflict;
 pub mod controller;
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod health;
 pub mod local_tunnels;
 pub mod metrics;
+pub mod orphans;
 pub mod render;
 pub mod secrets;
 pub mod status;

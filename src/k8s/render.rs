@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use serde::Deserialize;
 use super::crd::{SecretKeyRef, WireGuardVppTunnel};
 use super::gateway::{Gateway, GatewayError};
 use super::tunnel_runtime::TunnelSpec;
-use crate::config::{self, ConfigError, Env, InterfaceFile};
+use crate::config::{self, Announce, ConfigError, Env, InterfaceFile, MTU_RANGE};
 use crate::wg::Key;
 use crate::wg::key::KeyError;
 
@@ -26,63 +27,10 @@ pub const MAX_MEMIF_SECRET_LEN: usize = config::MemifSecret::MAX_LEN;
 /// The longest interface name `wg` accepts (IFNAMSIZ - 1).
 pub const MAX_INTERFACE_NAME_LEN: usize = 15;
 
-/// The WireGuard side of a tunnel, as a wg(8) configuration says it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireGuardConfig {
-    /// The private key; `None` only when rendering offline without the Secret.
-    pub private_key: Option<Key>,
-    /// The UDP listen port.
-    pub listen_port: u16,
-    /// The peers, in spec order.
-    pub peers: Vec<PeerConfig>,
-}
-
-/// One peer of a [`WireGuardConfig`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// The peer's public key.
-    pub public_key: Key,
-    /// The preshared key, if any.
-    pub preshared_key: Option<Key>,
-    /// `host:port`, resolved by the runtime.
-    pub endpoint: Option<String>,
-    /// Allowed source and destination networks.
-    pub allowed_ips: Vec<IpNet>,
-    /// Keepalive interval in seconds.
-    pub persistent_keepalive: Option<u16>,
-}
-
-impl WireGuardConfig {
-    /// The wg(8) configuration text (`wg setconf` reads it). It holds keys: write it owner-only.
-    pub fn to_wg_conf(&self) -> String {
-        let mut out = String::from("[Interface]\n");
-        match &self.private_key {
-            Some(key) => out.push_str(&format!("PrivateKey = {}\n", key.to_base64())),
-            None => out.push_str("# PrivateKey: not rendered (its Secret was not in the input)\n"),
-        }
-        out.push_str(&format!("ListenPort = {}\n", self.listen_port));
-        for peer in &self.peers {
-            out.push_str(&format!(
-                "\n[Peer]\nPublicKey = {}\n",
-                peer.public_key.to_base64()
-            ));
-            if let Some(psk) = &peer.preshared_key {
-                out.push_str(&format!("PresharedKey = {}\n", psk.to_base64()));
-            }
-            if let Some(endpoint) = &peer.endpoint {
-                out.push_str(&format!("Endpoint = {endpoint}\n"));
-            }
-            if !peer.allowed_ips.is_empty() {
-                let ips: Vec<String> = peer.allowed_ips.iter().map(ToString::to_string).collect();
-                out.push_str(&format!("AllowedIPs = {}\n", ips.join(", ")));
-            }
-            if let Some(keepalive) = peer.persistent_keepalive {
-                out.push_str(&format!("PersistentKeepalive = {keepalive}\n"));
-            }
-        }
-        out
-    }
-}
+/// The WireGuard side of a tunnel: the wg module's own model of a wg(8) configuration, which the
+/// runtime hands to the device as it is (applied as a diff, with no text in between). Only the
+/// `render` subcommand writes it as text ([`WireGuardConfig::to_wg_conf`]).
+pub use crate::wg::conf_file::{ConfFile as WireGuardConfig, ConfPeer as PeerConfig};
 
 /// A tunnel resource in the original's model: its files and its wg(8) configuration.
 #[derive(Clone, PartialEq)]
@@ -97,6 +45,11 @@ pub struct RenderedTunnel {
     pub gateway: Option<Gateway>,
     /// The wg(8) side.
     pub wireguard: WireGuardConfig,
+    /// `spec.arp.announceOnStartup` and `spec.ndp.announceOnStartup`, each on its own; the interface
+    /// file has one flag for both (`GratuitousARPOnStartUP`, set when either is).
+    pub announce: Announce,
+    /// How often DNS names among the peers' endpoints are resolved again; zero is never.
+    pub reresolve_interval: Duration,
 }
 
 impl std::fmt::Debug for RenderedTunnel {
@@ -128,10 +81,12 @@ impl RenderedTunnel {
             gateway_path: gateway.path.clone(),
         };
         // The rng only serves a "random" memif secret, which `render` refuses for resources.
-        let loaded = config::validate(&self.name, &files, env, &mut rand::rng())?;
+        let mut loaded = config::validate(&self.name, &files, env, &mut rand::rng())?;
+        loaded.config.announce = self.announce;
         Ok(TunnelSpec {
             config: loaded.config,
             wireguard: self.wireguard.clone(),
+            reresolve_interval: self.reresolve_interval,
         })
     }
 }
@@ -184,6 +139,17 @@ pub enum RenderError {
         value: String,
         /// What was expected.
         expected: &'static str,
+    },
+    /// A value is outside what the field accepts (the CRD's schema says the same to the API server;
+    /// this catches files rendered offline).
+    #[error("{field}: {value} is not accepted: {expected}")]
+    Invalid {
+        /// The field, e.g. `spec.mtu`.
+        field: String,
+        /// The value.
+        value: String,
+        /// What is accepted.
+        expected: String,
     },
     /// A Secret or key is missing.
     #[error("{field}: Secret {secret:?} has no key {key:?} (create it, or fix the reference)")]
@@ -265,6 +231,7 @@ impl RenderError {
             RenderError::InterfaceName { .. } => "InvalidInterfaceName",
             RenderError::NoUid => "NoUid",
             RenderError::Cidr { .. } => "InvalidCIDR",
+            RenderError::Invalid { .. } => "InvalidField",
             RenderError::MissingSecret { .. } | RenderError::NoPrivateKey => "SecretMissing",
             RenderError::BadSecretKey { .. } | RenderError::BadPublicKey { .. } => "InvalidKey",
             RenderError::MemifSecret { .. } => "InvalidMemifSecret",
@@ -293,6 +260,57 @@ pub fn interface_name(tunnel: &WireGuardVppTunnel) -> Result<String, RenderError
         });
     }
     Ok(name)
+}
+
+/// The longest `spec.wireguard.peers[].name` (a metric label value; the CRD says the same).
+pub const MAX_PEER_NAME_LEN: usize = 63;
+
+/// A peer's name is a metric label: 1 to [`MAX_PEER_NAME_LEN`] of `[A-Za-z0-9._-]`, starting with a
+/// letter or digit, so it needs no escaping and cannot blow up the label set's size.
+fn check_peer_name(field: &str, name: &str) -> Result<(), RenderError> {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= MAX_PEER_NAME_LEN
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        return Ok(());
+    }
+    Err(RenderError::Invalid {
+        field: field.into(),
+        value: format!("{name:?}"),
+        expected: format!(
+            "1 to {MAX_PEER_NAME_LEN} characters of [A-Za-z0-9._-], starting with a letter or digit"
+        ),
+    })
+}
+
+/// How often DNS names among the peers' endpoints are resolved again when
+/// `spec.wireguard.reresolveInterval` is omitted.
+pub const DEFAULT_RERESOLVE_INTERVAL: Duration = Duration::from_secs(120);
+
+/// A duration as the CRD writes it: one or more `<number><h|m|s>` (`90s`, `1h30m`, `0s`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let number: u64 = rest[..digits].parse().ok()?;
+        let unit = match rest[digits..].chars().next()? {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+        total = total.checked_add(Duration::from_secs(number.checked_mul(unit)?))?;
+        rest = &rest[digits + 1..];
+    }
+    Some(total)
 }
 
 /// Which networks a CIDR list may hold.
@@ -402,6 +420,19 @@ pub fn render(
 ) -> Result<RenderedTunnel, RenderError> {
     let spec = &tunnel.spec;
     let name = interface_name(tunnel)?;
+    if let Some(mtu) = spec.mtu
+        && !MTU_RANGE.contains(&mtu)
+    {
+        return Err(RenderError::Invalid {
+            field: "spec.mtu".into(),
+            value: mtu.to_string(),
+            expected: format!(
+                "the tunnel MTU must be {} to {}; omit it to derive it from the BVI's MTU",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            ),
+        });
+    }
     let secret = match &spec.memif_secret_ref {
         None => String::new(),
         Some(reference) => memif_secret(secrets, reference)?,
@@ -422,7 +453,8 @@ pub fn render(
         ipv6_ndp_learning_ranges: spec.ndp.learn.clone(),
         gratuitous_arp_on_startup: spec.arp.announce_on_startup || spec.ndp.announce_on_startup,
         vpp_bridge_id: spec.bridge_id,
-        mtu: 0,
+        // 0 derives the MTU from the BVI; validation checks the range and names `Mtu`.
+        mtu: spec.mtu.map_or(0, u32::from),
     };
 
     let wg = &spec.wireguard;
@@ -434,6 +466,9 @@ pub fn render(
     let mut peers = Vec::with_capacity(wg.peers.len());
     for (i, peer) in wg.peers.iter().enumerate() {
         let field = format!("spec.wireguard.peers[{i}]");
+        if let Some(name) = &peer.name {
+            check_peer_name(&format!("{field}.name"), name)?;
+        }
         let public_key = Key::from_base64_text(peer.public_key.as_bytes()).map_err(|source| {
             RenderError::BadPublicKey {
                 field: format!("{field}.publicKey"),
@@ -450,16 +485,25 @@ pub fn render(
                 )
             }
         };
+        // As a wg(8) file reads them: masked to their networks, each once.
+        let mut allowed_ips: Vec<IpNet> = Vec::with_capacity(peer.allowed_ips.len());
+        for net in cidrs(
+            &format!("{field}.allowedIPs"),
+            &peer.allowed_ips,
+            Family::Any,
+        )? {
+            let net = net.trunc();
+            if !allowed_ips.contains(&net) {
+                allowed_ips.push(net);
+            }
+        }
         peers.push(PeerConfig {
             public_key,
+            name: peer.name.clone(),
             preshared_key,
             endpoint: peer.endpoint.clone(),
-            allowed_ips: cidrs(
-                &format!("{field}.allowedIPs"),
-                &peer.allowed_ips,
-                Family::Any,
-            )?,
-            persistent_keepalive: peer.persistent_keepalive,
+            allowed_ips,
+            persistent_keepalive: peer.persistent_keepalive.unwrap_or(0),
         });
     }
     let source = format!(
@@ -467,14 +511,31 @@ pub fn render(
         tunnel.metadata.namespace.as_deref().unwrap_or("default"),
         tunnel.metadata.name.as_deref().unwrap_or_default()
     );
+    let reresolve_interval = match &wg.reresolve_interval {
+        None => DEFAULT_RERESOLVE_INTERVAL,
+        Some(text) => parse_duration(text).ok_or_else(|| RenderError::Invalid {
+            field: "spec.wireguard.reresolveInterval".into(),
+            value: format!("{text:?}"),
+            expected: "a duration such as 90s, 5m or 1h30m (0s: never)".into(),
+        })?,
+    };
     Ok(RenderedTunnel {
         name,
         source,
         interface,
         gateway: gateway.cloned(),
+        announce: Announce {
+            arp: spec.arp.announce_on_startup,
+            ndp: spec.ndp.announce_on_startup,
+        },
+        reresolve_interval,
         wireguard: WireGuardConfig {
             private_key,
-            listen_port: wg.listen_port,
+            // Omitted in the spec: the port allocated on the node, as the status records it.
+            listen_port: wg
+                .listen_port
+                .or_else(|| tunnel.status.as_ref().and_then(|s| s.listen_port)),
+            fwmark: wg.fwmark.unwrap_or(0),
             peers,
         },
     })
@@ -769,6 +830,56 @@ mod tests {
         assert_eq!(spec.name(), "home");
     }
 
+    /// Each family's announcement flag reaches the tunnel on its own (the original's file has one).
+    #[test]
+    fn arp_and_ndp_announcements_are_separate() {
+        for (arp, ndp) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut tunnel = example_tunnel();
+            tunnel.spec.arp.announce_on_startup = arp;
+            tunnel.spec.ndp.announce_on_startup = ndp;
+            let rendered = render(&tunnel, 3, &secrets(), Some(&gateway())).expect("renders");
+            assert_eq!(rendered.interface.gratuitous_arp_on_startup, arp || ndp);
+            let spec = rendered.to_spec(&Env::default()).expect("valid");
+            assert_eq!(spec.config.announce, Announce { arp, ndp });
+        }
+    }
+
+    /// `mtu`, `fwmark` and a peer's `name` reach what the runtime runs: the tunnel MTU the daemon
+    /// uses whatever the BVI's, the device's fwmark (also in the wg(8) text) and the metric label.
+    #[test]
+    fn mtu_fwmark_and_peer_name_reach_the_tunnel() {
+        let mut tunnel = example_tunnel();
+        tunnel.spec.mtu = Some(1380);
+        tunnel.spec.wireguard.fwmark = Some(0x4242);
+        tunnel.spec.wireguard.peers[0].name = Some("office-gw".into());
+        let rendered = render(&tunnel, 3, &secrets(), Some(&gateway())).expect("renders");
+        assert_eq!(rendered.interface.mtu, 1380);
+        assert!(
+            rendered.wireguard.to_wg_conf().contains("FwMark = 16962\n"),
+            "{:?}",
+            rendered.wireguard
+        );
+        let spec = rendered.to_spec(&Env::default()).expect("valid");
+        assert_eq!(spec.config.mtu, Some(1380));
+        assert_eq!(
+            crate::tunnel::settings::tunnel_mtu(&spec.config, Some(9000)),
+            1380
+        );
+        assert_eq!(spec.wireguard.fwmark, 0x4242);
+        assert_eq!(spec.wireguard.peers[0].name.as_deref(), Some("office-gw"));
+
+        // Omitted: the MTU comes from the BVI, and there is no mark.
+        let plain = render(&example_tunnel(), 3, &secrets(), Some(&gateway()))
+            .and_then(|r| r.to_spec(&Env::default()))
+            .expect("valid");
+        assert_eq!(plain.config.mtu, None);
+        assert_eq!(
+            crate::tunnel::settings::tunnel_mtu(&plain.config, Some(1500)),
+            1420
+        );
+        assert_eq!(plain.wireguard.fwmark, 0);
+    }
+
     #[test]
     fn errors_name_the_field_and_the_fix() {
         type Edit = fn(&mut WireGuardVppTunnelSpec);
@@ -780,6 +891,18 @@ mod tests {
             (
                 |s| s.ndp.learn = vec!["10.0.0.0/8".into()],
                 "spec.ndp.learn[0]",
+            ),
+            (
+                |s| s.mtu = Some(1000),
+                "spec.mtu: 1000 is not accepted: the tunnel MTU must be 1280 to 9000",
+            ),
+            (
+                |s| s.wireguard.peers[0].name = Some("office gw".into()),
+                "spec.wireguard.peers[0].name: \"office gw\" is not accepted",
+            ),
+            (
+                |s| s.wireguard.peers[0].name = Some("x".repeat(64)),
+                "spec.wireguard.peers[0].name",
             ),
             (
                 |s| s.wireguard.peers[0].public_key = "AAAA".into(),

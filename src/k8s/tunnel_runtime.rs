@@ -17,6 +17,8 @@ pub struct TunnelSpec {
     pub config: TunnelConfig,
     /// The WireGuard interface and peers, as `wg setconf` would set them.
     pub wireguard: WireGuardConfig,
+    /// How often DNS names among the peers' endpoints are resolved again; zero is never.
+    pub reresolve_interval: std::time::Duration,
 }
 
 impl TunnelSpec {
@@ -25,10 +27,11 @@ impl TunnelSpec {
         &self.config.name
     }
 
-    /// True when going from `self` to `new` needs a restart (other VPP objects); otherwise only the
-    /// WireGuard side changed and can be applied as a diff that keeps the sessions of unchanged peers.
+    /// True when going from `self` to `new` needs a restart (other VPP objects, or another
+    /// re-resolution interval, which is rare); otherwise only the WireGuard side changed and can be
+    /// applied as a diff that keeps the sessions of unchanged peers.
     pub fn needs_restart(&self, new: &TunnelSpec) -> bool {
-        self.config != new.config
+        self.config != new.config || self.reresolve_interval != new.reresolve_interval
     }
 }
 
@@ -133,6 +136,14 @@ pub trait TunnelRuntime: Send + Sync + 'static {
     /// The tunnel's current state, or `None` when it does not run. A tunnel whose task ended without a
     /// [`TunnelRuntime::stop`] is reported [`Phase::Failed`] until it is stopped.
     fn state(&self, name: &str) -> impl Future<Output = Option<TunnelState>> + Send;
+
+    /// Removes what tunnels that no longer exist left in the data plane (deleted while no agent ran),
+    /// given the interface names of every tunnel of this node. Called once at start, before any
+    /// tunnel starts; best effort. The default has nothing to remove.
+    fn sweep_orphans(&self, live: Vec<String>) -> impl Future<Output = ()> + Send {
+        let _ = live;
+        async {}
+    }
 
     /// Whether the data plane can run tunnels now, for readiness: `Err` says what is missing (VPP's API
     /// socket does not accept connections, say). Quick and side-effect free; the default has nothing

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 
-use super::task::OwnedTask;
+use crate::task::OwnedTask;
 
 use super::packet_path::Link;
 use super::settings;
@@ -47,6 +47,10 @@ pub struct RunOptions {
     pub first_connect_timeout: Duration,
     /// The periodic re-application of a wg(8) config file (`WGGO_RECONF_*`).
     pub reconf: Option<Reconf>,
+    /// The UDP port the WireGuard device binds before anything else is created, so that a port in
+    /// use fails the start with nothing to undo; 0 (the default) binds a random one, which `wg`
+    /// or the config file changes later.
+    pub listen_port: u16,
 }
 
 impl RunOptions {
@@ -58,6 +62,7 @@ impl RunOptions {
             uapi_dir: PathBuf::from(crate::wg::uapi::DEFAULT_SOCKET_DIR),
             first_connect_timeout: Duration::from_secs(30),
             reconf: None,
+            listen_port: 0,
         }
     }
 }
@@ -89,7 +94,9 @@ impl Tunnel {
         let adapter = Arc::new(Adapter::new(settings::l2_config(&cfg)));
         let (link, ip_send, ip_recv, rx_pump) = Link::new(adapter);
         link.set_mtu(settings::tunnel_mtu(&cfg, None));
-        let device = WgDevice::new(settings::device(&cfg), ip_send, ip_recv)
+        let mut device_settings = settings::device(&cfg);
+        device_settings.listen_port = options.listen_port;
+        let device = WgDevice::new(device_settings, ip_send, ip_recv)
             .await
             .map_err(TunnelError::Device)?;
         let device = Arc::new(device);

@@ -32,9 +32,9 @@ use crate::wg::uapi::{ServeEnd, UapiListener};
 
 use super::handle::{RunOptions, VppAccess};
 use super::memif_end::{MemifEnd, MemifEvent, serve_memif, wait_first_connection};
-use super::task::OwnedTask;
 use super::vpp_side::{self, VppSide, VppTrouble};
 use super::{MemifDevice, TunnelError};
+use crate::task::OwnedTask;
 
 /// The task of one tunnel.
 pub(super) struct Lifecycle {
@@ -268,8 +268,8 @@ pub(super) async fn on_memif_up(cfg: &TunnelConfig, link: &Link, vpp: Option<&mu
     if let Some(vpp) = vpp {
         vpp.add_l2fib(cfg).await;
     }
-    if cfg.gratuitous_on_startup {
-        let sent = link.announce();
+    if cfg.announce.arp || cfg.announce.ndp {
+        let sent = link.announce(cfg.announce);
         tracing::info!(tunnel = %cfg.name, frames = sent, "announced our addresses");
     }
 }

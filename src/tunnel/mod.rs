@@ -11,7 +11,6 @@ mod memif_end;
 pub mod packet_path;
 pub mod settings;
 mod status;
-mod task;
 mod vpp_side;
 
 use std::path::PathBuf;

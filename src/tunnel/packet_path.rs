@@ -29,12 +29,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use gotatun::packet::{Ip, Packet, PacketBufPool};
-use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
 use tokio::sync::{Notify, mpsc, watch};
 
+use crate::config::Announce;
 use crate::l2::{Adapter, RxAction, TxAction};
 use crate::memif::{Interrupt, QueueCounters, RxBuffer, RxQueue, TxQueue};
 use crate::vpp;
+use crate::wg::{IpRecv, IpSend, MtuWatcher};
 
 /// Frames moved per memif burst.
 pub const BURST: usize = 64;
@@ -112,10 +113,7 @@ impl Link {
             counters: LinkCounters::default(),
             mtu,
         });
-        let send = MemifIpSend {
-            link: Arc::clone(&link),
-            frame: vec![0; MAX_FRAME],
-        };
+        let send = MemifIpSend::new(Arc::clone(&link));
         let pool = PacketBufPool::new(RX_POOL);
         let bufs = (0..BURST)
             .map(|_| RxBuf {
@@ -208,12 +206,18 @@ impl Link {
 
     /// Sends one frame; false when it was dropped (memif down or ring full), which is counted.
     pub fn transmit(&self, frame: &[u8]) -> bool {
+        self.transmit_burst(&[frame]) == 1
+    }
+
+    /// Sends frames in one burst; those not taken (memif down or ring full) are dropped and counted.
+    pub fn transmit_burst(&self, frames: &[&[u8]]) -> usize {
         let sent = match self.lock_tx().as_mut() {
-            Some(tx) => tx.tx_burst(&[frame]) == 1,
-            None => false,
+            Some(tx) => tx.tx_burst(frames),
+            None => 0,
         };
-        if !sent {
-            self.counters.tx_dropped.fetch_add(1, Ordering::Relaxed);
+        let lost = (frames.len() - sent) as u64;
+        if lost > 0 {
+            self.counters.tx_dropped.fetch_add(lost, Ordering::Relaxed);
         }
         sent
     }
@@ -226,11 +230,16 @@ impl Link {
         }
     }
 
-    /// Sends the startup announcement (gratuitous ARP / unsolicited NA) for every claimed address.
-    pub fn announce(&self) -> usize {
+    /// Sends the startup announcement for every claimed address of the families `which` names:
+    /// gratuitous ARP for IPv4, unsolicited NA for IPv6.
+    pub fn announce(&self, which: Announce) -> usize {
         let mut frame = [0u8; 128];
         let mut sent = 0;
-        for addr in self.adapter.announcements() {
+        let wanted = |addr: &IpAddr| match addr {
+            IpAddr::V4(_) => which.arp,
+            IpAddr::V6(_) => which.ndp,
+        };
+        for addr in self.adapter.announcements().filter(wanted) {
             if let Some(announcement) = self.adapter.write_announcement(addr, &mut frame) {
                 sent += usize::from(self.transmit(&frame[..announcement.len]));
                 if let Some(addr) = announcement.install {
@@ -507,10 +516,43 @@ impl IpRecv for MemifIpRecv {
     }
 }
 
-/// The device's sink of decrypted IP packets: framed by the adapter and sent to VPP.
+/// The device's sink of decrypted IP packets: framed by the adapter straight into a burst of frames,
+/// sent to VPP together on `flush` (one ring publish, at most one interrupt).
 pub struct MemifIpSend {
     link: Arc<Link>,
-    frame: Vec<u8>,
+    /// [`BURST`] frame buffers of [`MAX_FRAME`] bytes, back to back; one allocation, whose pages
+    /// are touched only as far as frames reach.
+    frames: Vec<u8>,
+    lens: [usize; BURST],
+    pending: usize,
+    /// Where frames the neighbour cache releases are assembled.
+    scratch: Vec<u8>,
+}
+
+impl MemifIpSend {
+    fn new(link: Arc<Link>) -> MemifIpSend {
+        MemifIpSend {
+            link,
+            frames: vec![0; BURST * MAX_FRAME],
+            lens: [0; BURST],
+            pending: 0,
+            scratch: vec![0; MAX_FRAME],
+        }
+    }
+
+    /// Sends the frames assembled so far, in one burst.
+    fn send_pending(&mut self) {
+        if self.pending == 0 {
+            return;
+        }
+        let mut frames: [&[u8]; BURST] = [&[]; BURST];
+        for (i, frame) in frames[..self.pending].iter_mut().enumerate() {
+            let start = i * MAX_FRAME;
+            *frame = &self.frames[start..start + self.lens[i]];
+        }
+        self.link.transmit_burst(&frames[..self.pending]);
+        self.pending = 0;
+    }
 }
 
 impl IpSend for MemifIpSend {
@@ -518,21 +560,38 @@ impl IpSend for MemifIpSend {
         let packet = packet.into_bytes();
         let bytes: &[u8] = packet.as_ref();
         let now = Instant::now();
-        let link = &self.link;
-        match link.adapter.on_packet(bytes, now) {
+        match self.link.adapter.on_packet(bytes, now) {
             TxAction::Send(header) => {
                 let len = ETHERNET_HEADER + bytes.len();
-                if len > self.frame.len() {
-                    link.counters.tx_too_big.fetch_add(1, Ordering::Relaxed);
+                if len > MAX_FRAME {
+                    self.link
+                        .counters
+                        .tx_too_big
+                        .fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                self.frame[..ETHERNET_HEADER].copy_from_slice(&header);
-                self.frame[ETHERNET_HEADER..len].copy_from_slice(bytes);
-                link.transmit(&self.frame[..len]);
+                let start = self.pending * MAX_FRAME;
+                let frame = &mut self.frames[start..start + len];
+                frame[..ETHERNET_HEADER].copy_from_slice(&header);
+                frame[ETHERNET_HEADER..].copy_from_slice(bytes);
+                self.lens[self.pending] = len;
+                self.pending += 1;
+                if self.pending == BURST {
+                    self.send_pending();
+                }
             }
-            TxAction::Queued => link.flush_neighbour_work(now, &mut self.frame),
+            TxAction::Queued => {
+                // What was framed before goes first, then whatever the neighbour cache releases.
+                self.send_pending();
+                self.link.flush_neighbour_work(now, &mut self.scratch);
+            }
             TxAction::Dropped(_) => {}
         }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.send_pending();
         Ok(())
     }
 }

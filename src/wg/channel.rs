@@ -4,8 +4,8 @@
 
 use std::io;
 
+use crate::wg::ip_side::{IpRecv, IpSend, MtuWatcher};
 use gotatun::packet::{Ip, Packet, PacketBufPool};
-use gotatun::tun::{IpRecv, IpSend, MtuWatcher};
 use tokio::sync::mpsc;
 
 /// Most packets handed to the device in one `recv` call.

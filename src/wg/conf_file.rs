@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use gotatun::tun::{IpRecv, IpSend};
+use crate::wg::ip_side::{IpRecv, IpSend};
 use ipnet::IpNet;
 
 use crate::wg::config::DeviceConfig;
@@ -39,6 +39,9 @@ pub struct ConfFile {
 pub struct ConfPeer {
     /// `PublicKey`.
     pub public_key: Key,
+    /// A name for people (the `friendly_name` of metrics). wg(8) has no such key: never parsed,
+    /// written or applied.
+    pub name: Option<String>,
     /// `PresharedKey`.
     pub preshared_key: Option<Key>,
     /// `Endpoint` as written: `host:port` or `[IPv6]:port`.
@@ -78,6 +81,47 @@ pub struct ApplyReport {
     /// Peers whose endpoint did not resolve (`public key`, endpoint text, error); they keep the
     /// endpoint they had.
     pub unresolved: Vec<(Key, String, String)>,
+}
+
+impl ConfFile {
+    /// The wg(8) text of this configuration (what `wg showconf` writes and [`parse`] reads). It
+    /// holds keys: write it owner-only. Without a private key, a comment says it was not rendered.
+    pub fn to_wg_conf(&self) -> String {
+        let mut out = String::from("[Interface]\n");
+        match &self.private_key {
+            Some(key) => out.push_str(&format!("PrivateKey = {}\n", key.to_base64())),
+            None => out.push_str("# PrivateKey: not rendered (its Secret was not in the input)\n"),
+        }
+        if let Some(port) = self.listen_port {
+            out.push_str(&format!("ListenPort = {port}\n"));
+        }
+        if self.fwmark != 0 {
+            out.push_str(&format!("FwMark = {}\n", self.fwmark));
+        }
+        for peer in &self.peers {
+            out.push_str(&format!(
+                "\n[Peer]\nPublicKey = {}\n",
+                peer.public_key.to_base64()
+            ));
+            if let Some(psk) = &peer.preshared_key {
+                out.push_str(&format!("PresharedKey = {}\n", psk.to_base64()));
+            }
+            if let Some(endpoint) = &peer.endpoint {
+                out.push_str(&format!("Endpoint = {endpoint}\n"));
+            }
+            if !peer.allowed_ips.is_empty() {
+                let ips: Vec<String> = peer.allowed_ips.iter().map(ToString::to_string).collect();
+                out.push_str(&format!("AllowedIPs = {}\n", ips.join(", ")));
+            }
+            if peer.persistent_keepalive != 0 {
+                out.push_str(&format!(
+                    "PersistentKeepalive = {}\n",
+                    peer.persistent_keepalive
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Parses wg(8) config text. `path` only names the file in errors.
@@ -237,6 +281,7 @@ impl PeerDraft {
         }
         Ok(ConfPeer {
             public_key,
+            name: None,
             preshared_key: self.preshared_key,
             endpoint: self.endpoint,
             persistent_keepalive: self.persistent_keepalive,
@@ -292,17 +337,80 @@ fn split_endpoint(value: &str) -> Option<(&str, u16)> {
     Some((host, port.parse().ok()?))
 }
 
-/// Resolves an endpoint (IP literal or DNS name) to its first address.
+/// Resolves an endpoint (IP literal or DNS name) to its first address, with the system's resolver.
 pub async fn resolve_endpoint(endpoint: &str) -> Result<SocketAddr, String> {
+    resolve_with(&SystemResolver, endpoint).await
+}
+
+/// Resolves an endpoint with `resolver`; IP literals are taken as they are.
+async fn resolve_with(resolver: &dyn Resolve, endpoint: &str) -> Result<SocketAddr, String> {
     let (host, port) =
         split_endpoint(endpoint).ok_or_else(|| format!("{endpoint:?} is not host:port"))?;
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let mut addrs = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
-    addrs.next().ok_or_else(|| format!("{host} has no address"))
+    resolver.resolve(host, port).await
+}
+
+/// Whether an endpoint names a host (DNS) rather than an address, so that it may resolve
+/// differently later.
+pub fn is_dns_name(endpoint: &str) -> bool {
+    split_endpoint(endpoint).is_some_and(|(host, _)| host.parse::<std::net::IpAddr>().is_err())
+}
+
+/// A future of [`Resolve::resolve`].
+pub type ResolveFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SocketAddr, String>> + Send + 'a>>;
+
+/// Turns a host name into an address: the system's resolver ([`SystemResolver`]), or one a test
+/// controls.
+pub trait Resolve: Send + Sync {
+    /// The first address of `host`, with `port`; the error says why there is none.
+    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> ResolveFuture<'a>;
+}
+
+/// The system's resolver (`getaddrinfo`: /etc/hosts, DNS).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve<'a>(&'a self, host: &'a str, port: u16) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            let mut addrs = tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| e.to_string())?;
+            addrs.next().ok_or_else(|| format!("{host} has no address"))
+        })
+    }
+}
+
+/// A peer with a handshake this recent is left alone by [`WgDevice::reresolve`]: its session works,
+/// and its live endpoint is where its packets come from. wg's `reresolve-dns.sh` uses the same bound
+/// (REJECT_AFTER_TIME plus a margin).
+pub const RERESOLVE_SKIP_AFTER_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(135);
+
+/// The commands of a re-resolution: the endpoint of each peer of `current` whose name now resolves
+/// to another address than the one configured, unless the peer has a recent handshake (`fresh`).
+/// `UpdateOnly` keeps a peer removed meanwhile from coming back.
+pub fn plan_reresolve(
+    current: &DeviceConfig,
+    resolved: &HashMap<Key, SocketAddr>,
+    fresh: &HashSet<Key>,
+) -> Vec<Command> {
+    let mut commands = Vec::new();
+    for peer in current.peers() {
+        let Some(&addr) = resolved.get(&peer.public_key) else {
+            continue;
+        };
+        if peer.endpoint != Some(addr) && !fresh.contains(&peer.public_key) {
+            commands.extend([
+                Command::Peer(peer.public_key),
+                Command::UpdateOnly,
+                Command::Endpoint(addr),
+            ]);
+        }
+    }
+    commands
 }
 
 /// The commands that turn `current` into what `file` describes, touching only what differs.
@@ -405,13 +513,91 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
     /// Applies a parsed wg(8) config as a diff: resolves its endpoints, then changes only what
     /// differs from the current configuration.
     pub async fn apply_conf(&self, file: &ConfFile) -> Result<ApplyReport, UapiError> {
+        self.apply_conf_with(file, &SystemResolver).await
+    }
+
+    /// [`apply_conf`](Self::apply_conf) with the endpoints resolved by `resolver`.
+    pub async fn apply_conf_with(
+        &self,
+        file: &ConfFile,
+        resolver: &dyn Resolve,
+    ) -> Result<ApplyReport, UapiError> {
         let mut report = ApplyReport::default();
+        let resolved = self
+            .resolve_peers(file, resolver, |_| true, &mut report)
+            .await;
+        let mut planned = 0;
+        let result = self
+            .set_planned(|current| {
+                let commands = plan(current, file, &resolved);
+                planned = commands.len();
+                commands
+            })
+            .await;
+        report.commands = planned;
+        result.map(|()| report)
+    }
+
+    /// Re-resolves the DNS names among `file`'s endpoints and moves a peer to its new address only
+    /// when the name now resolves to another address than the one configured last, and the peer has
+    /// no handshake in the last [`RERESOLVE_SKIP_AFTER_HANDSHAKE`] (as wg's `reresolve-dns.sh`): a
+    /// peer that roamed is never pulled back while the name stays the same. A name that did not
+    /// resolve before and does now sets the endpoint; one that does not resolve keeps the old.
+    /// Nothing but endpoints changes, so a stale `file` cannot undo a newer configuration.
+    pub async fn reresolve(
+        &self,
+        file: &ConfFile,
+        resolver: &dyn Resolve,
+    ) -> Result<ApplyReport, UapiError> {
+        let mut report = ApplyReport::default();
+        let names = |peer: &ConfPeer| peer.endpoint.as_deref().is_some_and(is_dns_name);
+        let resolved = self.resolve_peers(file, resolver, names, &mut report).await;
+        if resolved.is_empty() {
+            return Ok(report);
+        }
+        let now = std::time::SystemTime::now();
+        let fresh: HashSet<Key> = self
+            .peer_status()
+            .await
+            .into_iter()
+            .filter(|p| {
+                p.last_handshake.is_some_and(|at| {
+                    now.duration_since(at)
+                        .is_ok_and(|age| age < RERESOLVE_SKIP_AFTER_HANDSHAKE)
+                })
+            })
+            .map(|p| p.public_key)
+            .collect();
+        let mut planned = 0;
+        let result = self
+            .set_planned(|current| {
+                let commands = plan_reresolve(current, &resolved, &fresh);
+                planned = commands.len();
+                commands
+            })
+            .await;
+        report.commands = planned;
+        if planned > 0 {
+            tracing::info!(tunnel = %self.name(), commands = planned, "a peer's endpoint name resolves to a new address; endpoint updated");
+        }
+        result.map(|()| report)
+    }
+
+    /// Resolves the endpoints of the peers of `file` that `which` selects; the failures go to
+    /// `report` (and the log).
+    async fn resolve_peers(
+        &self,
+        file: &ConfFile,
+        resolver: &dyn Resolve,
+        which: impl Fn(&ConfPeer) -> bool,
+        report: &mut ApplyReport,
+    ) -> HashMap<Key, SocketAddr> {
         let mut resolved = HashMap::new();
-        for peer in &file.peers {
+        for peer in file.peers.iter().filter(|p| which(p)) {
             let Some(endpoint) = &peer.endpoint else {
                 continue;
             };
-            match resolve_endpoint(endpoint).await {
+            match resolve_with(resolver, endpoint).await {
                 Ok(addr) => {
                     resolved.insert(peer.public_key, addr);
                 }
@@ -423,16 +609,7 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
                 }
             }
         }
-        let mut planned = 0;
-        let result = self
-            .set_planned(|current| {
-                let commands = plan(current, file, &resolved);
-                planned = commands.len();
-                commands
-            })
-            .await;
-        report.commands = planned;
-        result.map(|()| report)
+        resolved
     }
 }
 
@@ -463,6 +640,52 @@ mod tests {
         for command in commands {
             edit.apply(config, command);
         }
+    }
+
+    #[test]
+    fn reresolve_moves_only_peers_whose_name_changed_address_and_have_no_fresh_session() {
+        let (a, b) = (key(PEER_A), key(PEER_B));
+        let mut current = DeviceConfig::default();
+        let old: SocketAddr = "192.0.2.1:51820".parse().expect("literal");
+        let new: SocketAddr = "192.0.2.2:51820".parse().expect("literal");
+        apply_plan(
+            &mut current,
+            &[
+                Command::Peer(a),
+                Command::Endpoint(old),
+                Command::Peer(b),
+                Command::Endpoint(old),
+            ],
+        );
+        let none = HashSet::new();
+        // The same address as configured: nothing, whatever the live endpoint roamed to.
+        let same = HashMap::from([(a, old)]);
+        assert!(plan_reresolve(&current, &same, &none).is_empty());
+        // A new address: that peer only, and only as an update of an existing peer.
+        let moved = HashMap::from([(a, new)]);
+        assert_eq!(
+            plan_reresolve(&current, &moved, &none),
+            [
+                Command::Peer(a),
+                Command::UpdateOnly,
+                Command::Endpoint(new)
+            ]
+        );
+        // A peer with a recent handshake keeps its working endpoint.
+        assert!(plan_reresolve(&current, &moved, &HashSet::from([a])).is_empty());
+        // A peer removed meanwhile is not brought back.
+        let gone = HashMap::from([(key(PRIVATE), new)]);
+        assert!(plan_reresolve(&current, &gone, &none).is_empty());
+    }
+
+    #[test]
+    fn the_text_of_a_config_parses_back_to_it() {
+        let mut file = parse(Path::new("wg0.conf"), &sample()).expect("valid file");
+        file.peers[1].endpoint = None;
+        let text = file.to_wg_conf();
+        assert_eq!(parse(Path::new("again"), &text).expect("parses"), file);
+        assert!(!is_dns_name("[fd00::1]:51821") && !is_dns_name("192.0.2.1:1"));
+        assert!(is_dns_name("peer.example.net:4242"));
     }
 
     #[test]

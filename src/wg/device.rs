@@ -1,5 +1,5 @@
-//! One tunnel's WireGuard device: gotatun's device with a caller-supplied IP side, the UDP socket
-//! kept by `udp.rs`, and the configuration kept by `config.rs`.
+//! One tunnel's WireGuard device: the engine (`engine.rs`) with a caller-supplied IP side, the UDP
+//! socket kept by `udp.rs`, and the configuration kept by `config.rs`.
 //!
 //! Every change goes through [`WgDevice::set`]: the commands edit a copy of the configuration,
 //! then the live device is brought in line with it by touching only what differs. A peer whose key
@@ -7,21 +7,18 @@
 //! (what `wg setconf` sends) changes nothing live. The module knows nothing of memif, VPP or the
 //! config files of the tunnel: the IP side is any [`IpSend`]/[`IpRecv`] pair.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use gotatun::device::Device;
-use gotatun::tun::{IpRecv, IpSend};
+use crate::wg::ip_side::{IpRecv, IpSend};
 use tokio::sync::Mutex;
 
 use crate::wg::config::{ConfigEdit, DeviceConfig};
+use crate::wg::engine::{Engine, PeerLive};
 use crate::wg::key::Key;
-use crate::wg::live;
 use crate::wg::status::{HandshakeClock, PeerStatus};
-use crate::wg::uapi::{Command, EADDRINUSE, EIO, UapiError};
-use crate::wg::udp::{SocketFactory, SocketSlot};
+use crate::wg::uapi::{Command, EADDRINUSE, UapiError};
+use crate::wg::udp::SocketSlot;
 
 /// What a device starts with. Everything else arrives through [`WgDevice::set`] (UAPI or a wg(8)
 /// config file).
@@ -61,18 +58,10 @@ pub enum DeviceError {
         fwmark: u32,
         source: std::io::Error,
     },
-    /// gotatun refused to build the device.
-    #[error("tunnel {name}: cannot start the WireGuard device: {source}")]
-    Start {
-        name: String,
-        source: gotatun::device::Error,
-    },
     /// The initial configuration was refused.
     #[error("tunnel {name}: initial WireGuard configuration refused: {source}")]
     Configure { name: String, source: UapiError },
 }
-
-type Engine<Tx, Rx> = Device<(SocketFactory, Tx, Rx)>;
 
 /// A WireGuard device whose IP side is `Tx`/`Rx` (memif in production, channels in tests).
 pub struct WgDevice<Tx: IpSend, Rx: IpRecv> {
@@ -102,17 +91,8 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
             fwmark,
             source,
         })?;
-        // No key and no peers at build: gotatun's connection comes up when the first key is set.
-        let engine = gotatun::device::build()
-            .with_udp(SocketFactory::new(socket.clone()))
-            .with_ip_pair(ip_tx, ip_rx)
-            .with_listen_port(socket.port())
-            .build()
-            .await
-            .map_err(|source| DeviceError::Start {
-                name: name.clone(),
-                source,
-            })?;
+        // No key and no peers at build: the packet loops start when the first key is set.
+        let engine = Engine::new(socket.clone(), ip_tx, ip_rx);
         let mut config = DeviceConfig::default();
         config.listen_port = listen_port;
         config.fwmark = fwmark;
@@ -194,15 +174,8 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
             }
             edit.apply(&mut desired, command);
         }
-        let synced = self.sync_engine(&desired, edit.explicit_endpoints()).await;
+        self.engine.apply(&desired, edit.explicit_endpoints()).await;
         *config = desired;
-        if let Err(e) = synced {
-            tracing::error!(tunnel = %self.name, error = %e, "the WireGuard device did not take the new configuration");
-            return Err(UapiError::new(
-                EIO,
-                format!("the device did not take the configuration: {e}"),
-            ));
-        }
         match failure {
             Some(error) => {
                 tracing::warn!(tunnel = %self.name, error = %error, "configuration change refused");
@@ -210,21 +183,6 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
             }
             None => Ok(()),
         }
-    }
-
-    /// Brings the live device in line with `desired`, touching only what differs.
-    async fn sync_engine(
-        &self,
-        desired: &DeviceConfig,
-        explicit_endpoints: &HashSet<Key>,
-    ) -> Result<(), gotatun::device::Error> {
-        live::bring_in_line(
-            &self.engine,
-            desired,
-            explicit_endpoints,
-            self.socket.port(),
-        )
-        .await
     }
 
     /// The live state of every configured peer, in configuration order.
@@ -235,40 +193,29 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
 
     async fn peer_status_of(&self, config: &DeviceConfig) -> Vec<PeerStatus> {
         let now = SystemTime::now();
-        let live: HashMap<Key, (Option<SocketAddr>, usize, usize, Option<Duration>)> = self
-            .engine
-            .read(async |device| device.peers().await)
-            .await
-            .into_iter()
-            .map(|s| {
-                let key = Key(s.peer.public_key.to_bytes());
-                (
-                    key,
-                    (
-                        s.peer.endpoint,
-                        s.stats.rx_bytes,
-                        s.stats.tx_bytes,
-                        s.stats.last_handshake,
-                    ),
-                )
-            })
-            .collect();
+        let live = self.engine.peers();
         self.handshakes
             .forget_all_but(|key| config.peer(key).is_some());
         config
             .peers()
             .into_iter()
             .map(|peer| {
-                let (endpoint, rx, tx, since) =
-                    live.get(&peer.public_key)
-                        .copied()
-                        .unwrap_or((peer.endpoint, 0, 0, None));
+                let live = live.get(&peer.public_key).copied().unwrap_or(PeerLive {
+                    endpoint: peer.endpoint,
+                    rx_bytes: 0,
+                    tx_bytes: 0,
+                    since_handshake: None,
+                });
                 PeerStatus {
                     public_key: peer.public_key,
-                    endpoint: endpoint.or(peer.endpoint),
-                    rx_bytes: rx as u64,
-                    tx_bytes: tx as u64,
-                    last_handshake: self.handshakes.wall_clock(peer.public_key, now, since),
+                    endpoint: live.endpoint.or(peer.endpoint),
+                    rx_bytes: live.rx_bytes,
+                    tx_bytes: live.tx_bytes,
+                    last_handshake: self.handshakes.wall_clock(
+                        peer.public_key,
+                        now,
+                        live.since_handshake,
+                    ),
                 }
             })
             .collect()
@@ -321,7 +268,7 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
         out
     }
 
-    /// Stops the device: its tasks end and its socket closes.
+    /// Stops the device: its packet loops have ended and its socket is closed when this returns.
     pub async fn stop(self) {
         self.engine.stop().await;
     }
@@ -333,7 +280,8 @@ mod tests {
 
     use super::*;
     use crate::wg::channel::{ChannelIpRecv, ChannelIpSend, IpChannelEnds, ip_channel};
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddr};
+    use std::time::Duration;
 
     type TestDevice = WgDevice<ChannelIpSend, ChannelIpRecv>;
 

@@ -1,10 +1,9 @@
-//! The device's UDP socket, owned here rather than by gotatun, so that a port or fwmark change can
-//! never leave the device without a socket.
+//! The device's UDP socket, kept here so that a port or fwmark change can never leave the device
+//! without a socket.
 //!
 //! A new port is bound *before* the device lets go of the old socket: when the bind fails the old
-//! socket stays in use and the caller reports the error. gotatun reconnects whenever its
-//! configuration asks for it (a new private key, a new port); each time it asks [`SocketFactory`]
-//! to "bind", it gets the socket held here, so reconnecting never rebinds behind our back.
+//! socket stays in use and the caller reports the error. The engine's loops take the socket in the
+//! slot when they start, and start again on the new one after a port change.
 //! One dual-stack `[::]` socket serves both address families (IPv4 only where IPv6 is absent), with
 //! `recvmmsg`/`sendmmsg` and UDP GRO from gotatun's Linux socket, and UDP GSO from `gso.rs`.
 
@@ -13,15 +12,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use gotatun::udp::socket::{SockOpt, UdpSocket};
-use gotatun::udp::{UdpRecv, UdpSend, UdpTransportFactory, UdpTransportFactoryParams};
-
-use crate::wg::gso::GsoSocket;
+use gotatun::udp::{UdpRecv, UdpSend};
 
 /// Socket buffer size asked for on both directions (as wireguard-go); the kernel caps it at
 /// `net.core.rmem_max` / `wmem_max`. Bursts of a fast link then queue instead of being dropped.
 const SOCKET_BUFFER_BYTES: usize = 7 << 20;
 
-/// The socket currently in use and its fwmark, shared between the device and [`SocketFactory`].
+/// The socket currently in use and its fwmark, shared between the device and its engine.
 #[derive(Clone)]
 pub(crate) struct SocketSlot {
     inner: Arc<Mutex<Bound>>,
@@ -44,6 +41,11 @@ impl SocketSlot {
                 fwmark,
             })),
         })
+    }
+
+    /// The socket now in use.
+    pub(crate) fn socket(&self) -> UdpSocket {
+        self.lock().socket.clone()
     }
 
     /// The port the socket is bound to (never 0).
@@ -73,30 +75,6 @@ impl SocketSlot {
     fn lock(&self) -> std::sync::MutexGuard<'_, Bound> {
         // The lock guards plain values only, so a panic elsewhere cannot leave them inconsistent.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The gotatun transport factory: hands out the socket in the slot instead of binding.
-pub(crate) struct SocketFactory {
-    slot: SocketSlot,
-}
-
-impl SocketFactory {
-    pub(crate) fn new(slot: SocketSlot) -> SocketFactory {
-        SocketFactory { slot }
-    }
-}
-
-impl UdpTransportFactory for SocketFactory {
-    type Send = GsoSocket;
-    type Recv = UdpSocket;
-
-    async fn bind(
-        &mut self,
-        _params: &UdpTransportFactoryParams,
-    ) -> io::Result<(GsoSocket, UdpSocket)> {
-        let socket = self.slot.lock().socket.clone();
-        Ok((GsoSocket::new(socket.clone()), socket))
     }
 }
 
@@ -150,30 +128,15 @@ mod tests {
         let error = slot.rebind(taken).expect_err("the port is taken");
         assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
         assert_eq!(slot.port(), old_port);
-        let mut factory = SocketFactory::new(slot.clone());
-        let params = UdpTransportFactoryParams {
-            addr: None,
-            port: 0,
-            fwmark: None,
-        };
-        let (_send, recv) = factory
-            .bind(&params)
-            .await
-            .expect("the slot always has a socket");
-        assert_eq!(recv.local_addr().expect("bound").port(), old_port);
+        let socket = slot.socket();
+        assert_eq!(socket.local_addr().expect("bound").port(), old_port);
     }
 
     #[tokio::test]
     async fn rebind_hands_out_the_new_socket() {
         let slot = SocketSlot::bind(0, 0).expect("bind a random port");
         let new_port = slot.rebind(0).expect("rebind to another random port");
-        let mut factory = SocketFactory::new(slot.clone());
-        let params = UdpTransportFactoryParams {
-            addr: None,
-            port: 0,
-            fwmark: None,
-        };
-        let (_send, recv) = factory.bind(&params).await.expect("socket");
-        assert_eq!(recv.local_addr().expect("bound").port(), new_port);
+        let socket = slot.socket();
+        assert_eq!(socket.local_addr().expect("bound").port(), new_port);
     }
 }

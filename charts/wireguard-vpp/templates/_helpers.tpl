@@ -202,6 +202,33 @@ The agent container. Context: dict with "root" (the chart's .), "apiVolume" and 
     # The root file system is read-only; this is the only scratch space.
     - name: wgvpp-tmp
       mountPath: /tmp
+    {{- if eq $v.mode "sidecar" }}
+    # The API credentials of the pod's (VPP's) ServiceAccount, for the agent alone, also where the VPP
+    # pod sets automountServiceAccountToken: false.
+    - name: wgvpp-sa-token
+      mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      readOnly: true
+    {{- end }}
+{{- end }}
+
+{{/* Sidecar mode: what the kubelet mounts for a pod's ServiceAccount, as a volume of the agent's own. */}}
+{{- define "wireguard-vpp.sidecarTokenVolume" -}}
+- name: wgvpp-sa-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
 {{- end }}
 
 {{/* The agent's user: uid 0 when it needs NET_ADMIN (see netAdmin in values.yaml). */}}
@@ -291,26 +318,44 @@ API socket's group as its primary group instead.
     sizeLimit: 16Mi
 {{- end }}
 
-{{/* What the agent's controller does: watch tunnels and write their status and finalizer, read the
-Secrets they name (create them for generated keys), and record events. Nothing else. */}}
-{{- define "wireguard-vpp.rules" -}}
+{{/* What the agent's controller does with its tunnels: watch them, and patch their finalizer (JSON patch)
+and status (server-side apply). `update` on finalizers lets it set blockOwnerDeletion on the Secrets it
+owns. Nothing else. */}}
+{{- define "wireguard-vpp.tunnelRules" -}}
 - apiGroups: [{{ include "wireguard-vpp.crdGroup" . | quote }}]
   resources: [{{ include "wireguard-vpp.crdPlural" . | quote }}]
-  verbs: [get, list, watch, patch, update]
+  verbs: [get, list, watch, patch]
 - apiGroups: [{{ include "wireguard-vpp.crdGroup" . | quote }}]
   resources: [{{ printf "%s/status" (include "wireguard-vpp.crdPlural" .) | quote }}]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [{{ include "wireguard-vpp.crdGroup" . | quote }}]
   resources: [{{ printf "%s/finalizers" (include "wireguard-vpp.crdPlural" .) | quote }}]
   verbs: [update]
+{{- end }}
+
+{{/* What it does where its tunnels live: read the Secrets they name (get, and list and watch for its
+Secret cache), create a missing key's Secret or add the key to an existing one (create, merge patch;
+never update), and record events (events.k8s.io, created then patched as a series). */}}
+{{- define "wireguard-vpp.secretRules" -}}
 - apiGroups: [""]
   resources: [secrets]
   {{- if .Values.rbac.secretsWrite }}
-  verbs: [get, list, watch, create, update, patch]
+  verbs: [get, list, watch, create, patch]
   {{- else }}
   verbs: [get, list, watch]
   {{- end }}
-- apiGroups: ["", events.k8s.io]
+- apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end }}
+
+{{/* The RBAC subject: the chart's ServiceAccount, or in sidecar mode the VPP pods' own. */}}
+{{- define "wireguard-vpp.rbacSubject" -}}
+- kind: ServiceAccount
+  {{- if eq .Values.mode "sidecar" }}
+  name: {{ required "sidecar.serviceAccountName: name the VPP pods' ServiceAccount (\"default\" if they set none)" .Values.sidecar.serviceAccountName }}
+  {{- else }}
+  name: {{ include "wireguard-vpp.serviceAccountName" . }}
+  {{- end }}
+  namespace: {{ .Release.Namespace }}
 {{- end }}

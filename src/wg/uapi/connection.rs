@@ -9,8 +9,8 @@
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use crate::wg::device::WgDevice;
+use crate::wg::ip_side::{IpRecv, IpSend};
 use crate::wg::uapi::command::{Command, EINVAL, EPROTO, SetParser, UapiError};
-use gotatun::tun::{IpRecv, IpSend};
 
 /// Longest line accepted; `wg` never sends more than about 100 bytes.
 pub const MAX_LINE: usize = 4096;

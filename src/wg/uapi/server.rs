@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gotatun::tun::{IpRecv, IpSend};
+use crate::wg::ip_side::{IpRecv, IpSend};
 use tokio::task::JoinSet;
 
 use crate::wg::device::WgDevice;

@@ -1,6 +1,6 @@
-//! Tasks a tunnel spawns, each owned by one value and named by the tracing span it runs in: dropping the
-//! owner aborts the task, so a tunnel that fails half way, or whose own task is aborted, leaves no
-//! listener, pump or timer running behind it.
+//! Tasks a tunnel or a WireGuard device spawns, each owned by one value and named by the tracing
+//! span it runs in: dropping the owner aborts the task, so a tunnel that fails half way, or whose own
+//! task is aborted, leaves no listener, pump, packet loop or timer running behind it.
 
 use std::future::Future;
 
