@@ -733,3 +733,92 @@ async fn a_preshared_key_on_both_sides_gives_a_working_session() {
         "wireguard-go uses the key: {shown}"
     );
 }
+
+/// Handshake initiations to `to` from `count` strangers (fresh keys each), with a valid mac1, as a
+/// flood that makes the device "under load" would carry.
+fn stranger_initiations(to: &Key, count: usize) -> Vec<Vec<u8>> {
+    use gotatun::noise::Tunn;
+    use gotatun::noise::index_table::IndexTable;
+    use gotatun::noise::rate_limiter::RateLimiter;
+    use gotatun::x25519::{PublicKey, StaticSecret};
+    let index_table = IndexTable::from_os_rng();
+    let target = PublicKey::from(to.0);
+    (0..count)
+        .map(|_| {
+            let secret = StaticSecret::from(rand::random::<[u8; 32]>());
+            let public = PublicKey::from(&secret);
+            let limiter = Arc::new(RateLimiter::new(&public, 100));
+            let mut tunn = Tunn::new(secret, target, None, None, index_table.clone(), limiter);
+            let init = tunn
+                .format_handshake_initiation(false)
+                .expect("a first initiation is always formatted");
+            let packet: gotatun::packet::Packet = init.into();
+            packet.to_vec()
+        })
+        .collect()
+}
+
+/// Sends the handshake initiations in FILE (148 bytes each) to HOST PORT at 600 a second for SECONDS,
+/// and prints how many cookie replies (type 3, 64 bytes) came back.
+const FLOOD: &str = r#"
+import socket, sys, time
+data = open(sys.argv[1], "rb").read()
+packets = [data[i:i + 148] for i in range(0, len(data), 148)]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+cookies, sent, end = 0, 0, time.monotonic() + float(sys.argv[4])
+while time.monotonic() < end:
+    s.sendto(packets[sent % len(packets)], (sys.argv[2], int(sys.argv[3])))
+    sent += 1
+    try:
+        while True:
+            reply = s.recv(256)
+            cookies += len(reply) == 64 and reply[0] == 3
+    except BlockingIOError:
+        pass
+    time.sleep(1 / 600)
+print(cookies)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_handshake_flood_from_the_peers_address_the_peer_connects_through_cookies() {
+    if !runtime_ready() {
+        return;
+    }
+    let mut link = Link::new().await;
+    // The flood comes from the peer's own address (as from behind the same NAT): that address is
+    // then "under load", so every handshake message from it must carry a cookie's mac2.
+    let initiations: Vec<u8> = stranger_initiations(&link.our_public, 600).concat();
+    let file = link.temp.path().join("initiations");
+    std::fs::write(&file, initiations).expect("write the initiations");
+    let flood = tokio::process::Command::new("ip")
+        .args(["netns", "exec", &link.ns.name, "python3", "-c", FLOOD])
+        .arg(&file)
+        .arg(link.our_underlay.to_string())
+        .arg(link.device.listen_port().to_string())
+        .arg("12")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the flood");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Our initiation is answered by wireguard-go from the flooded address: the answer gets a cookie
+    // reply instead of a session, and wireguard-go's answer to our retry carries the cookie's mac2.
+    link.ping_from_us(false, 1).await;
+    link.ping_from_peer(true).await;
+    let (_, handshake, rx, tx) = link.peer_view();
+    assert!(
+        handshake > 0 && rx > 0 && tx > 0,
+        "wireguard-go has a session with us despite the flood: {handshake} {rx} {tx}"
+    );
+    let out = flood.wait_with_output().await.expect("the flood ends");
+    assert!(out.status.success(), "the flood script failed: {out:?}");
+    let cookies: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the flood prints its cookie count");
+    assert!(
+        cookies > 100,
+        "the flood got {cookies} cookie replies; a device under load answers initiations with cookies"
+    );
+}

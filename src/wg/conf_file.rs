@@ -678,6 +678,113 @@ mod tests {
         assert!(plan_reresolve(&current, &gone, &none).is_empty());
     }
 
+    /// Resolves every name to the address the test last set.
+    struct OneAddress(std::sync::Mutex<SocketAddr>);
+
+    impl Resolve for OneAddress {
+        fn resolve<'a>(&'a self, _host: &'a str, _port: u16) -> ResolveFuture<'a> {
+            let addr = *self.0.lock().expect("lock");
+            Box::pin(async move { Ok(addr) })
+        }
+    }
+
+    /// An IPv4/UDP packet from `src` to `dst` (checksummed header, empty payload).
+    fn ipv4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut packet = vec![0u8; 28];
+        packet[0] = 0x45;
+        packet[3] = 28;
+        packet[8] = 64;
+        packet[9] = 17;
+        packet[12..16].copy_from_slice(&src);
+        packet[16..20].copy_from_slice(&dst);
+        let sum: u32 = packet[..20]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+        packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+        packet[24..26].copy_from_slice(&8u16.to_be_bytes());
+        packet
+    }
+
+    /// Two real devices over loopback. `a` knows `b` by a name; `b` moves to another port and `a`
+    /// follows it (roaming). Re-resolving the name, which still gives the address configured, leaves
+    /// the roamed endpoint alone; a new address is not forced on a peer with a fresh session either.
+    #[tokio::test]
+    async fn reresolve_leaves_a_roamed_peer_alone() {
+        use crate::wg::DeviceSettings;
+        use crate::wg::channel::ip_channel;
+        use std::time::Duration;
+        let device = |seed: u8| async move {
+            let (tx, rx, ends) = ip_channel(64, 1420);
+            let settings = DeviceSettings {
+                name: format!("rr{seed}"),
+                private_key: Some(Key([seed; 32])),
+                ..DeviceSettings::default()
+            };
+            let device = WgDevice::new(settings, tx, rx).await.expect("device");
+            (device, ends)
+        };
+        let ((a, a_ends), (b, mut b_ends)) = (device(1).await, device(2).await);
+        let localhost = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let b_first = localhost(b.listen_port());
+        let resolver = OneAddress(std::sync::Mutex::new(b_first));
+        let file = ConfFile {
+            peers: vec![ConfPeer {
+                public_key: Key([2; 32]).public_key(),
+                name: None,
+                preshared_key: None,
+                endpoint: Some(format!("b.invalid:{}", b_first.port())),
+                persistent_keepalive: 0,
+                allowed_ips: vec!["10.0.0.2/32".parse().expect("net")],
+            }],
+            ..ConfFile::default()
+        };
+        a.apply_conf_with(&file, &resolver).await.expect("applied");
+        b.set(&[
+            Command::Peer(Key([1; 32]).public_key()),
+            Command::Endpoint(localhost(a.listen_port())),
+            Command::AllowedIp("10.0.0.1/32".parse().expect("net")),
+        ])
+        .await
+        .expect("b knows a");
+        let carry = |ends: &crate::wg::channel::IpChannelEnds, packet: Vec<u8>| {
+            let sender = ends.to_device.clone();
+            async move { sender.send(packet).await.expect("device reads") }
+        };
+        carry(&a_ends, ipv4([10, 0, 0, 1], [10, 0, 0, 2])).await;
+        tokio::time::timeout(Duration::from_secs(10), b_ends.from_device.recv())
+            .await
+            .expect("a reaches b")
+            .expect("b's channel");
+        // b moves to a new port and speaks first: a learns the new endpoint (roaming).
+        b.set(&[Command::ListenPort(0)]).await.expect("b rebinds");
+        let b_moved = localhost(b.listen_port());
+        assert_ne!(b_moved, b_first);
+        let (b_sender, mut a_receiver) = (b_ends.to_device.clone(), a_ends);
+        b_sender
+            .send(ipv4([10, 0, 0, 2], [10, 0, 0, 1]))
+            .await
+            .expect("device reads");
+        tokio::time::timeout(Duration::from_secs(10), a_receiver.from_device.recv())
+            .await
+            .expect("b reaches a")
+            .expect("a's channel");
+
+        assert_eq!(a.peer_status().await[0].endpoint, Some(b_moved));
+
+        // The name still resolves as configured: nothing is sent, the roamed endpoint stays.
+        let report = a.reresolve(&file, &resolver).await.expect("re-resolved");
+        assert_eq!(report.commands, 0);
+        assert_eq!(a.peer_status().await[0].endpoint, Some(b_moved));
+        // A new address, but the session is fresh: still left alone.
+        *resolver.0.lock().expect("lock") = localhost(9);
+        let report = a.reresolve(&file, &resolver).await.expect("re-resolved");
+        assert_eq!(report.commands, 0);
+        assert_eq!(a.peer_status().await[0].endpoint, Some(b_moved));
+    }
+
     #[test]
     fn the_text_of_a_config_parses_back_to_it() {
         let mut file = parse(Path::new("wg0.conf"), &sample()).expect("valid file");

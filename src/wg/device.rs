@@ -160,9 +160,14 @@ impl<Tx: IpSend, Rx: IpRecv> WgDevice<Tx, Rx> {
                 }
                 Command::Fwmark(mark) if mark != desired.fwmark => {
                     self.socket.set_fwmark(mark).map_err(|e| {
+                        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                            " (a socket mark needs CAP_NET_ADMIN)"
+                        } else {
+                            ""
+                        };
                         UapiError::new(
                             EADDRINUSE,
-                            format!("cannot set fwmark {mark}: {e}; the old mark stays"),
+                            format!("cannot set fwmark {mark}: {e}{hint}; the old mark stays"),
                         )
                     })
                 }
