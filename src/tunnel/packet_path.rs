@@ -465,6 +465,9 @@ pub struct MemifIpRecv {
 /// The queue with its interrupt waiter; `None` (the connection is dropped here, and the next one is
 /// awaited) when the eventfd cannot be watched, since an error returned to the device would stop it.
 fn with_interrupt(mut queue: RxQueue) -> Option<(RxQueue, Interrupt)> {
+    // Never masked again: VPP reads the ring's flags after publishing with no fence between, so
+    // unmasking while it sends can lose the signal for its last burst (a frame left in the ring
+    // until the next one arrives). A signal that comes while we are busy is drained at our next wait.
     queue.set_interrupt_mode(true);
     match queue.interrupt() {
         Ok(interrupt) => Some((queue, interrupt)),

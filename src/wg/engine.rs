@@ -22,6 +22,7 @@
 //! wait in the peer's queue while a handshake is under way and leave when it completes.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -194,30 +195,36 @@ impl<Tx: IpSend, Rx: IpRecv> Engine<Tx, Rx> {
     fn start(&self, port: u16) -> Running {
         let udp = self.socket.socket();
         let send = GsoSocket::new(udp.clone());
-        let shared = &self.shared;
+        let outgoing = {
+            let (shared, ip_rx) = (Arc::clone(&self.shared), Arc::clone(&self.ip_rx));
+            let (send, mtu) = (send.clone(), self.mtu.clone());
+            move || {
+                outgoing(
+                    Arc::clone(&shared),
+                    Arc::clone(&ip_rx),
+                    send.clone(),
+                    mtu.clone(),
+                )
+            }
+        };
+        let incoming = {
+            let (shared, ip_tx) = (Arc::clone(&self.shared), Arc::clone(&self.ip_tx));
+            let (send, mtu) = (send.clone(), self.mtu.clone());
+            move || {
+                let (shared, ip_tx) = (Arc::clone(&shared), Arc::clone(&ip_tx));
+                incoming(shared, ip_tx, udp.clone(), send.clone(), mtu.clone())
+            }
+        };
+        let timers = {
+            let shared = Arc::clone(&self.shared);
+            move || timers(Arc::clone(&shared), send.clone())
+        };
         Running {
             port,
             loops: [
-                OwnedTask::spawn(
-                    "wg-outgoing",
-                    outgoing(
-                        Arc::clone(shared),
-                        Arc::clone(&self.ip_rx),
-                        send.clone(),
-                        self.mtu.clone(),
-                    ),
-                ),
-                OwnedTask::spawn(
-                    "wg-incoming",
-                    incoming(
-                        Arc::clone(shared),
-                        Arc::clone(&self.ip_tx),
-                        udp,
-                        send.clone(),
-                        self.mtu.clone(),
-                    ),
-                ),
-                OwnedTask::spawn("wg-timers", timers(Arc::clone(shared), send)),
+                OwnedTask::spawn("wg-outgoing", restarted_on_panic("wg-outgoing", outgoing)),
+                OwnedTask::spawn("wg-incoming", restarted_on_panic("wg-incoming", incoming)),
+                OwnedTask::spawn("wg-timers", restarted_on_panic("wg-timers", timers)),
             ],
         }
     }
@@ -236,6 +243,28 @@ impl<Tx: IpSend, Rx: IpRecv> Engine<Tx, Rx> {
     pub(crate) async fn stop(&self) {
         if let Some(old) = self.running.lock().await.take() {
             stop_loops(old).await;
+        }
+    }
+}
+
+/// How long a loop that panicked rests before it runs again.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
+
+/// Runs the loop `make` builds until it returns; a panic (a bug, never a packet's fault by design)
+/// is logged and the loop runs again, so one bad moment does not leave the tunnel half dead.
+async fn restarted_on_panic<F, Fut>(name: &'static str, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let mut run = OwnedTask::spawn("run", make());
+        match run.join().await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(loop = name, "a WireGuard packet loop panicked; it runs again");
+                tokio::time::sleep(RESTART_PAUSE).await;
+            }
+            _ => return,
         }
     }
 }
