@@ -3,8 +3,10 @@
 //! task is aborted, leaves no listener, pump, packet loop or timer running behind it.
 
 use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::task::{JoinError, JoinHandle};
+use tokio::time::{Instant, Interval};
 use tracing::Instrument;
 
 /// A spawned task, aborted when this is dropped.
@@ -34,4 +36,23 @@ impl<T> Drop for OwnedTask<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// An interval whose ticks fall on a grid of `period` that all tunnels of the process share (multiples of
+/// `period` of the wall clock), its first tick on the next grid point. Tunnels' periodic tasks then tick
+/// together and tokio wakes once for all of them instead of once for each: scattered ticks were most of
+/// the idle CPU of 256 tunnels (BENCHMARKS.md, "256 tunnels on the real VPP").
+pub fn shared_interval(period: Duration) -> Interval {
+    tokio::time::interval_at(next_shared_tick(period), period)
+}
+
+/// The next point of the shared grid of `period` (see [`shared_interval`]).
+pub fn next_shared_tick(period: Duration) -> Instant {
+    let period_ns = period.as_nanos().max(1);
+    let wall_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let to_next = u64::try_from(period_ns - wall_ns % period_ns).unwrap_or(u64::MAX);
+    Instant::now() + Duration::from_nanos(to_next)
 }

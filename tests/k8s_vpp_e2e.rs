@@ -554,10 +554,14 @@ fn is_ready(tunnel: &WireGuardVppTunnel) -> bool {
         && tunnel.status.as_ref().and_then(|s| s.observed_generation) == tunnel.metadata.generation
 }
 
-/// The status's latest handshake, in seconds since the epoch.
-fn status_handshake(tunnel: &WireGuardVppTunnel) -> Option<u64> {
-    let time = tunnel.status.as_ref()?.latest_handshake_time.as_ref()?;
-    u64::try_from(time.0.as_second()).ok()
+/// The status says the latest handshake is recent (the status holds only its age bucket; the exact
+/// time and the counters are metrics).
+fn status_handshake_recent(tunnel: &WireGuardVppTunnel) -> bool {
+    tunnel
+        .status
+        .as_ref()
+        .and_then(|s| s.latest_handshake.as_deref())
+        == Some("Within3m")
 }
 
 fn now_secs() -> u64 {
@@ -662,16 +666,16 @@ async fn a_tunnel_resource_runs_on_real_vpp_with_a_generated_key() {
     let started = now_secs();
     k8s.pings_cross_both_ways();
     let handshake = k8s.wait_for_handshake(&public, started.saturating_sub(1));
-    // The controller reports the handshake and the peer's counters (rate-limited status writes).
+    // The controller reports the handshake's age and the peer's endpoint (its counters and exact
+    // handshake time are metrics).
     let reported = k8s
         .wait_for("the handshake in the status", |t| {
-            status_handshake(t).is_some_and(|at| at + 1 >= handshake)
+            status_handshake_recent(t)
                 && t.status.as_ref().is_some_and(|s| {
                     s.peers_summary.as_deref() == Some("1/1")
                         && s.peers.len() == 1
                         && s.peers[0].public_key == peer_public
-                        && s.peers[0].rx_bytes > 0
-                        && s.peers[0].tx_bytes > 0
+                        && s.peers[0].handshake.as_deref() == Some("Within3m")
                         && s.peers[0].endpoint.as_deref() == Some("10.99.77.2:51821")
                 })
         })
@@ -849,9 +853,9 @@ async fn a_restarted_controller_brings_the_tunnel_back() {
             std::thread::sleep(Duration::from_millis(200));
         }
         k8s.pings_cross_both_ways();
-        let handshake = k8s.wait_for_handshake(&ours_public, restarted);
+        k8s.wait_for_handshake(&ours_public, restarted);
         k8s.wait_for("Ready with the new handshake", |t| {
-            is_ready(t) && status_handshake(t).is_some_and(|at| at + 1 >= handshake)
+            is_ready(t) && status_handshake_recent(t)
         })
         .await;
         let interfaces = k8s.bed.vppctl("show interface");
@@ -1144,11 +1148,10 @@ async fn ports_are_allocated_per_node_and_a_failed_start_leaves_vpp_as_it_was() 
         assert_eq!(port, Some(wg_listen_port(tunnel)), "{tunnel}");
         ports.extend(port);
     }
-    assert_eq!(
-        ports,
-        [51821, 51822],
-        "the lowest free ports, the one the first tunnel names skipped"
-    );
+    // The lowest free ports, the one the first tunnel names skipped, in whichever order the two
+    // tunnels were reconciled.
+    ports.sort_unstable();
+    assert_eq!(ports, [51821, 51822]);
 
     drop(blocker);
     for tunnel in [&name, &second, &third] {

@@ -4,8 +4,15 @@
 //! objects before the resource goes), then [`Context::apply`]: read the keys (generating a missing private
 //! key into its Secret), allocate a uid when the spec has none, render, check for conflicts with the older
 //! tunnels of the node, then start, reconfigure (WireGuard-only changes, keeping sessions) or restart the
-//! tunnel through the [`TunnelRuntime`], and write the status by server-side apply: at once when
-//! something changed, and counters at most every [`STATUS_INTERVAL`].
+//! tunnel through the [`TunnelRuntime`], and write the status by server-side apply when it changed (it
+//! holds no counters, see [`super::status`]: a tunnel whose state stands still costs no request).
+//!
+//! What triggers a reconcile: a change of the tunnel's spec, deletion or finalizers (not of its status:
+//! our own status writes would trigger themselves), a change of a Secret it names (Secrets are read
+//! from a reflector, [`SecretStore::changes`]), and a periodic look at each tunnel
+//! ([`ControllerTuning::recheck`]) for the runtime's state. A reconcile that fails is retried after an
+//! exponential backoff of its own ([`ControllerTuning::restart_backoff`] doubling up to
+//! [`ControllerTuning::restart_backoff_max`], from the start again after a success).
 //!
 //! Supervision: a tunnel whose task ends without being stopped (it failed, ended by itself or panicked;
 //! the runtime reports it [`Phase::Failed`]) is marked so in its status, cleared, and started again after
@@ -36,17 +43,21 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::{FutureExt, StreamExt, TryFutureExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Config as ApplierConfig, applier, trigger_self};
+use kube::runtime::controller::{
+    Action, Config as ApplierConfig, ReconcileRequest, applier, trigger_self,
+};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::CancelableJoinHandle;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::conflict::{Claim, allocate_port, allocate_uid, find_conflict};
-use super::crd::{DEFAULT_LISTEN_PORT, MAX_UID, WireGuardVppTunnel, WireGuardVppTunnelStatus};
+use super::crd::{
+    DEFAULT_LISTEN_PORT, MAX_UID, SecretKeyRef, WireGuardVppTunnel, WireGuardVppTunnelStatus,
+};
 use super::gateway::Gateway;
 use super::health::{
     Report, TunnelReadiness, WatchProgress, restart_delay, tunnel_readiness, watch_with_relists,
@@ -65,7 +76,8 @@ pub const FINALIZER: &str = "wgvpp.io/tunnel-cleanup";
 /// The field manager of status writes.
 pub const FIELD_MANAGER: &str = "wireguard-vpp-controller";
 
-/// How often a running tunnel's counters are written to its status, at most.
+/// How often a running tunnel is looked at again by default ([`ControllerTuning::recheck`]): its
+/// runtime state, the age of its handshakes, a dead task. Its status is written only when it changed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How soon a tunnel that cannot run (invalid config, conflict) is looked at again.
@@ -86,13 +98,17 @@ pub struct ControllerTuning {
     /// successful list for this long (`None`: never). A quiet watch is replaced by a new list after a
     /// third of it, so a healthy one always shows progress in time. Default 600 s.
     pub watch_stall: Option<Duration>,
-    /// The first restart delay of a tunnel whose task died; doubled for each further death. Default 1 s.
+    /// The first restart delay of a tunnel whose task died, doubled for each further death; also the
+    /// first retry delay of a tunnel whose reconcile failed, doubled for each further failure in a
+    /// row. Default 1 s.
     pub restart_backoff: Duration,
-    /// The longest restart delay. Default 300 s.
+    /// The longest restart or retry delay. Default 300 s.
     pub restart_backoff_max: Duration,
+    /// How often a running tunnel is looked at again. Default [`STATUS_INTERVAL`].
+    pub recheck: Duration,
     /// Liveness: `/healthz` fails when a dead tunnel task has not been taken down for its restart, or
     /// its restart is late, by this much. The controller looks at each running tunnel every
-    /// [`STATUS_INTERVAL`], so this only happens when it is stuck. Default 30 s.
+    /// [`ControllerTuning::recheck`], so this only happens when it is stuck. Default 30 s.
     pub restart_overdue: Duration,
     /// The bounds of the metrics and probe server.
     pub http: ServerLimits,
@@ -105,6 +121,7 @@ impl Default for ControllerTuning {
             watch_stall: Some(Duration::from_secs(600)),
             restart_backoff: Duration::from_secs(1),
             restart_backoff_max: Duration::from_secs(300),
+            recheck: STATUS_INTERVAL,
             restart_overdue: Duration::from_secs(30),
             http: ServerLimits::default(),
         }
@@ -208,8 +225,8 @@ struct TunnelRecord {
     running: Option<TunnelSpec>,
     /// The interface name, for metrics (also of a tunnel that does not run).
     interface: Option<String>,
-    /// The status last written, and when.
-    written: Option<(WireGuardVppTunnelStatus, Instant)>,
+    /// The status last written.
+    written: Option<WireGuardVppTunnelStatus>,
     /// Metric labels (allowed IPs, friendly name) by peer public key.
     peer_labels: BTreeMap<String, PeerLabels>,
     /// Deaths of its task since it last ran for [`BACKOFF_RESET_AFTER`].
@@ -225,8 +242,10 @@ struct TunnelRecord {
     /// INVARIANT: `Some` only while `running` is: since when the runtime reports the task dead (and
     /// why), until the controller takes it down.
     dead_since: Option<(Instant, &'static str)>,
-    /// Panicked reconciles in a row.
-    reconcile_panics: u32,
+    /// Failed (or panicked) reconciles in a row, for the retry backoff.
+    reconcile_failures: u32,
+    /// The runtime's phase of it that the last reconcile saw.
+    seen_phase: Option<Phase>,
 }
 
 /// Everything a reconcile needs.
@@ -376,14 +395,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         namespace: &str,
     ) -> Result<SecretValues, Error> {
         let spec = &tunnel.spec;
-        let mut references = vec![spec.wireguard.private_key_secret_ref.clone()];
-        references.extend(spec.memif_secret_ref.clone());
-        references.extend(
-            spec.wireguard
-                .peers
-                .iter()
-                .filter_map(|p| p.preshared_key_secret_ref.clone()),
-        );
+        let references = secret_references(tunnel);
         let mut by_secret: BTreeMap<String, Option<super::secrets::SecretData>> = BTreeMap::new();
         for reference in &references {
             if !by_secret.contains_key(&reference.name) {
@@ -599,6 +611,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 })
                 .unwrap_or_default();
             record.running = running_now.clone();
+            record.seen_phase = observed.state.as_ref().map(|s| s.phase);
             record.dead_since = None;
             if observed
                 .state
@@ -623,7 +636,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
                 &observed.conflict,
                 &observed.runtime_error,
             ) {
-                (None, None, None) => Action::requeue(STATUS_INTERVAL),
+                (None, None, None) => Action::requeue(self.tuning.recheck),
                 _ => Action::requeue(RETRY_INTERVAL),
             },
         )
@@ -655,8 +668,10 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         observed.uid = Some(uid);
         let secrets = match self.secret_values(tunnel, namespace).await {
             Ok(secrets) => secrets,
+            // A race with another writer of the Secret: retried soon, with backoff.
+            Err(Error::Secret(error)) if error.is_transient() => return Err(Error::Secret(error)),
             Err(Error::Secret(error)) => {
-                observed.config_error = Some(("SecretUnavailable", error.to_string()));
+                observed.config_error = Some((error.reason(), error.to_string()));
                 return Ok(None);
             }
             Err(error) => return Err(error),
@@ -738,8 +753,9 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         }
     }
 
-    /// Writes the status by server-side apply when it changed, or when only counters changed and the
-    /// last write is older than [`STATUS_INTERVAL`]; publishes an event when readiness changes.
+    /// Writes the status by server-side apply when it differs from the one last written (or, before
+    /// the first write of this process, from the resource's); publishes an event when readiness
+    /// changes.
     async fn write_status(
         &self,
         tunnel: &WireGuardVppTunnel,
@@ -751,14 +767,9 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
         let new = status::build(previous, observed, SystemTime::now());
         let write = {
             let tunnels = self.lock_tunnels();
-            let written = tunnels.get(&key).and_then(|r| r.written.as_ref());
-            match (written, previous) {
-                (Some((last, at)), _) => {
-                    !status::stats_only_change(last, &new)
-                        || (*last != new && at.elapsed() >= STATUS_INTERVAL)
-                }
-                (None, Some(previous)) => *previous != new,
-                (None, None) => true,
+            match tunnels.get(&key).and_then(|r| r.written.as_ref()) {
+                Some(last) => *last != new,
+                None => previous != Some(&new),
             }
         };
         if !write {
@@ -794,7 +805,7 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             source,
         })?;
         if let Some(record) = self.lock_tunnels().get_mut(&key) {
-            record.written = Some((new.clone(), Instant::now()));
+            record.written = Some(new.clone());
         }
         Ok(())
     }
@@ -885,6 +896,15 @@ impl<R: TunnelRuntime, S: SecretStore> Context<R, S> {
             }
         }
         self.lock_tunnels().remove(&key);
+        // The Secrets of a namespace where no tunnel of the node is left are no longer watched.
+        let namespaces: HashSet<String> = self
+            .store
+            .state()
+            .iter()
+            .filter(|t| t.metadata.deletion_timestamp.is_none())
+            .filter_map(|t| t.namespace())
+            .collect();
+        self.secrets.retain_namespaces(&namespaces);
         self.allocated
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1168,8 +1188,10 @@ async fn reconcile<R: TunnelRuntime, S: SecretStore>(
         .await;
     let result = match outcome {
         Ok(result) => {
-            if let Some(record) = ctx.lock_tunnels().get_mut(&key) {
-                record.reconcile_panics = 0;
+            if result.is_ok()
+                && let Some(record) = ctx.lock_tunnels().get_mut(&key)
+            {
+                record.reconcile_failures = 0;
             }
             result
         }
@@ -1217,17 +1239,78 @@ fn error_policy<R: TunnelRuntime, S: SecretStore>(
     ctx: Arc<Context<R, S>>,
 ) -> Action {
     let key = key_of(&tunnel);
-    let delay = match error {
-        Error::Panicked { .. } => {
-            let mut tunnels = ctx.lock_tunnels();
-            let record = tunnels.entry(key.clone()).or_default();
-            record.reconcile_panics = record.reconcile_panics.saturating_add(1);
-            ctx.tuning.restart_delay(record.reconcile_panics)
-        }
-        _ => Duration::from_secs(5),
+    // Each tunnel backs off on its own: 1 s, 2 s, 4 s, ... up to 5 minutes by default, from the
+    // start again after a success.
+    let (failures, delay) = {
+        let mut tunnels = ctx.lock_tunnels();
+        let record = tunnels.entry(key.clone()).or_default();
+        record.reconcile_failures = record.reconcile_failures.saturating_add(1);
+        (
+            record.reconcile_failures,
+            ctx.tuning.restart_delay(record.reconcile_failures),
+        )
     };
-    warn!(tunnel = %key, error = %error, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reconcile failed; retrying");
+    warn!(tunnel = %key, error = %error, failures, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "reconcile failed; retrying");
     Action::requeue(delay)
+}
+
+/// How often [`watch_phases`] looks at the runtime's tunnels.
+const PHASE_POLL: Duration = Duration::from_secs(1);
+
+/// Reconciles a running tunnel as soon as the runtime reports it in another phase than its last
+/// reconcile saw (it came up, lost VPP, its task died), instead of at its next periodic look. Costs no
+/// request: the runtime is local. Ends when `stop` says so.
+async fn watch_phases<R: TunnelRuntime, S: SecretStore>(
+    ctx: Arc<Context<R, S>>,
+    changed: tokio::sync::mpsc::UnboundedSender<ObjectRef<WireGuardVppTunnel>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PHASE_POLL) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        for (key, name) in ctx.running_names() {
+            let phase = ctx.observe(&key, &name).await.map(|s| s.phase);
+            let seen = ctx.lock_tunnels().get(&key).and_then(|r| r.seen_phase);
+            if phase == seen {
+                continue;
+            }
+            let tunnel = ctx.store.state().into_iter().find(|t| key_of(t) == key);
+            if let Some(tunnel) = tunnel
+                && changed.send(ObjectRef::from_obj(tunnel.as_ref())).is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// The Secret keys `tunnel` refers to: its private key, memif secret and preshared keys.
+fn secret_references(tunnel: &WireGuardVppTunnel) -> Vec<SecretKeyRef> {
+    let spec = &tunnel.spec;
+    let mut references = vec![spec.wireguard.private_key_secret_ref.clone()];
+    references.extend(spec.memif_secret_ref.clone());
+    references.extend(
+        spec.wireguard
+            .peers
+            .iter()
+            .filter_map(|p| p.preshared_key_secret_ref.clone()),
+    );
+    references
+}
+
+/// The predicate of watch events worth a reconcile: a change of the spec (`metadata.generation`), of
+/// the deletion or of the finalizers (the finalizer helper waits for its own patch). A status write,
+/// ours above all, is not one: the periodic look and Secret changes trigger everything else.
+fn reconcile_worthy(tunnel: &WireGuardVppTunnel) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let meta = &tunnel.metadata;
+    let mut hasher = DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Before any tunnel starts: lists this node's tunnels and lets the runtime remove what tunnels that
@@ -1329,7 +1412,37 @@ pub async fn run_with_tuning<R: TunnelRuntime, S: SecretStore>(
             .boxed()
     };
     let events = watch_with_relists(new_watch, tuning.relist_after(), progress.clone());
-    let triggers = trigger_self(reflector::reflector(writer, events).applied_objects(), ());
+    let own = trigger_self(
+        reflector::reflector(writer, events)
+            .applied_objects()
+            .predicate_filter(reconcile_worthy, PredicateConfig::default()),
+        (),
+    );
+    // A changed Secret reconciles the tunnels of its namespace that name it.
+    let by_secret = secrets
+        .changes()
+        .unwrap_or_else(|| futures::stream::pending().boxed())
+        .flat_map({
+            let store = store.clone();
+            move |(namespace, name)| {
+                let requests: Vec<Result<ReconcileRequest<WireGuardVppTunnel>, watcher::Error>> =
+                    store
+                        .state()
+                        .iter()
+                        .filter(|t| t.namespace().as_deref() == Some(namespace.as_str()))
+                        .filter(|t| secret_references(t).iter().any(|r| r.name == name))
+                        .map(|t| Ok(ObjectRef::from_obj(t.as_ref()).into()))
+                        .collect();
+                futures::stream::iter(requests)
+            }
+        });
+    // A tunnel whose phase changed in the runtime (it came up, lost VPP, its task died).
+    let (phase_changed, phase_changes) = tokio::sync::mpsc::unbounded_channel();
+    let by_phase = futures::stream::unfold(phase_changes, |mut changes| async move {
+        let object: ObjectRef<WireGuardVppTunnel> = changes.recv().await?;
+        Some((Ok(object.into()), changes))
+    });
+    let triggers = futures::stream::select(futures::stream::select(own, by_secret), by_phase);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let queue = triggers.take_until(async move {
         shutdown.await;
@@ -1354,6 +1467,7 @@ pub async fn run_with_tuning<R: TunnelRuntime, S: SecretStore>(
         tuning: tuning.clone(),
         progress,
     });
+    tokio::spawn(watch_phases(ctx.clone(), phase_changed, stop_rx.clone()));
     let listed_ctx = ctx.clone();
     let stopped = stop_rx.clone();
     tokio::spawn(async move {

@@ -2,11 +2,14 @@
 //! spec and status, and the OpenAPI schema the API server validates them with.
 //!
 //! What the schema alone cannot say is written as CEL rules (`x-kubernetes-validations`): CIDR families,
-//! and the fields that are immutable while the tunnel exists (`uid`, `bridgeID`, `nodeName`). Unsigned
+//! link-local NDP entries as single addresses (/128), and the fields that are immutable while the
+//! tunnel exists (`uid`, `bridgeID`, `nodeName`). Status conditions carry `metav1.Condition`'s own
+//! constraints (type and reason patterns, the status enum, the message's length), which k8s-openapi's
+//! schema lacks. Unsigned
 //! integers get explicit `int32`/`int64` schemas because the API server warns about schemars' `uint16` and
 //! `uint32` formats. `crd/wireguardvpptunnels.yaml` is this schema as YAML; a test fails when it is stale.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
@@ -37,7 +40,7 @@ pub const MAX_BRIDGE_ID: u32 = (1 << 24) - 1;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","description":"why the tunnel is (not) Ready","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Peers","type":"string","description":"peers with a recent handshake / all peers","jsonPath":".status.peersSummary"}"#,
-    printcolumn = r#"{"name":"Handshake","type":"date","description":"time of the latest handshake of any peer","jsonPath":".status.latestHandshakeTime"}"#,
+    printcolumn = r#"{"name":"Handshake","type":"string","description":"how long ago the latest handshake of any peer was","jsonPath":".status.latestHandshake"}"#,
     printcolumn = r#"{"name":"Node","type":"string","jsonPath":".spec.nodeName"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Public Key","type":"string","priority":1,"description":"the interface's public key, for the peer","jsonPath":".status.publicKey"}"#,
@@ -193,7 +196,8 @@ pub struct PeerSpec {
     /// An optional preshared key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preshared_key_secret_ref: Option<SecretKeyRef>,
-    /// `host:port` or `[ipv6]:port`; resolved when the tunnel starts or the spec changes.
+    /// `host:port` or `[ipv6]:port`; a name is resolved when the tunnel starts or the spec changes,
+    /// and again every `reresolveInterval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):[0-9]{1,5}$"))]
     pub endpoint: Option<String>,
@@ -235,9 +239,11 @@ pub struct WireGuardVppTunnelStatus {
     /// Peers with a handshake in the last 3 minutes, over all peers (`1/2`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers_summary: Option<String>,
-    /// The latest handshake of any peer.
+    /// How long ago the latest handshake of any peer was, as a coarse bucket: `Never`, `Within3m`,
+    /// `Within10m` or `Older` (exact times and byte counters are metrics, not status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latest_handshake_time: Option<Time>,
+    #[schemars(schema_with = "handshake_age_schema")]
+    pub latest_handshake: Option<String>,
     /// Per-peer state.
     #[serde(default)]
     pub peers: Vec<PeerStatus>,
@@ -264,15 +270,11 @@ pub struct PeerStatus {
     /// The endpoint in use (the latest source address of authenticated packets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// The latest completed handshake.
+    /// How long ago its latest handshake was: `Never`, `Within3m`, `Within10m` or `Older`. (Absent
+    /// only in a status written by an older controller, until it is written again.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handshake_time: Option<Time>,
-    /// Bytes received from the peer.
-    #[schemars(schema_with = "status_u64_schema")]
-    pub rx_bytes: u64,
-    /// Bytes sent to the peer.
-    #[schemars(schema_with = "status_u64_schema")]
-    pub tx_bytes: u64,
+    #[schemars(schema_with = "handshake_age_schema")]
+    pub handshake: Option<String>,
 }
 
 fn uid_schema(_: &mut SchemaGenerator) -> Schema {
@@ -308,8 +310,8 @@ fn status_u32_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({"type": "integer", "format": "int64", "minimum": 0})
 }
 
-fn status_u64_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({"type": "integer", "format": "int64", "minimum": 0})
+fn handshake_age_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({"type": "string", "enum": ["Never", "Within3m", "Within10m", "Older"]})
 }
 
 /// A list of CIDRs whose items must satisfy `family_rule` (a CEL expression over the item `self`).

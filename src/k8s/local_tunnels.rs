@@ -39,6 +39,9 @@ const PORT_RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// The first retry of an endpoint name that did not resolve; doubled up to the tunnel's interval.
 const UNRESOLVED_RETRY: Duration = Duration::from_secs(5);
 
+/// The longest wait between retries of a name that does not resolve, with re-resolution off.
+const UNRESOLVED_RETRY_MAX: Duration = Duration::from_secs(300);
+
 /// Tunnels run in this process.
 pub struct LocalTunnels {
     uapi_dir: PathBuf,
@@ -288,7 +291,7 @@ impl TunnelRuntime for LocalTunnels {
             }
         };
         let wireguard = Arc::new(tokio::sync::Mutex::new(spec.wireguard));
-        let reresolve = (!spec.reresolve_interval.is_zero()).then(|| {
+        let reresolve = (unresolved || !spec.reresolve_interval.is_zero()).then(|| {
             OwnedTask::spawn(
                 "reresolve",
                 reresolve(
@@ -453,8 +456,9 @@ async fn apply_wireguard(
 }
 
 /// Resolves the tunnel's endpoint names again every `interval`, and after [`UNRESOLVED_RETRY`]
-/// (doubling up to `interval`) while one does not resolve (`unresolved`: one did not at start).
-/// Ends when the device is gone.
+/// (doubling up to `interval`, or [`UNRESOLVED_RETRY_MAX`] when `interval` is zero) while one does
+/// not resolve (`unresolved`: one did not at start). Ends when the device is gone, or, with a zero
+/// `interval` (no re-resolution), once every name resolved.
 async fn reresolve(
     device: Weak<MemifDevice>,
     wireguard: Arc<tokio::sync::Mutex<WireGuardConfig>>,
@@ -462,7 +466,12 @@ async fn reresolve(
     interval: Duration,
     unresolved: bool,
 ) {
-    let mut retry = UNRESOLVED_RETRY.min(interval);
+    let retry_max = if interval.is_zero() {
+        UNRESOLVED_RETRY_MAX
+    } else {
+        interval
+    };
+    let mut retry = UNRESOLVED_RETRY.min(retry_max);
     let mut wait = if unresolved { retry } else { interval };
     loop {
         tokio::time::sleep(wait).await;
@@ -474,12 +483,15 @@ async fn reresolve(
         drop(device);
         wait = match report {
             Ok(report) if report.unresolved.is_empty() => {
-                retry = UNRESOLVED_RETRY.min(interval);
+                if interval.is_zero() {
+                    return;
+                }
+                retry = UNRESOLVED_RETRY.min(retry_max);
                 interval
             }
             Ok(_) => {
                 let now = retry;
-                retry = (retry * 2).min(interval);
+                retry = (retry * 2).min(retry_max);
                 now
             }
             Err(error) => {
@@ -716,7 +728,7 @@ mod tests {
     }
 
     async fn wait_for_endpoint(tunnels: &LocalTunnels, wanted: &str) {
-        for _ in 0..200 {
+        for _ in 0..400 {
             if endpoint(tunnels).await.as_deref() == Some(wanted) {
                 return;
             }
@@ -768,6 +780,24 @@ mod tests {
         );
         resolver.set("other.invalid", "[2001:db8::8]:4242");
         wait_for_endpoint(&tunnels, "[2001:db8::8]:4242").await;
+        tunnels.stop("home").await.ok();
+    }
+
+    /// With re-resolution off (`0s`), a name that does not resolve at start is still retried (from
+    /// 5 s on) until it resolves.
+    #[tokio::test]
+    async fn an_unresolved_name_is_retried_even_without_re_resolution() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let resolver = Arc::new(ScriptedResolver::default());
+        let tunnels = LocalTunnels::new(dir.path().join("uapi"), false)
+            .with_memif_wait(Duration::from_secs(30))
+            .with_resolver(resolver.clone());
+        let mut spec = spec(dir.path(), free_udp_port());
+        spec.wireguard.peers[0].endpoint = Some("late.invalid:51820".into());
+        spec.reresolve_interval = Duration::ZERO;
+        tunnels.start(spec).await.expect("starts");
+        resolver.set("late.invalid", "192.0.2.20:51820");
+        wait_for_endpoint(&tunnels, "192.0.2.20:51820").await;
         tunnels.stop("home").await.ok();
     }
 

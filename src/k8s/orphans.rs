@@ -40,7 +40,9 @@ pub struct Record {
     pub uid: u32,
     /// The memif socket.
     pub socket: PathBuf,
-    /// Our MAC: the neighbour entries VPP holds for the tunnel carry it.
+    /// The bridge domain.
+    pub bridge_id: u32,
+    /// Our MAC: the neighbour entries and the l2fib entry VPP holds for the tunnel carry it.
     pub self_mac: String,
     /// Host routes on the BVI.
     pub host_routes: Vec<IpAddr>,
@@ -62,6 +64,7 @@ impl Record {
             name: cfg.name.clone(),
             uid: cfg.uid,
             socket: cfg.memif_socket.clone(),
+            bridge_id: cfg.bridge_id,
             self_mac: cfg.self_mac.to_string(),
             host_routes: setup.host_routes,
             install: match cfg.install.method {
@@ -182,6 +185,7 @@ pub async fn sweep(api_socket: &Path, memif_dir: &Path, live: &HashSet<String>) 
                     name,
                     uid: socket.socket_id,
                     socket: path,
+                    bridge_id: 0,
                     self_mac: String::new(),
                     host_routes: Vec::new(),
                     install: "none".into(),
@@ -213,6 +217,28 @@ async fn remove_orphan(client: &Client, orphan: &Record, live_routes: &HashSet<I
     );
     let mut removed = 0;
     let mut complete = true;
+    // The bridge's entry for our MAC: removed while its memif exists (VPP keeps it, "Stale", after
+    // the memif is gone, and then refuses to find it).
+    if let (Ok(mac), Ok(memifs)) = (
+        orphan.self_mac.parse::<MacAddr>(),
+        client.dump(&vpp::messages::MemifDump).await,
+    ) {
+        for memif in memifs.iter().filter(|m| m.socket_id == orphan.uid) {
+            let l2fib = vpp::messages::L2fibAddDel {
+                mac,
+                bd_id: orphan.bridge_id,
+                sw_if_index: memif.sw_if_index,
+                is_add: false,
+                static_mac: false,
+                filter_mac: false,
+                bvi_mac: false,
+            };
+            match client.request(&l2fib).await {
+                Ok(_) => removed += 1,
+                Err(error) => tracing::debug!(tunnel = name, %error, "no l2fib entry removed"),
+            }
+        }
+    }
     match vpp::sweep_stale(client, orphan.uid, &orphan.socket.to_string_lossy()).await {
         Ok(undone) => removed += undone.len(),
         // Another tunnel's socket has that id now: its memifs are not ours.
@@ -349,6 +375,7 @@ mod tests {
             name: "home".into(),
             uid: 3,
             socket: dir.path().join("home.sock"),
+            bridge_id: 4242,
             self_mac: "98:d2:93:00:00:03".into(),
             host_routes: vec!["172.22.77.33".parse().expect("ip")],
             install: "api".into(),
@@ -358,7 +385,7 @@ mod tests {
         };
         record.write().expect("written");
         std::fs::write(dir.path().join("junk.wgvpp.json"), b"{").expect("junk");
-        assert_eq!(read_records(dir.path()), [record.clone()]);
+        assert_eq!(read_records(dir.path()), std::slice::from_ref(&record));
         Record::remove(&record.socket);
         assert!(read_records(dir.path()).is_empty());
     }

@@ -1,9 +1,11 @@
 //! The status of a tunnel from what the controller observed: the five conditions with reasons and
-//! messages a person can act on, keys and ports, and per-peer counters. Pure: the time is an argument.
+//! messages a person can act on, keys and ports, and each peer's endpoint and handshake age. Pure: the
+//! time is an argument.
 //!
-//! A condition keeps its `lastTransitionTime` while its status does not change, and
-//! [`stats_only_change`] tells a change that must be written at once from a counter update, which the
-//! controller rate-limits.
+//! The status changes only when something a person acts on changes, so that the controller can write it
+//! only then: no byte counters and no exact handshake times (both are metrics), only the age of the
+//! latest handshake as a coarse [`HandshakeAge`] bucket. A condition keeps its `lastTransitionTime` while
+//! its status does not change.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,8 +17,52 @@ use super::crd::{MemifStatus, PeerStatus, WireGuardVppTunnelStatus};
 use super::tunnel_runtime::{Phase, RuntimeError, TunnelState};
 
 /// A peer counts as up in `peersSummary` when its latest handshake is this recent (WireGuard rekeys
-/// every two minutes while traffic flows).
+/// every two minutes while traffic flows, and drops a session after three).
 pub const RECENT_HANDSHAKE: Duration = Duration::from_secs(180);
+
+/// The end of the [`HandshakeAge::Within10m`] bucket.
+pub const STALE_HANDSHAKE: Duration = Duration::from_secs(600);
+
+/// How long ago a handshake was, in the coarse buckets the status shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HandshakeAge {
+    /// No handshake yet.
+    Never,
+    /// Within [`RECENT_HANDSHAKE`]: a session is up.
+    Within3m,
+    /// Within [`STALE_HANDSHAKE`]: the session lapsed recently.
+    Within10m,
+    /// Longer ago.
+    Older,
+}
+
+impl HandshakeAge {
+    /// The bucket of a handshake at `at` (none yet: `None`), seen at `now`.
+    pub fn of(at: Option<SystemTime>, now: SystemTime) -> HandshakeAge {
+        let Some(at) = at else {
+            return HandshakeAge::Never;
+        };
+        // A handshake stamped after `now` (clock steps) counts as just now.
+        let age = now.duration_since(at).unwrap_or_default();
+        if age <= RECENT_HANDSHAKE {
+            HandshakeAge::Within3m
+        } else if age <= STALE_HANDSHAKE {
+            HandshakeAge::Within10m
+        } else {
+            HandshakeAge::Older
+        }
+    }
+
+    /// The name the status uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeAge::Never => "Never",
+            HandshakeAge::Within3m => "Within3m",
+            HandshakeAge::Within10m => "Within10m",
+            HandshakeAge::Older => "Older",
+        }
+    }
+}
 
 /// Condition types, in the order they are written.
 pub const CONDITION_TYPES: [&str; 5] = [
@@ -180,9 +226,7 @@ pub fn build(
                 .map(|p| PeerStatus {
                     public_key: p.public_key.clone(),
                     endpoint: p.endpoint.clone(),
-                    last_handshake_time: p.last_handshake.map(to_time),
-                    rx_bytes: p.rx_bytes,
-                    tx_bytes: p.tx_bytes,
+                    handshake: Some(HandshakeAge::of(p.last_handshake, now).as_str().into()),
                 })
                 .collect();
             peers.sort_by(|a, b| a.public_key.cmp(&b.public_key));
@@ -193,15 +237,14 @@ pub fn build(
         .map(|s| {
             s.peers
                 .iter()
-                .filter(|p| {
-                    p.last_handshake.is_some_and(|t| {
-                        now.duration_since(t).unwrap_or_default() <= RECENT_HANDSHAKE
-                    })
-                })
+                .filter(|p| HandshakeAge::of(p.last_handshake, now) == HandshakeAge::Within3m)
                 .count()
         })
         .unwrap_or(0);
-    let latest = state.and_then(|s| s.peers.iter().filter_map(|p| p.last_handshake).max());
+    let latest = state.map(|s| {
+        let latest = s.peers.iter().filter_map(|p| p.last_handshake).max();
+        HandshakeAge::of(latest, now).as_str().to_string()
+    });
     WireGuardVppTunnelStatus {
         observed_generation: observed.generation,
         conditions,
@@ -213,26 +256,9 @@ pub fn build(
             sw_if_index: state.and_then(|s| s.sw_if_index),
         }),
         peers_summary: state.map(|s| format!("{recent}/{}", s.peers.len())),
-        latest_handshake_time: latest.map(to_time),
+        latest_handshake: latest,
         peers,
     }
-}
-
-/// True when `old` and `new` differ only in counters and handshake times (which are rate-limited).
-pub fn stats_only_change(old: &WireGuardVppTunnelStatus, new: &WireGuardVppTunnelStatus) -> bool {
-    without_stats(old) == without_stats(new)
-}
-
-fn without_stats(status: &WireGuardVppTunnelStatus) -> WireGuardVppTunnelStatus {
-    let mut status = status.clone();
-    status.latest_handshake_time = None;
-    status.peers_summary = None;
-    for peer in &mut status.peers {
-        peer.rx_bytes = 0;
-        peer.tx_bytes = 0;
-        peer.last_handshake_time = None;
-    }
-    status
 }
 
 /// The longest message [`scrub`] lets through, in bytes.
@@ -347,9 +373,13 @@ mod tests {
         assert_eq!(status.peers_summary.as_deref(), Some("1/2"));
         assert_eq!(status.peers[0].public_key, "a");
         assert_eq!(status.memif.as_ref().and_then(|m| m.sw_if_index), Some(5));
+        assert_eq!(status.latest_handshake.as_deref(), Some("Within3m"));
         assert_eq!(
-            status.latest_handshake_time,
-            Some(to_time(now - Duration::from_secs(10)))
+            (
+                status.peers[0].handshake.as_deref(),
+                status.peers[1].handshake.as_deref()
+            ),
+            (Some("Never"), Some("Within3m"))
         );
         assert!(
             status
@@ -444,15 +474,38 @@ mod tests {
     }
 
     #[test]
-    fn counters_alone_are_a_stats_only_change() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+    fn counters_and_handshakes_within_a_bucket_leave_the_status_as_it_is() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let a = build(None, &observation(Some(running(now))), now);
-        let mut more = running(now);
-        more.peers[0].rx_bytes += 1;
-        let b = build(Some(&a), &observation(Some(more)), now);
-        assert!(stats_only_change(&a, &b));
-        let mut observed = observation(Some(running(now)));
-        observed.public_key = Some("other".into());
-        assert!(!stats_only_change(&a, &build(Some(&a), &observed, now)));
+        // More traffic and a rekey 2 minutes later: the same status.
+        let later = now + Duration::from_secs(120);
+        let mut more = running(later);
+        more.peers[0].rx_bytes += 1_000_000;
+        more.peers[0].tx_bytes += 1;
+        let b = build(Some(&a), &observation(Some(more)), later);
+        assert_eq!(a, b);
+        // The peer roams: written.
+        let mut roamed = running(later);
+        roamed.peers[0].endpoint = Some("192.0.2.7:4500".into());
+        assert_ne!(a, build(Some(&a), &observation(Some(roamed)), later));
+        // No handshake for 5 minutes: the bucket and the summary change.
+        let quiet = now + Duration::from_secs(300);
+        let c = build(Some(&a), &observation(Some(running(now))), quiet);
+        assert_eq!(c.latest_handshake.as_deref(), Some("Within10m"));
+        assert_eq!(c.peers_summary.as_deref(), Some("0/2"));
+    }
+
+    #[test]
+    fn handshake_buckets() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ago = |s: u64| Some(now - Duration::from_secs(s));
+        assert_eq!(HandshakeAge::of(None, now), HandshakeAge::Never);
+        assert_eq!(HandshakeAge::of(ago(0), now), HandshakeAge::Within3m);
+        assert_eq!(HandshakeAge::of(ago(180), now), HandshakeAge::Within3m);
+        assert_eq!(HandshakeAge::of(ago(181), now), HandshakeAge::Within10m);
+        assert_eq!(HandshakeAge::of(ago(600), now), HandshakeAge::Within10m);
+        assert_eq!(HandshakeAge::of(ago(601), now), HandshakeAge::Older);
+        let future = Some(now + Duration::from_secs(5));
+        assert_eq!(HandshakeAge::of(future, now), HandshakeAge::Within3m);
     }
 }

@@ -262,6 +262,9 @@ async fn recover<S: Future>(
     None
 }
 
+/// How long the startup announcement waits for VPP to hand over TX ring slots after a connection.
+const ANNOUNCE_SLOTS_WAIT: Duration = Duration::from_secs(1);
+
 /// On every memif connection: the l2fib entry for our MAC (VPP would learn it too, so a failure is
 /// only logged) and the startup announcement.
 pub(super) async fn on_memif_up(cfg: &TunnelConfig, link: &Link, vpp: Option<&mut VppSide>) {
@@ -269,6 +272,11 @@ pub(super) async fn on_memif_up(cfg: &TunnelConfig, link: &Link, vpp: Option<&mu
         vpp.add_l2fib(cfg).await;
     }
     if cfg.announce.arp || cfg.announce.ndp {
+        // Frames sent before VPP has handed over ring slots would be lost: wait for them, briefly.
+        let deadline = Instant::now() + ANNOUNCE_SLOTS_WAIT;
+        while link.tx_free_slots() == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let sent = link.announce(cfg.announce);
         tracing::info!(tunnel = %cfg.name, frames = sent, "announced our addresses");
     }
@@ -292,7 +300,9 @@ pub(super) async fn serve(
         let next_neighbour_work = link
             .adapter()
             .poll_at(Instant::now())
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            // Idle, the loop looks again each second on the process-wide grid (one wake-up for all
+            // tunnels).
+            .unwrap_or_else(|| crate::task::next_shared_tick(Duration::from_secs(1)).into_std());
         let vpp_trouble = async {
             match vpp.as_mut() {
                 Some(side) => side.trouble().await,

@@ -35,10 +35,8 @@ use crate::config::Announce;
 use crate::l2::{Adapter, RxAction, TxAction};
 use crate::memif::{Interrupt, QueueCounters, RxBuffer, RxQueue, TxQueue};
 use crate::vpp;
-use crate::wg::{IpRecv, IpSend, MtuWatcher};
+use crate::wg::{BURST, IpRecv, IpSend, MtuWatcher};
 
-/// Frames moved per memif burst.
-pub const BURST: usize = 64;
 /// The largest frame handled, chained or not (a 9000-byte jumbo IP packet plus headers).
 pub const MAX_FRAME: usize = 9216;
 /// Bursts the RX pump reads in a row before it yields its thread: one flooded tunnel must not starve the
@@ -228,6 +226,13 @@ impl Link {
         while let Some(frame) = self.adapter.poll_transmit(now, scratch) {
             self.transmit(&scratch[..frame.len]);
         }
+    }
+
+    /// Free slots of the memif TX ring now; 0 while no memif is attached. VPP, the memif client, hands
+    /// the ring's slots over only once it has filled its receive ring, which may be just after the
+    /// connection is up.
+    pub fn tx_free_slots(&self) -> u16 {
+        self.lock_tx().as_ref().map_or(0, |tx| tx.free_slots())
     }
 
     /// Sends the startup announcement for every claimed address of the families `which` names:

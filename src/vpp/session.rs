@@ -394,11 +394,15 @@ impl Session {
     }
 }
 
-/// True for the errors of a socket whose VPP has not started (yet).
+/// True for the errors of a socket whose VPP has not started (yet), or cannot take one more client this
+/// instant: VPP listens with a backlog of 5, so a non-blocking connect fails with `EAGAIN` while more
+/// clients connect at once than its main loop has accepted (hundreds of tunnels starting together).
 fn not_up_yet(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        std::io::ErrorKind::NotFound
+            | std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::WouldBlock
     )
 }
 

@@ -4,12 +4,9 @@
 
 use std::io;
 
-use crate::wg::ip_side::{IpRecv, IpSend, MtuWatcher};
+use crate::wg::ip_side::{BURST, IpRecv, IpSend, MtuWatcher};
 use gotatun::packet::{Ip, Packet, PacketBufPool};
 use tokio::sync::mpsc;
-
-/// Most packets handed to the device in one `recv` call.
-pub const BURST: usize = 64;
 
 /// The device's receiving half: packets the caller sends into the tunnel.
 pub struct ChannelIpRecv {

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::wg::ip_side::{IpRecv, IpSend, MtuWatcher};
+use crate::wg::ip_side::{BURST, IpRecv, IpSend, MtuWatcher};
 use gotatun::noise::errors::WireGuardError;
 use gotatun::noise::handshake::parse_handshake_anon;
 use gotatun::noise::index_table::IndexTable;
@@ -50,8 +50,6 @@ use crate::wg::udp::SocketSlot;
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
 /// How often each peer's timers are looked at (WireGuard's timer granularity).
 const TIMER_TICK: Duration = Duration::from_millis(250);
-/// Datagrams sent in one `send_many_to` at most.
-const SEND_BATCH: usize = 64;
 /// Receive buffers kept for datagrams (and their decrypted packets) between bursts.
 const RECV_POOL: usize = 256;
 /// How long the incoming loop rests after a failed receive, so a broken socket cannot spin.
@@ -444,7 +442,7 @@ async fn outgoing<Rx: IpRecv>(
     // The IP side may take its packets from here (channels do; memif has its own).
     let mut pool = PacketBufPool::new(0);
     let mut view = TableView::new(&shared);
-    let mut out: Vec<(Packet, SocketAddr)> = Vec::with_capacity(SEND_BATCH);
+    let mut out: Vec<(Packet, SocketAddr)> = Vec::with_capacity(BURST);
     let mut send_buf = GsoSendBuf::default();
     loop {
         let packets = match ip_rx.recv(&mut pool).await {
@@ -478,7 +476,7 @@ async fn outgoing<Rx: IpRecv>(
             };
             shared.note_handshake(&sealed, peer);
             out.push((sealed.into(), endpoint));
-            if out.len() == SEND_BATCH {
+            if out.len() == BURST {
                 send(&udp, &mut send_buf, &mut out).await;
             }
         }
@@ -510,7 +508,7 @@ async fn incoming<Tx: IpSend>(
     let mut pool = PacketBufPool::new(RECV_POOL);
     let mut recv_buf = <UdpSocket as UdpRecv>::RecvManyBuf::default();
     let mut received: Vec<(Packet, SocketAddr)> = Vec::new();
-    let mut replies: Vec<(Packet, SocketAddr)> = Vec::with_capacity(SEND_BATCH);
+    let mut replies: Vec<(Packet, SocketAddr)> = Vec::with_capacity(BURST);
     let mut send_buf = GsoSendBuf::default();
     let mut view = TableView::new(&shared);
     // The session index of the last data packet and its peer: a burst is mostly one session.
@@ -548,7 +546,7 @@ async fn incoming<Tx: IpSend>(
                 tracing::debug!(error = %e, "the IP side closed; no more packets to deliver");
                 return;
             }
-            if replies.len() >= SEND_BATCH {
+            if replies.len() >= BURST {
                 send(&udp, &mut send_buf, &mut replies).await;
             }
         }
@@ -637,7 +635,8 @@ fn open(
 
 /// Runs every peer's timers: handshake retries and rekeys, keepalives, session expiry.
 async fn timers(shared: Arc<Shared>, udp: GsoSocket) {
-    let mut tick = tokio::time::interval(TIMER_TICK);
+    // On the process-wide grid: all tunnels' timers run in one wake-up.
+    let mut tick = crate::task::shared_interval(TIMER_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -12,6 +12,10 @@ use std::io;
 use gotatun::packet::{Ip, Packet};
 pub use gotatun::tun::{IpRecv, MtuWatcher};
 
+/// Packets moved per burst, on either side: read from the IP side, sent in one `send_many_to`,
+/// framed before one flush.
+pub const BURST: usize = 64;
+
 /// The sink of decrypted packets whose source address belongs to the peer that sent them.
 pub trait IpSend: Send + Sync + 'static {
     /// Takes one packet; it may be held until [`flush`](Self::flush).

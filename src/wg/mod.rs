@@ -38,6 +38,6 @@ mod udp;
 
 pub use config::{ConfigEdit, DeviceConfig, PeerConfig};
 pub use device::{DeviceError, DeviceSettings, WgDevice};
-pub use ip_side::{IpRecv, IpSend, MtuWatcher};
+pub use ip_side::{BURST, IpRecv, IpSend, MtuWatcher};
 pub use key::Key;
 pub use status::PeerStatus;

@@ -132,7 +132,8 @@ impl UapiListener {
             }
         };
         let mut connections = JoinSet::new();
-        let mut watch = tokio::time::interval(WATCH_INTERVAL);
+        // On the process-wide grid: all tunnels' checks run in one wake-up.
+        let mut watch = crate::task::shared_interval(WATCH_INTERVAL);
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
