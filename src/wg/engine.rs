@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -683,7 +684,42 @@ struct Routes {
 struct PrefixTable {
     /// The prefix lengths present, longest first.
     lengths: Vec<u8>,
-    entries: HashMap<(u8, u128), Arc<PeerSlot>>,
+    entries: HashMap<(u8, u128), Arc<PeerSlot>, BuildHasherDefault<PrefixHasher>>,
+}
+
+/// A multiply-rotate hash of (length, prefix): a few cycles per lookup where SipHash took 2 % of the
+/// encrypting loop. Only configured prefixes are inserted, so there is no flood of chosen keys to
+/// resist; a packet's address is only looked up.
+#[derive(Default)]
+struct PrefixHasher(u64);
+
+impl PrefixHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(26) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.mix(n as u64);
+        self.mix((n >> 64) as u64);
+    }
 }
 
 impl Routes {
