@@ -100,6 +100,46 @@ while True:
 print(n, h.hexdigest())
 "#;
 
+/// A Python program that receives numbered UDP datagrams (see [`udp_sequence_sender`]) on `addr`
+/// `port` until none came for 3 s, then prints how many arrived and how many came after a higher
+/// number (out of order).
+pub fn udp_sequence_receiver(addr: &str, port: u16) -> String {
+    format!(
+        r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)
+s.bind(("{addr}", {port})); s.settimeout(10)
+received, reordered, last = 0, 0, -1
+try:
+    while True:
+        n = int.from_bytes(s.recv(2048)[:8], "big")
+        received += 1
+        if n < last: reordered += 1
+        last = max(last, n)
+        s.settimeout(3)
+except socket.timeout:
+    pass
+print(received, reordered)
+"#
+    )
+}
+
+/// A Python program that sends `count` UDP datagrams of 1000 bytes to `addr` `port`, numbered from 0
+/// in their first 8 bytes, in bursts of 64 back to back, 1 ms apart.
+pub fn udp_sequence_sender(addr: &str, port: u16, count: u32) -> String {
+    format!(
+        r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+pad = bytes(992)
+for n in range({count}):
+    s.sendto(n.to_bytes(8, "big") + pad, ("{addr}", {port}))
+    if n % 64 == 63: time.sleep(0.001)
+"#
+    )
+}
+
 /// A Python program that sends `mib` MiB of random bytes to [`TCP_RECEIVER`], in writes of 128 KiB
 /// `pause` seconds apart (0: as fast as TCP goes), then prints their length and SHA-256.
 pub fn tcp_sender(mib: usize, pause: f64) -> String {
