@@ -324,7 +324,7 @@ async fn main() -> Result<(), Error> {
         .await?;
         *own.entry(("APPLY".into(), "wireguardvpptunnels".into()))
             .or_default() += 1;
-        if edits % 4 == 0 {
+        if edits.is_multiple_of(4) {
             let key = Key::generate_private().to_base64();
             let patch = serde_json::json!({"data": {"privateKey": ByteString(key.into_bytes())}});
             secrets

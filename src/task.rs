@@ -1,6 +1,7 @@
 //! Tasks a tunnel or a WireGuard device spawns, each owned by one value and named by the tracing
 //! span it runs in: dropping the owner aborts the task, so a tunnel that fails half way, or whose own
-//! task is aborted, leaves no listener, pump, packet loop or timer running behind it.
+//! task is aborted, leaves no listener, pump, packet loop or timer running behind it. Their periodic
+//! ticks fall on one grid shared by the process, so that many tunnels cost one wake-up per tick.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,4 +56,26 @@ pub fn next_shared_tick(period: Duration) -> Instant {
         .as_nanos();
     let to_next = u64::try_from(period_ns - wall_ns % period_ns).unwrap_or(u64::MAX);
     Instant::now() + Duration::from_nanos(to_next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two tunnels that start apart get the same grid point, or points one period apart when a grid
+    /// point passed between them: never a phase of their own.
+    #[tokio::test]
+    async fn ticks_started_apart_fall_on_the_same_grid() {
+        let period = Duration::from_millis(250);
+        let first = next_shared_tick(period);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let second = next_shared_tick(period);
+        let apart = second - first;
+        let slack = Duration::from_millis(2);
+        assert!(
+            apart < slack || apart.abs_diff(period) < slack,
+            "{apart:?} apart"
+        );
+        assert!(second - Instant::now() <= period);
+    }
 }

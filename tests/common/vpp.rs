@@ -352,7 +352,9 @@ impl VppBed {
     /// first echoes), or 0 when it never settled.
     pub fn ping_from_vpp(&self, dst: &str, count: u32) -> u32 {
         let warm_up = format!("ping {dst} source loop42 repeat 3 interval 0.05");
-        for _ in 0..10 {
+        // Long enough for one handshake retry (WireGuard's 5 s rekey timeout): a first initiation
+        // lost on a loaded machine must not fail the test.
+        for _ in 0..30 {
             if received(&self.vppctl(&warm_up)) == 3 {
                 let command = format!("ping {dst} source loop42 repeat {count} interval 0.02");
                 return received(&self.vppctl(&command));

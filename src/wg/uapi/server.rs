@@ -24,8 +24,9 @@ pub const DEFAULT_SOCKET_DIR: &str = "/var/run/wireguard";
 /// Longest interface name (IFNAMSIZ - 1), which `wg` also enforces.
 pub const MAX_NAME_LEN: usize = 15;
 
-/// How often the socket file is checked for deletion.
-const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the socket file is checked for deletion: a `stat` per tunnel, so not more often than a
+/// person removing the socket needs (every second, one wake-up for all tunnels of the process).
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// Most connections served at once; one more is closed at once. The socket is its owner's only, so this
 /// bounds a runaway client of the owner (each connection holds a task and its buffers).
 pub const MAX_CONNECTIONS: usize = 64;
