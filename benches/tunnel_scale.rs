@@ -172,6 +172,17 @@ fn context_switches() -> u64 {
         .sum()
 }
 
+/// Time on a CPU of all this process's threads, in nanoseconds (`/proc/.../schedstat`: exact, where
+/// utime+stime come in 10 ms ticks).
+fn run_time_ns() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .expect("proc tasks")
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
         .expect("proc fds")
@@ -270,7 +281,7 @@ impl Drop for Vpp {
 fn vpp_sizes(counts: &[usize]) {
     println!(
         "| tunnels | all Running (s) | all memifs connected in VPP (s) | RSS added (MiB) | RSS per tunnel (KiB) \
-         | idle CPU (% of a core, 10 s) | wakeups/s | threads | fds | stop all (s) | memifs / socket ids left in VPP |"
+         | idle CPU (% of a core, 10 s: utime+stime / run time) | wakeups/s | threads | fds | stop all (s) | memifs / socket ids left in VPP |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &count in counts {
@@ -288,7 +299,9 @@ fn vpp_sizes(counts: &[usize]) {
             // No `show memif` here: a VPP whose hundreds of API clients vanished at once may not answer
             // its CLI any more (see BENCHMARKS.md).
             eprintln!("{count} tunnels failed");
+            // `exit` runs no destructors: VPP and the directory go first.
             drop(vpp);
+            drop(dir);
             std::process::exit(1);
         }
         drop(vpp);
@@ -306,7 +319,7 @@ async fn vpp_one_size(count: usize, dir: &Path) {
         .with_writer(std::io::stderr)
         .try_init();
     let api_socket = dir.join("vpp/api.sock");
-    // As the e2e tests' gateway file: routes and neighbours on the BVI through the API.
+    // As the e2e tests' files: host routes on the BVI through the API, learning ranges on the bridge.
     write_configs(
         &dir.join("etc"),
         count,
@@ -411,12 +424,15 @@ async fn vpp_one_size(count: usize, dir: &Path) {
         "tunnel_scale: {count} tunnels up; idle window of {VPP_IDLE_WINDOW:?} starts (pid {})",
         std::process::id()
     );
-    let (ticks_before, switches_before) = (cpu_ticks(), context_switches());
+    let (ticks_before, run_before, switches_before) =
+        (cpu_ticks(), run_time_ns(), context_switches());
     tokio::time::sleep(VPP_IDLE_WINDOW).await;
     let ticks = cpu_ticks() - ticks_before;
+    let run_ns = run_time_ns() - run_before;
     let switches = context_switches() - switches_before;
     let window = VPP_IDLE_WINDOW.as_secs_f64();
     let idle_percent = ticks as f64 / TICKS_PER_SECOND / window * 100.0;
+    let run_percent = run_ns as f64 / 1e9 / window * 100.0;
 
     let stopping = Instant::now();
     let mut stops = tokio::task::JoinSet::new();
@@ -440,7 +456,7 @@ async fn vpp_one_size(count: usize, dir: &Path) {
 
     let secs = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
     println!(
-        "| {count} | {:.1} | {:.1} | {:.1} | {} | {idle_percent:.2} | {:.0} | {threads} | {fds} | {:.1} | {memifs_left} / {sockets_left} |",
+        "| {count} | {:.1} | {:.1} | {:.1} | {} | {idle_percent:.1} / {run_percent:.2} | {:.0} | {threads} | {fds} | {:.1} | {memifs_left} / {sockets_left} |",
         secs(running_at),
         secs(connected_at),
         added as f64 / 1024.0,

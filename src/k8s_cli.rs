@@ -9,7 +9,7 @@ use clap::Args;
 use wireguard_vpp::config::Env;
 use wireguard_vpp::k8s::controller::{self, ControllerOptions, ControllerTuning};
 use wireguard_vpp::k8s::local_tunnels::LocalTunnels;
-use wireguard_vpp::k8s::render;
+use wireguard_vpp::k8s::render_files;
 use wireguard_vpp::k8s::status::scrub;
 
 /// Arguments of `wireguard-vpp controller`.
@@ -137,12 +137,12 @@ fn log_panics_scrubbed() {
 }
 
 pub fn render(args: &RenderArgs) -> ExitCode {
-    let args = render::RenderArgs {
+    let args = render_files::RenderArgs {
         file: args.file.clone(),
         gateway_dir: args.gateway_dir.clone(),
         out: args.out.clone(),
     };
-    match render::run(&args) {
+    match render_files::run(&args) {
         Ok(written) => {
             for path in written {
                 println!("{}", path.display());

@@ -27,7 +27,7 @@ use super::tunnel_runtime::{
 };
 use crate::task::OwnedTask;
 use crate::tunnel::packet_path::Link;
-use crate::tunnel::{self, MemifDevice, RunOptions, Tunnel, TunnelError, TunnelStatus, VppAccess};
+use crate::tunnel::{MemifDevice, RunOptions, Tunnel, TunnelError, TunnelStatus, VppAccess};
 use crate::wg::conf_file::{Resolve, SystemResolver};
 
 /// How long the readiness check waits for VPP's API socket to accept a connection.
@@ -385,7 +385,7 @@ impl TunnelRuntime for LocalTunnels {
             })
             .collect();
         Some(TunnelState {
-            phase: phase_of(&parts.status),
+            phase: parts.status.phase,
             vpp_configured: parts.status.memif_sw_if_index.is_some(),
             sw_if_index: parts.status.memif_sw_if_index,
             memif_socket: parts.memif_socket,
@@ -499,16 +499,6 @@ async fn reresolve(
                 interval
             }
         };
-    }
-}
-
-fn phase_of(status: &TunnelStatus) -> Phase {
-    match status.phase {
-        tunnel::Phase::Setup => Phase::Setup,
-        tunnel::Phase::WaitingForMemif => Phase::WaitingForMemif,
-        tunnel::Phase::Running => Phase::Running,
-        tunnel::Phase::Reconnecting | tunnel::Phase::TearingDown => Phase::Reconnecting,
-        tunnel::Phase::Stopped => Phase::Failed,
     }
 }
 

@@ -23,6 +23,7 @@ pub mod local_tunnels;
 pub mod metrics;
 pub mod orphans;
 pub mod render;
+pub mod render_files;
 pub mod secrets;
 pub mod status;
 pub mod tunnel_runtime;

@@ -35,22 +35,9 @@ impl TunnelSpec {
     }
 }
 
-/// Where a tunnel is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Creating its VPP objects.
-    Setup,
-    /// VPP objects exist; waiting for VPP to connect to the memif socket.
-    WaitingForMemif,
-    /// Forwarding packets.
-    Running,
-    /// The memif connection dropped; WireGuard sessions are kept while it reconnects.
-    Reconnecting,
-    /// The tunnel's task ended without being asked to stop: set up failed, the tunnel stopped with an
-    /// error, it ended by itself, or it panicked. [`TunnelState::error`] says which and why. The
-    /// controller then calls [`TunnelRuntime::stop`] to clear what is left and starts it again later.
-    Failed,
-}
+/// Where a tunnel is in its life: the tunnel's own phase, as `tunnel::Tunnel` publishes it, with
+/// [`Phase::Failed`] also for a task that ended or panicked.
+pub use crate::tunnel::Phase;
 
 /// What the runtime reports about one tunnel.
 #[derive(Debug, Clone, PartialEq)]

@@ -53,7 +53,10 @@ impl Lifecycle {
     ) -> Result<(), TunnelError> {
         let result = self.serve(memif, shutdown).await;
         self.status.send_modify(|s| {
-            s.phase = Phase::Stopped;
+            s.phase = match result {
+                Ok(()) => Phase::Stopped,
+                Err(_) => Phase::Failed,
+            };
             s.error = result.as_ref().err().map(ToString::to_string);
         });
         result

@@ -14,8 +14,12 @@ pub enum Phase {
     Reconnecting,
     /// Removing everything it created.
     TearingDown,
-    /// Done.
+    /// Done, as asked.
     Stopped,
+    /// Ended without being asked to: set-up failed, an error, its task ended or panicked; the status's
+    /// `error` says why. The command line exits; the controller clears what is left and starts it
+    /// again later.
+    Failed,
 }
 
 /// A tunnel's published state.
