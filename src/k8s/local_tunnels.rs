@@ -550,17 +550,16 @@ mod tests {
     use crate::k8s::render::{SecretValues, render};
     use crate::wg::Key;
     use crate::wg::conf_file;
-    use serde::Deserialize;
 
     const OTHER_PEER: &str = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=";
 
     fn spec(dir: &Path, port: u16) -> TunnelSpec {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(root.join("examples/k8s/tunnel.yaml")).expect("example");
-        let first = serde_yaml::Deserializer::from_str(&text)
-            .next()
-            .expect("a document");
-        let mut tunnel = WireGuardVppTunnel::deserialize(first).expect("example parses");
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).expect("example parses");
+        let mut tunnel: WireGuardVppTunnel =
+            serde_json::from_value(documents[0].clone()).expect("the example tunnel parses");
         tunnel.spec.memif_secret_ref = None;
         tunnel.spec.wireguard.listen_port = Some(port);
         tunnel.spec.wireguard.peers[0].preshared_key_secret_ref = None;

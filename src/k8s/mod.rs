@@ -34,8 +34,8 @@ use kube::CustomResourceExt;
 
 /// The CustomResourceDefinition of [`WireGuardVppTunnel`] as YAML, as `wireguard-vpp crd` prints it.
 pub fn crd_yaml() -> String {
-    // A CRD built from our own types always serialises; failure would be a bug in serde_yaml.
-    serde_yaml::to_string(&WireGuardVppTunnel::crd())
+    // A CRD built from our own types always serialises; failure would be a bug in serde-saphyr.
+    serde_saphyr::to_string(&WireGuardVppTunnel::crd())
         .expect("a CustomResourceDefinition serialises to YAML")
 }
 

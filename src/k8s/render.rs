@@ -543,7 +543,6 @@ pub fn render(
 mod tests {
     use super::*;
     use crate::k8s::crd::WireGuardVppTunnelSpec;
-    use serde::Deserialize;
     use std::path::Path;
 
     const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/k8s/tunnel.yaml");
@@ -551,10 +550,9 @@ mod tests {
 
     fn example_tunnel() -> WireGuardVppTunnel {
         let text = std::fs::read_to_string(EXAMPLE).expect("example file");
-        let first = serde_yaml::Deserializer::from_str(&text)
-            .next()
-            .expect("a document");
-        WireGuardVppTunnel::deserialize(first).expect("the example tunnel parses")
+        let documents: Vec<serde_json::Value> =
+            serde_saphyr::from_multiple(&text).expect("the example file parses");
+        serde_json::from_value(documents[0].clone()).expect("the example tunnel parses")
     }
 
     fn secrets() -> SecretValues {

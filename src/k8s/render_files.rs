@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::crd::{SecretKeyRef, WireGuardVppTunnel};
 use super::gateway::Gateway;
 use super::render::{RenderError, RenderedTunnel, SecretValues, render};
@@ -38,19 +36,19 @@ pub fn run(args: &RenderArgs) -> Result<Vec<PathBuf>, RenderError> {
     let text = std::fs::read_to_string(&args.file).map_err(|err| input_error(err.to_string()))?;
     let mut tunnels = Vec::new();
     let mut secrets = BTreeMap::<String, SecretValues>::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let value = serde_yaml::Value::deserialize(document)
-            .map_err(|err| input_error(format!("document {}: {err}", index + 1)))?;
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).map_err(|err| input_error(err.to_string()))?;
+    for (index, value) in documents.into_iter().enumerate() {
         if value.is_null() {
             continue;
         }
         let kind = value
             .get("kind")
-            .and_then(serde_yaml::Value::as_str)
+            .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
         match kind {
             "WireGuardVppTunnel" => {
-                let tunnel: WireGuardVppTunnel = serde_yaml::from_value(value)
+                let tunnel: WireGuardVppTunnel = serde_json::from_value(value)
                     .map_err(|err| input_error(format!("document {}: {err}", index + 1)))?;
                 tunnels.push(tunnel);
             }
@@ -121,9 +119,9 @@ struct SecretDocument {
 }
 
 /// Reads a `v1` Secret document (`data` in base64, `stringData` as text) with k8s-openapi's own types.
-fn secret_document(value: &serde_yaml::Value) -> Result<SecretDocument, String> {
+fn secret_document(value: &serde_json::Value) -> Result<SecretDocument, String> {
     let secret: k8s_openapi::api::core::v1::Secret =
-        serde_yaml::from_value(value.clone()).map_err(|e| e.to_string())?;
+        serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
     let name = secret.metadata.name.ok_or("no metadata.name")?;
     let namespace = secret
         .metadata

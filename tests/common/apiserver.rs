@@ -208,7 +208,7 @@ pub async fn create_namespace(client: &Client, name: &str) {
 /// Creates the CRD from `crd/` (the checked-in file) and waits until it is Established and served;
 /// asserts that the server sent no warnings.
 pub async fn install_crd(client: &Client) {
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&crd_yaml()).expect("CRD YAML");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&crd_yaml()).expect("CRD YAML");
     let request = http::Request::post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&crd).expect("CRD JSON"))
