@@ -4,9 +4,10 @@
 
 use std::io;
 
-use crate::wg::ip_side::{BURST, IpRecv, IpSend, MtuWatcher};
 use gotatun::packet::{Ip, Packet, PacketBufPool};
 use tokio::sync::mpsc;
+
+use crate::wg::ip_side::{BURST, IpRecv, IpSend, MtuWatcher};
 
 /// The device's receiving half: packets the caller sends into the tunnel.
 pub struct ChannelIpRecv {

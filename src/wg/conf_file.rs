@@ -13,11 +13,11 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::wg::ip_side::{IpRecv, IpSend};
 use ipnet::IpNet;
 
 use crate::wg::config::DeviceConfig;
 use crate::wg::device::WgDevice;
+use crate::wg::ip_side::{IpRecv, IpSend};
 use crate::wg::key::Key;
 use crate::wg::uapi::{Command, UapiError};
 

@@ -10,11 +10,11 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::wg::ip_side::{IpRecv, IpSend};
 use tokio::sync::Mutex;
 
 use crate::wg::config::{ConfigEdit, DeviceConfig};
 use crate::wg::engine::{Engine, PeerLive};
+use crate::wg::ip_side::{IpRecv, IpSend};
 use crate::wg::key::Key;
 use crate::wg::status::{HandshakeClock, PeerStatus};
 use crate::wg::uapi::{Command, EADDRINUSE, UapiError};

@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
-use crate::wg::ip_side::{BURST, IpRecv, IpSend, MtuWatcher};
 use gotatun::noise::errors::WireGuardError;
 use gotatun::noise::handshake::parse_handshake_anon;
 use gotatun::noise::index_table::IndexTable;
@@ -44,6 +43,7 @@ use ipnet::IpNet;
 use crate::task::OwnedTask;
 use crate::wg::config::{DeviceConfig, PeerConfig};
 use crate::wg::gso::{GsoSendBuf, GsoSocket};
+use crate::wg::ip_side::{BURST, IpRecv, IpSend, MtuWatcher};
 use crate::wg::key::Key;
 use crate::wg::udp::SocketSlot;
 

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wg::ip_side::{IpRecv, IpSend};
 use tokio::task::JoinSet;
 
 use crate::wg::device::WgDevice;
+use crate::wg::ip_side::{IpRecv, IpSend};
 use crate::wg::uapi::connection::serve_connection;
 
 /// Where `wg` looks for UAPI sockets.
