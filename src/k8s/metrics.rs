@@ -1,5 +1,5 @@
-//! Prometheus metrics in the text exposition format, and the small HTTP server for `/metrics`, `/healthz`
-//! and `/readyz`.
+//! Prometheus metrics in the OpenMetrics text format (encoded by `prometheus-client`), and the small
+//! HTTP server for `/metrics`, `/healthz` and `/readyz`.
 //!
 //! Per-peer metrics use the names and labels of the common WireGuard exporter
 //! (`wireguard_sent_bytes_total{interface, public_key, allowed_ips}`, ...), so existing dashboards work;
@@ -18,12 +18,11 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +31,11 @@ use hyper::body::Bytes;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
@@ -41,19 +45,27 @@ use super::tunnel_runtime::{Phase, TunnelState};
 /// Upper bounds of the reconcile duration histogram, in seconds.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
+/// The labels of one sample, in the order they are written.
+type Labels = Vec<(&'static str, String)>;
+
 /// The controller's own metrics, and whether its first list of tunnels is in.
-#[derive(Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    reconciles: Mutex<Reconciles>,
+    /// Reconciles by result.
+    reconciles: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Reconcile durations, in seconds.
+    durations: Histogram,
     listed: AtomicBool,
 }
 
-#[derive(Default)]
-struct Reconciles {
-    by_result: BTreeMap<&'static str, u64>,
-    bucket_counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            reconciles: Family::default(),
+            durations: Histogram::new(BUCKETS),
+            listed: AtomicBool::new(false),
+        }
+    }
 }
 
 /// The labels of one peer besides its interface and public key.
@@ -91,19 +103,8 @@ impl TunnelMetrics<'_> {
 impl Metrics {
     /// Counts one reconcile: `result` is `"ok"` or an error kind.
     pub fn record_reconcile(&self, result: &'static str, duration: Duration) {
-        let mut reconciles = self
-            .reconciles
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *reconciles.by_result.entry(result).or_default() += 1;
-        let seconds = duration.as_secs_f64();
-        for (count, bound) in reconciles.bucket_counts.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *count += 1;
-            }
-        }
-        reconciles.count += 1;
-        reconciles.sum_seconds += seconds;
+        self.reconciles.get_or_create(&[("result", result)]).inc();
+        self.durations.observe(duration.as_secs_f64());
     }
 
     /// Marks the controller's first list of tunnels as in (or not).
@@ -116,94 +117,55 @@ impl Metrics {
         self.listed.load(Ordering::Relaxed)
     }
 
-    /// The text exposition of the controller's metrics and of `tunnels`.
+    /// The OpenMetrics text exposition (served as [`CONTENT_TYPE`]) of the controller's metrics and
+    /// of `tunnels`. Counters are registered without `_total`: the encoder adds it to their samples.
+    /// The library appends a full stop to every help text.
     pub fn render(&self, tunnels: &[TunnelMetrics<'_>]) -> String {
-        let mut out = String::new();
-        family(
-            &mut out,
-            "wireguard_sent_bytes_total",
-            "counter",
-            "Bytes sent to the peer.",
-        );
+        let mut registry = Registry::default();
+
+        let sent = Family::<Labels, Counter>::default();
+        let received = Family::<Labels, Counter>::default();
+        let handshake = Family::<Labels, Gauge>::default();
+        let up = Family::<Labels, Gauge>::default();
+        let restarts = Family::<Labels, Counter>::default();
         for t in tunnels {
+            let interface = || vec![("interface", t.interface.to_string())];
             for p in t.peers() {
-                sample(
-                    &mut out,
-                    "wireguard_sent_bytes_total",
-                    &peer_labels(t, &p.public_key),
-                    p.tx_bytes as f64,
-                );
-            }
-        }
-        family(
-            &mut out,
-            "wireguard_received_bytes_total",
-            "counter",
-            "Bytes received from the peer.",
-        );
-        for t in tunnels {
-            for p in t.peers() {
-                sample(
-                    &mut out,
-                    "wireguard_received_bytes_total",
-                    &peer_labels(t, &p.public_key),
-                    p.rx_bytes as f64,
-                );
-            }
-        }
-        family(
-            &mut out,
-            "wireguard_latest_handshake_seconds",
-            "gauge",
-            "UNIX time of the latest handshake, 0 if none.",
-        );
-        for t in tunnels {
-            for p in t.peers() {
+                let labels = peer_labels(t, &p.public_key);
+                sent.get_or_create(&labels).inc_by(p.tx_bytes);
+                received.get_or_create(&labels).inc_by(p.rx_bytes);
                 let seconds = p
                     .last_handshake
                     .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map_or(0.0, |d| d.as_secs() as f64);
-                sample(
-                    &mut out,
-                    "wireguard_latest_handshake_seconds",
-                    &peer_labels(t, &p.public_key),
-                    seconds,
-                );
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                handshake.get_or_create(&labels).set(seconds);
             }
+            let running = t.state.is_some_and(|s| s.phase == Phase::Running);
+            up.get_or_create(&interface()).set(i64::from(running));
+            restarts.get_or_create(&interface()).inc_by(t.restarts);
         }
-        family(
-            &mut out,
+        registry.register("wireguard_sent_bytes", "Bytes sent to the peer", sent);
+        registry.register(
+            "wireguard_received_bytes",
+            "Bytes received from the peer",
+            received,
+        );
+        registry.register(
+            "wireguard_latest_handshake_seconds",
+            "UNIX time of the latest handshake, 0 if none",
+            handshake,
+        );
+        registry.register(
             "wireguard_vpp_tunnel_up",
-            "gauge",
-            "1 when the tunnel forwards packets (memif connected); 0 for a tunnel of this node that does not.",
+            "1 when the tunnel forwards packets (memif connected); 0 for a tunnel of this node that does not",
+            up,
         );
-        for t in tunnels {
-            let up = if t.state.is_some_and(|s| s.phase == Phase::Running) {
-                1.0
-            } else {
-                0.0
-            };
-            sample(
-                &mut out,
-                "wireguard_vpp_tunnel_up",
-                &[("interface", t.interface)],
-                up,
-            );
-        }
-        family(
-            &mut out,
-            "wireguard_vpp_tunnel_restarts_total",
-            "counter",
-            "Times the tunnel's task ended without being stopped and was started again.",
+        registry.register(
+            "wireguard_vpp_tunnel_restarts",
+            "Times the tunnel's task ended without being stopped and was started again",
+            restarts,
         );
-        for t in tunnels {
-            sample(
-                &mut out,
-                "wireguard_vpp_tunnel_restarts_total",
-                &[("interface", t.interface)],
-                t.restarts as f64,
-            );
-        }
+
         let mut families: Vec<&'static str> = tunnels
             .iter()
             .flat_map(|t| t.counters().iter().map(|c| c.family))
@@ -211,123 +173,60 @@ impl Metrics {
         families.sort_unstable();
         families.dedup();
         for name in families {
-            let metric = format!("wireguard_vpp_{}_total", sanitize(name));
-            let help = "Data-plane counter (memif, ARP/NDP) reported by the tunnel.";
-            family(&mut out, &metric, "counter", help);
+            let family = Family::<Labels, Counter>::default();
             for t in tunnels {
                 for counter in t.counters().iter().filter(|c| c.family == name) {
-                    let value = counter.value as f64;
-                    match counter.label {
-                        Some(label) => sample(
-                            &mut out,
-                            &metric,
-                            &[("interface", t.interface), label],
-                            value,
-                        ),
-                        None => sample(&mut out, &metric, &[("interface", t.interface)], value),
+                    let mut labels = vec![("interface", t.interface.to_string())];
+                    if let Some((key, value)) = counter.label {
+                        labels.push((key, value.to_string()));
                     }
+                    family.get_or_create(&labels).inc_by(counter.value);
                 }
             }
+            registry.register(
+                format!("wireguard_vpp_{}", sanitize(name)),
+                "Data-plane counter (memif, ARP/NDP) reported by the tunnel",
+                family,
+            );
         }
 
-        let reconciles = self
-            .reconciles
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        family(
-            &mut out,
-            "wireguard_vpp_reconcile_total",
-            "counter",
-            "Reconciles by result (ok or error kind).",
+        registry.register(
+            "wireguard_vpp_reconcile",
+            "Reconciles by result (ok or error kind)",
+            self.reconciles.clone(),
         );
-        for (result, count) in &reconciles.by_result {
-            sample(
-                &mut out,
-                "wireguard_vpp_reconcile_total",
-                &[("result", result)],
-                *count as f64,
-            );
+        registry.register(
+            "wireguard_vpp_reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            self.durations.clone(),
+        );
+
+        let mut out = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::warn!(error = %err, "metrics: encoding failed");
         }
-        let histogram = "wireguard_vpp_reconcile_duration_seconds";
-        family(
-            &mut out,
-            histogram,
-            "histogram",
-            "Time spent in one reconcile.",
-        );
-        for (bound, count) in BUCKETS.iter().zip(reconciles.bucket_counts) {
-            sample(
-                &mut out,
-                &format!("{histogram}_bucket"),
-                &[("le", &bound.to_string())],
-                count as f64,
-            );
-        }
-        sample(
-            &mut out,
-            &format!("{histogram}_bucket"),
-            &[("le", "+Inf")],
-            reconciles.count as f64,
-        );
-        sample(
-            &mut out,
-            &format!("{histogram}_sum"),
-            &[],
-            reconciles.sum_seconds,
-        );
-        sample(
-            &mut out,
-            &format!("{histogram}_count"),
-            &[],
-            reconciles.count as f64,
-        );
         out
     }
 }
 
-fn peer_labels<'a>(
-    tunnel: &'a TunnelMetrics<'a>,
-    public_key: &'a str,
-) -> Vec<(&'static str, &'a str)> {
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn peer_labels(tunnel: &TunnelMetrics<'_>, public_key: &str) -> Labels {
     let labels = tunnel.peers.get(public_key);
     let allowed = labels.map_or("", |l| l.allowed_ips.as_str());
     let mut out = vec![
-        ("interface", tunnel.interface),
-        ("public_key", public_key),
-        ("allowed_ips", allowed),
+        ("interface", tunnel.interface.to_string()),
+        ("public_key", public_key.to_string()),
+        ("allowed_ips", allowed.to_string()),
     ];
     if let Some(name) = labels.and_then(|l| l.friendly_name.as_deref()) {
-        out.push(("friendly_name", name));
+        out.push(("friendly_name", name.to_string()));
     }
     out
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (key, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{key}=\"{}\"", escape(value));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
+/// A metric name from a data-plane counter family: lower-case ASCII letters, digits and `_`.
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -574,11 +473,7 @@ async fn answer<E: Endpoints>(endpoints: &E, path: &str) -> Response<Full<Bytes>
         (status, "text/plain; charset=utf-8", report.body())
     };
     let (status, content_type, body) = match path {
-        "/metrics" => (
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            endpoints.metrics_text().await,
-        ),
+        "/metrics" => (StatusCode::OK, CONTENT_TYPE, endpoints.metrics_text().await),
         "/healthz" | "/livez" => report(endpoints.health().await),
         "/readyz" => report(endpoints.readiness().await),
         _ => (
@@ -673,6 +568,28 @@ mod tests {
             text.contains("wireguard_vpp_reconcile_duration_seconds_bucket{le=\"0.01\"} 0\n"),
             "{text}"
         );
+        assert!(
+            text.contains("wireguard_vpp_reconcile_duration_seconds_bucket{le=\"+Inf\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wireguard_vpp_reconcile_duration_seconds_count 1\n"),
+            "{text}"
+        );
+        // The library's help texts end with one full stop, as ours did.
+        assert!(
+            text.contains("# HELP wireguard_sent_bytes Bytes sent to the peer.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE wireguard_vpp_tunnel_up gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wireguard_vpp_tunnel_up{interface=\"home\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
     #[test]
@@ -726,8 +643,39 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let peers = [(
+            "K=".to_string(),
+            PeerLabels {
+                allowed_ips: "a\"b\\c\nd".into(),
+                friendly_name: None,
+            },
+        )]
+        .into();
+        let state = TunnelState {
+            phase: Phase::Running,
+            vpp_configured: true,
+            sw_if_index: None,
+            memif_socket: "s".into(),
+            listen_port: None,
+            error: None,
+            peers: vec![PeerStats {
+                public_key: "K=".into(),
+                endpoint: None,
+                last_handshake: None,
+                rx_bytes: 0,
+                tx_bytes: 0,
+            }],
+            counters: Vec::new(),
+        };
+        let text = Metrics::default().render(&[TunnelMetrics {
+            interface: "home",
+            state: Some(&state),
+            peers: &peers,
+            restarts: 0,
+        }]);
+        assert!(text.contains(r#"allowed_ips="a\"b\\c\nd"}"#), "{text}");
     }
+
     #[test]
     fn a_tunnel_that_does_not_run_is_exported_down() {
         let metrics = Metrics::default();
@@ -821,7 +769,12 @@ mod tests {
             health.starts_with("HTTP/1.1 200") && health.ends_with("\r\n\r\nok\n"),
             "{health}"
         );
-        assert!(get(addr, "/metrics").await.ends_with("up 1\n"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.ends_with("up 1\n"), "{metrics}");
+        assert!(
+            metrics.contains(&format!("content-type: {CONTENT_TYPE}\r\n")),
+            "{metrics}"
+        );
         assert!(get(addr, "/nope").await.starts_with("HTTP/1.1 404"));
     }
 
