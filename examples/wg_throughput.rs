@@ -1,7 +1,7 @@
 //! Throughput of 1420-byte packets through the WireGuard device, next to the raw gotatun `Tunn`
 //! rate measured in the same run.
 //!
-//! - baseline: one thread encrypts with one `Tunn` and decrypts with its peer (gotatun's device
+//! - baseline: one thread encrypts with one `Tunn` and decrypts with its peer (the engine's
 //!   entry points `handle_outgoing_packet` / `handle_incoming_packet`), no I/O;
 //! - device: two `WgDevice`s joined over loopback UDP (real sockets, `recvmmsg`/`sendmmsg`); the
 //!   packets enter device A through its channel IP side and are counted out of device B, so the
