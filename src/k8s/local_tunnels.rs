@@ -729,16 +729,22 @@ mod tests {
         );
     }
 
+    /// Tunnels whose endpoint names go through a resolver the test scripts.
+    fn resolving_tunnels(dir: &Path) -> (LocalTunnels, Arc<ScriptedResolver>) {
+        let resolver = Arc::new(ScriptedResolver::default());
+        let tunnels = LocalTunnels::new(dir.join("uapi"), false)
+            .with_memif_wait(Duration::from_secs(30))
+            .with_resolver(resolver.clone());
+        (tunnels, resolver)
+    }
+
     /// An endpoint given by name: a name that does not resolve at start does not fail the tunnel and
     /// is tried again until it resolves; a later change of its address reaches the device. The
     /// device keeps the endpoint of the name as long as it resolves the same.
     #[tokio::test]
     async fn endpoint_names_are_retried_and_followed_when_their_address_changes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let resolver = Arc::new(ScriptedResolver::default());
-        let tunnels = LocalTunnels::new(dir.path().join("uapi"), false)
-            .with_memif_wait(Duration::from_secs(30))
-            .with_resolver(resolver.clone());
+        let (tunnels, resolver) = resolving_tunnels(dir.path());
         let mut spec = spec(dir.path(), free_udp_port());
         spec.wireguard.peers[0].endpoint = Some("peer.invalid:51820".into());
         spec.reresolve_interval = Duration::from_millis(200);
@@ -777,10 +783,7 @@ mod tests {
     #[tokio::test]
     async fn an_unresolved_name_is_retried_even_without_re_resolution() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let resolver = Arc::new(ScriptedResolver::default());
-        let tunnels = LocalTunnels::new(dir.path().join("uapi"), false)
-            .with_memif_wait(Duration::from_secs(30))
-            .with_resolver(resolver.clone());
+        let (tunnels, resolver) = resolving_tunnels(dir.path());
         let mut spec = spec(dir.path(), free_udp_port());
         spec.wireguard.peers[0].endpoint = Some("late.invalid:51820".into());
         spec.reresolve_interval = Duration::ZERO;

@@ -497,6 +497,29 @@ mod tests {
     use super::*;
     use crate::k8s::tunnel_runtime::{CounterSample, PeerStats};
 
+    /// A running tunnel's state with these peers (keys only; bytes as given) and no counters.
+    fn running_with(peers: &[(&str, u64, u64)]) -> TunnelState {
+        TunnelState {
+            phase: Phase::Running,
+            vpp_configured: true,
+            sw_if_index: None,
+            memif_socket: "s".into(),
+            listen_port: None,
+            error: None,
+            peers: peers
+                .iter()
+                .map(|&(key, rx_bytes, tx_bytes)| PeerStats {
+                    public_key: key.into(),
+                    endpoint: None,
+                    last_handshake: None,
+                    rx_bytes,
+                    tx_bytes,
+                })
+                .collect(),
+            counters: Vec::new(),
+        }
+    }
+
     #[test]
     fn exposition_has_exporter_names_and_labels() {
         let state = TunnelState {
@@ -594,24 +617,7 @@ mod tests {
 
     #[test]
     fn a_named_peer_gets_the_friendly_name_label() {
-        let state = TunnelState {
-            phase: Phase::Running,
-            vpp_configured: true,
-            sw_if_index: None,
-            memif_socket: "s".into(),
-            listen_port: None,
-            error: None,
-            peers: ["A=", "B="]
-                .map(|key| PeerStats {
-                    public_key: key.into(),
-                    endpoint: None,
-                    last_handshake: None,
-                    rx_bytes: 1,
-                    tx_bytes: 2,
-                })
-                .into(),
-            counters: Vec::new(),
-        };
+        let state = running_with(&[("A=", 1, 2), ("B=", 1, 2)]);
         let labels = |name: Option<&str>| PeerLabels {
             allowed_ips: "10.0.0.0/8".into(),
             friendly_name: name.map(String::from),
@@ -651,22 +657,7 @@ mod tests {
             },
         )]
         .into();
-        let state = TunnelState {
-            phase: Phase::Running,
-            vpp_configured: true,
-            sw_if_index: None,
-            memif_socket: "s".into(),
-            listen_port: None,
-            error: None,
-            peers: vec![PeerStats {
-                public_key: "K=".into(),
-                endpoint: None,
-                last_handshake: None,
-                rx_bytes: 0,
-                tx_bytes: 0,
-            }],
-            counters: Vec::new(),
-        };
+        let state = running_with(&[("K=", 0, 0)]);
         let text = Metrics::default().render(&[TunnelMetrics {
             interface: "home",
             state: Some(&state),
